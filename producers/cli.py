@@ -1,0 +1,147 @@
+"""The `greenq` command: submit jobs, run workers, run the demo, build a local model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from shared.errors import BrokerUnavailable, GreenqError, InvalidJob, ResultTimeout
+from shared.jobs import JobType
+from shared.results import JobStatus
+from shared.settings import Settings
+
+EXIT_JOBS_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="greenq", description="LLM jobs for online stores, with energy receipts.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("submit", help="submit a JSON-lines file of jobs and write their results")
+    p.add_argument("job_type", choices=[t.value for t in JobType])
+    p.add_argument("file", type=Path, help="one job per line ('-' for standard input)")
+    p.add_argument("--out", type=Path, help="write results here as JSON lines (default: standard output)")
+    p.add_argument("--timeout-s", type=float, default=3600.0, help="give up waiting after this long")
+    p.add_argument("--no-wait", action="store_true", help="print job ids and exit without waiting")
+    p.add_argument("--progress", choices=["auto", "on", "off"], default="auto")
+    p.set_defaults(func=_submit)
+
+    p = sub.add_parser("worker", help="start one worker process per device")
+    p.add_argument("--devices", default="cpu", help="cpu | cpu:0,cpu:1 | cuda:0,cuda:1 | all")
+    p.add_argument("--queues", default="", help="job types to serve, comma-separated (default: all)")
+    p.add_argument("--model", default=None, help="model for every job type (overrides GREENQ_MODEL)")
+    p.add_argument("--grace-s", type=float, default=900.0, help="on SIGTERM, wait this long before SIGKILL")
+    p.set_defaults(func=_worker)
+
+    p = sub.add_parser("demo", help="start Redis and a CPU worker if needed, run sample jobs, summarise")
+    p.add_argument("--jobs", type=int, default=24)
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("build-model", help="build a local random-weight model (no download)")
+    p.add_argument("shape", choices=["tiny", "gpt2-small"])
+    p.add_argument("--out", type=Path, default=None)
+    p.set_defaults(func=_build_model)
+
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        print(f"greenq: invalid settings: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args, settings))
+    except BrokerUnavailable as exc:
+        print(f"greenq: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except GreenqError as exc:
+        print(f"greenq: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _submit(args: argparse.Namespace, settings: Settings) -> int:
+    from producers.client import Client
+    from producers.jsonl import read_lines
+
+    job_type = JobType(args.job_type)
+    source = sys.stdin if str(args.file) == "-" else args.file.open(encoding="utf-8")
+    progress = sys.stderr.isatty() if args.progress == "auto" else args.progress == "on"
+    out: TextIO = args.out.open("w", encoding="utf-8") if args.out else sys.stdout
+    rejected = 0
+    with Client(settings) as client, source, out:
+        prepared, line_of = [], {}
+        for line in read_lines(source, job_type):
+            try:
+                if line.error is not None:
+                    raise line.error
+                assert line.spec is not None
+                prepared.append((line.number, client.prepare(line.spec)))
+            except InvalidJob as exc:
+                rejected += 1
+                for field, problem in exc.errors:
+                    print(f"line {line.number}: {field}: {problem}", file=sys.stderr)
+                _write(out, {"line": line.number, "status": JobStatus.rejected.value, "error": str(exc)})
+        job_ids = client.publish([envelope for _, envelope in prepared], progress=progress)
+        line_of = {job_id: number for job_id, (number, _) in zip(job_ids, prepared, strict=True)}
+        print(f"submitted {len(job_ids)} {job_type.value} jobs, rejected {rejected}", file=sys.stderr)
+        if args.no_wait:
+            for job_id in job_ids:
+                _write(out, {"line": line_of[job_id], "job_id": job_id})
+            return EXIT_JOBS_FAILED if rejected else 0
+        failed = 0
+        try:
+            for result in client.as_completed(job_ids, timeout_s=args.timeout_s, progress=progress):
+                failed += not result.status.is_success
+                _write(out, {"line": line_of.get(result.job_id), **result.to_json()})
+        except ResultTimeout as exc:
+            print(f"greenq: {exc}", file=sys.stderr)
+            return EXIT_UNAVAILABLE
+    if failed or rejected:
+        print(f"{failed} jobs did not succeed, {rejected} lines rejected", file=sys.stderr)
+        return EXIT_JOBS_FAILED
+    return 0
+
+
+def _write(out: TextIO, record: dict[str, object]) -> None:
+    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    out.flush()
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from shared.queues import parse_queues
+    from workers.devices import count_gpus, parse_devices
+    from workers.launcher import Supervisor, plan_children
+
+    try:
+        devices = parse_devices(args.devices, count_gpus())
+        queues = parse_queues(args.queues)
+    except ValueError as exc:
+        print(f"greenq worker: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    specs = plan_children(devices, queues, socket.gethostname(), model=args.model)
+    return Supervisor(specs, grace_s=args.grace_s).run()
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from producers.demo import run_demo
+
+    return run_demo(settings, args.jobs)
+
+
+def _build_model(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.local_model import build_local_model
+
+    out = args.out or settings.model_cache_dir / args.shape
+    print(build_local_model(args.shape, out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

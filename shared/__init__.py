@@ -1,0 +1,1 @@
+"""Job schemas, settings, queue names, the Celery app factory and errors shared by producers and workers."""

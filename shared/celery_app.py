@@ -1,0 +1,50 @@
+"""The one place Celery is configured, for producers and workers alike."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from shared.jobs import JobType
+from shared.queues import REDIS_PRIORITY_STEPS, is_redis_url, queue_name, task_name
+from shared.settings import Settings
+
+
+def make_celery(settings: Settings, name: str = "greenq") -> Celery:
+    """A Celery app with greenq's defaults: JSON only, late acks, events on, one queue per job type."""
+    app = Celery(name, broker=settings.broker_url, backend=settings.backend_url, set_as_current=False)
+    transport_options = {
+        "visibility_timeout": settings.visibility_timeout_s,
+        "queue_order_strategy": "priority",
+        "priority_steps": REDIS_PRIORITY_STEPS,
+        "health_check_interval": 10,
+        "socket_connect_timeout": 5,
+    }
+    queue_args = {} if is_redis_url(settings.broker_url) else {"x-max-priority": 9}
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        event_serializer="json",
+        task_acks_late=True,
+        task_reject_on_worker_lost=False,  # a redelivery cap comes with the dead-letter store
+        worker_prefetch_multiplier=1,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=transport_options,
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        result_expires=settings.result_ttl_s,
+        result_extended=False,
+        task_queues=[
+            Queue(queue_name(t), Exchange(queue_name(t)), routing_key=queue_name(t), queue_arguments=queue_args)
+            for t in JobType
+        ],
+        task_routes={task_name(t): {"queue": queue_name(t)} for t in JobType},
+        task_default_queue=queue_name(JobType.description),
+        worker_hijack_root_logger=False,
+        broker_channel_error_retry=True,
+    )
+    return app

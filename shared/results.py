@@ -1,0 +1,56 @@
+"""The result record stored for every job: text, token counts, where it ran, timings, energy."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.jobs import JobType
+
+
+class JobStatus(str, enum.Enum):
+    succeeded = "succeeded"
+    failed = "failed"
+    expired = "expired"
+    rejected = "rejected"  # never enqueued: the producer refused it
+
+    @property
+    def is_success(self) -> bool:
+        return self is JobStatus.succeeded
+
+
+class Timings(BaseModel):
+    """Seconds spent in each stage; `end_to_end_s` runs from submission to the result."""
+
+    model_config = ConfigDict(frozen=True)
+
+    queue_s: float = 0.0
+    batch_wait_s: float = 0.0
+    compute_s: float = 0.0
+    end_to_end_s: float = 0.0
+
+
+class JobResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    job_type: JobType | None  # None only when a broken message named no known type
+    status: JobStatus
+    text: str = ""
+    finish_reason: Literal["stop", "length"] | None = None
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    model: str | None = None
+    worker: str | None = None
+    device: str | None = None
+    batch_size: int = 0
+    timings: Timings = Field(default_factory=Timings)
+    energy_j: float | None = None
+    co2e_g: float | None = None
+    energy_source: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")

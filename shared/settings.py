@@ -1,0 +1,140 @@
+"""One typed settings object, read once from `GREENQ_*` environment variables.
+
+Build it at an entry point with `Settings()` and pass it down; nothing else reads the
+environment. Nested values use `__`: `GREENQ_BATCH__REPLY__MAX_WAIT_S=0.01`, or give a
+whole JSON object: `GREENQ_BATCH='{"reply": {"max_batch_size": 8}}'`. A partial
+per-type value is merged onto that type's defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.jobs import MAX_PAYLOAD_BYTES, JobType
+
+
+class BatchPolicy(BaseModel):
+    """How a worker forms batches: at most `max_batch_size` jobs and `max_batch_tokens`
+    (prompt + new tokens, padded), waiting at most `max_wait_s` after the first job arrives."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_batch_size: int = Field(default=16, ge=1, le=1024)
+    max_wait_s: float = Field(default=0.05, ge=0, le=60)
+    max_batch_tokens: int = Field(default=32768, ge=16, le=10_000_000)
+
+
+class GenerationSettings(BaseModel):
+    """Generation limits for one job type; jobs share a batch only if all but `max_new_tokens` agree."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_new_tokens: int = Field(default=160, ge=1, le=8192)
+    min_new_tokens: int = Field(default=1, ge=0, le=8192)
+    do_sample: bool = False
+    temperature: float = Field(default=1.0, gt=0, le=5)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    repetition_penalty: float = Field(default=1.0, ge=1, le=5)
+
+    def batch_key(self) -> tuple[object, ...]:
+        """What must be equal for two jobs to share one `generate` call."""
+        return (self.min_new_tokens, self.do_sample, self.temperature, self.top_p, self.repetition_penalty)
+
+
+DEFAULT_BATCH: dict[JobType, dict[str, Any]] = {
+    JobType.reply: {"max_batch_size": 16, "max_wait_s": 0.02},
+    JobType.description: {"max_batch_size": 16, "max_wait_s": 0.05},
+    JobType.strategy: {"max_batch_size": 8, "max_wait_s": 0.2},
+}
+DEFAULT_GENERATION: dict[JobType, dict[str, Any]] = {
+    JobType.reply: {"max_new_tokens": 160},
+    JobType.description: {"max_new_tokens": 200},
+    JobType.strategy: {"max_new_tokens": 256},
+}
+# greenq's scale: 9 is most urgent. Replies are interactive, strategies can wait.
+DEFAULT_PRIORITY: dict[JobType, int] = {JobType.reply: 8, JobType.description: 5, JobType.strategy: 2}
+
+
+def _merge_per_type(defaults: dict[JobType, Any], given: Any) -> dict[JobType, Any]:
+    """Overlay a partial {type: {...}} mapping onto per-type defaults."""
+    merged: dict[JobType, Any] = {t: (dict(v) if isinstance(v, dict) else v) for t, v in defaults.items()}
+    for key, value in (given or {}).items():
+        job_type = JobType(key)
+        if isinstance(value, BaseModel):
+            value = value.model_dump()
+        if isinstance(value, dict) and isinstance(merged.get(job_type), dict):
+            merged[job_type] = {**merged[job_type], **value}
+        else:
+            merged[job_type] = value
+    return merged
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GREENQ_", env_nested_delimiter="__", extra="ignore", frozen=True, validate_default=True
+    )
+
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    result_backend_url: str = ""  # empty: the broker URL
+    model: str = "local:tiny"
+    models: dict[JobType, str] = Field(default_factory=dict)
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    model_cache_dir: Path = Path.home() / ".cache" / "greenq" / "models"
+    batch: dict[JobType, BatchPolicy] = Field(default_factory=dict)
+    generation: dict[JobType, GenerationSettings] = Field(default_factory=dict)
+    priority: dict[JobType, int] = Field(default_factory=dict)
+    max_payload_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=1024, le=16 * 1024 * 1024)
+    max_prompt_tokens: int = Field(default=1024, ge=16, le=131072)
+    result_ttl_s: int = Field(default=86400, ge=60)
+    visibility_timeout_s: int = Field(default=3600, ge=10)
+    max_batch_compute_s: float = Field(default=600, gt=0)
+    worker_threads: int = Field(default=0, ge=0, le=4096)
+    torch_threads: int = Field(default=0, ge=0, le=1024)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("batch", mode="before")
+    @classmethod
+    def _batch_defaults(cls, value: Any) -> Any:
+        return _merge_per_type(DEFAULT_BATCH, value)
+
+    @field_validator("generation", mode="before")
+    @classmethod
+    def _generation_defaults(cls, value: Any) -> Any:
+        return _merge_per_type(DEFAULT_GENERATION, value)
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority_defaults(cls, value: Any) -> Any:
+        return _merge_per_type(DEFAULT_PRIORITY, value)
+
+    @field_validator("priority")
+    @classmethod
+    def _priority_range(cls, value: dict[JobType, int]) -> dict[JobType, int]:
+        for job_type, level in value.items():
+            if not 0 <= level <= 9:
+                raise ValueError(f"priority for {job_type.value} is {level}; use 0 (least urgent) to 9 (most urgent)")
+        return value
+
+    @model_validator(mode="after")
+    def _visibility_covers_work(self) -> Settings:
+        longest_s = max(p.max_wait_s for p in self.batch.values()) + self.max_batch_compute_s
+        if self.visibility_timeout_s <= longest_s:
+            raise ValueError(
+                f"visibility_timeout_s ({self.visibility_timeout_s}) must exceed the longest batch wait plus "
+                f"max_batch_compute_s ({longest_s:.0f} s), or Redis redelivers jobs that are still running"
+            )
+        for job_type, gen in self.generation.items():
+            if gen.min_new_tokens > gen.max_new_tokens:
+                raise ValueError(f"generation.{job_type.value}: min_new_tokens exceeds max_new_tokens")
+        return self
+
+    @property
+    def backend_url(self) -> str:
+        return self.result_backend_url or self.broker_url
+
+    def model_for(self, job_type: JobType) -> str:
+        return self.models.get(job_type, self.model)

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.local_redis import start_redis
+from tests.integration.harness import Stack, free_port, stack
+
+
+@pytest.fixture(scope="session")
+def redis_port() -> Iterator[int]:
+    """A private redis-server for the whole session; each Stack takes its own database in it."""
+    server = start_redis(free_port(), databases=64)
+    try:
+        yield int(server.url.rsplit(":", 1)[1].split("/")[0])
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def live(redis_port: int, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One warm worker serving every queue, shared by a module's tests."""
+    with stack(redis_port, tiny_model_dir) as s:
+        s.start_worker(tmp_path_factory.mktemp("logs") / "worker.log")
+        yield s
+
+
+@pytest.fixture
+def fresh(redis_port: int, tiny_model_dir: Path) -> Iterator[Stack]:
+    """A stack with no worker yet: the test starts what it needs."""
+    with stack(redis_port, tiny_model_dir) as s:
+        yield s

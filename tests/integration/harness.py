@@ -1,0 +1,110 @@
+"""Real parts for integration tests: a private redis-server, worker subprocesses, a client."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+from producers.client import Client
+from shared.jobs import JobType
+from shared.queues import queue_name, redis_priority_lists
+from shared.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+READY_TIMEOUT_S = 120.0
+_db_numbers = itertools.count(1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Stack:
+    """One isolated greenq deployment: a fresh Redis database, its env, its workers and client."""
+
+    def __init__(self, redis_port: int, model_dir: Path, extra_env: Mapping[str, str] | None = None) -> None:
+        db = next(_db_numbers)
+        self.url = f"redis://127.0.0.1:{redis_port}/{db}"
+        self.env = {
+            "GREENQ_BROKER_URL": self.url,
+            "GREENQ_MODEL": str(model_dir),
+            "GREENQ_LOG_LEVEL": "INFO",
+            "GREENQ_TORCH_THREADS": "1",
+            **{f"GREENQ_GENERATION__{t.value.upper()}__MAX_NEW_TOKENS": "8" for t in JobType},
+            **{f"GREENQ_GENERATION__{t.value.upper()}__MIN_NEW_TOKENS": "4" for t in JobType},
+            **(extra_env or {}),
+        }
+        self.settings = self._settings()
+        self.client = Client(self.settings)
+        self.redis = redis.Redis.from_url(self.url)
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def _settings(self) -> Settings:
+        saved = dict(os.environ)
+        try:
+            os.environ.update(self.env)
+            return Settings()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def queued(self, job_type: JobType) -> int:
+        return sum(int(self.redis.llen(name)) for name in redis_priority_lists(queue_name(job_type)))
+
+    def spawn(self, argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+        self.processes.append(process)
+        return process
+
+    def start_worker(self, log_path: Path, node: str = "cpu@test", queues: str = "") -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-m", "workers.process", "--node-name", node, "--queues", queues]
+        process = self.spawn(argv, log_path)
+        self.wait_ready([node], process, log_path)
+        return process
+
+    def wait_ready(self, nodes: list[str], process: subprocess.Popen[bytes], log_path: Path) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"process exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            replies = self.client.app.control.ping(destination=nodes, timeout=0.5)
+            if {name for reply in replies for name in reply} >= set(nodes):
+                return
+        raise RuntimeError(f"{nodes} not ready:\n{log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.client.close()
+        self.redis.close()
+
+
+@contextmanager
+def stack(redis_port: int, model_dir: Path, extra_env: Mapping[str, str] | None = None) -> Iterator[Stack]:
+    s = Stack(redis_port, model_dir, extra_env)
+    try:
+        yield s
+    finally:
+        s.stop()

@@ -1,0 +1,1 @@
+"""Workers: warm models, micro-batching, energy and metrics, and the per-device launcher."""

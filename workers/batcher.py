@@ -1,0 +1,161 @@
+"""The micro-batcher: one thread that turns waiting jobs into `generate` calls.
+
+Celery task threads `submit` a job and block on the returned future; the batcher thread
+forms batches with `workers.batching` and runs them on the job's model. A batch that
+raises is split in halves and retried until the failing job stands alone, so one bad
+job never fails the jobs that would have succeeded without it.
+
+>>> batcher = Batcher({"m": runtime}, settings.batch)
+>>> batcher.start()
+>>> outcome = batcher.submit(JobType.reply, "m", request, priority=8).result()
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from shared.errors import GreenqError
+from shared.jobs import JobType
+from shared.settings import BatchPolicy
+from workers.batching import PendingJob, next_wakeup, select_batch, split_expired
+from workers.runtime import Generation, GenerationRequest, ModelRuntime
+
+log = logging.getLogger(__name__)
+
+
+class JobExpiredInBatcher(GreenqError):
+    """The job's deadline passed before a batch took it."""
+
+
+class BatcherStopped(GreenqError):
+    """The batcher is shutting down and takes no new work."""
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    generation: Generation
+    batch_size: int
+    started_at: float
+    finished_at: float
+
+
+@dataclass
+class _Item:
+    job: PendingJob
+    model: str
+    request: GenerationRequest
+    future: Future[BatchOutcome]
+
+
+class Batcher:
+    def __init__(
+        self,
+        runtimes: Mapping[str, ModelRuntime],
+        policies: Mapping[JobType, BatchPolicy],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._runtimes = runtimes
+        self._policies = dict(policies)
+        self._clock = clock
+        self._pending: dict[int, _Item] = {}
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="greenq-batcher", daemon=True)
+        self.current_batch_size = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Finish the batch in progress and every waiting job, then stop."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout_s)
+
+    def submit(
+        self,
+        job_type: JobType,
+        model: str,
+        request: GenerationRequest,
+        priority: int,
+        deadline_at: float | None = None,
+    ) -> Future[BatchOutcome]:
+        future: Future[BatchOutcome] = Future()
+        with self._cond:
+            if self._stopping:
+                raise BatcherStopped("the worker is shutting down; the job goes back to the queue")
+            job = PendingJob(
+                seq=next(self._seq),
+                job_type=job_type,
+                batch_key=(model, request.settings.batch_key()),
+                priority=priority,
+                arrived_at=self._clock(),
+                prompt_tokens=len(request.prompt_ids),
+                max_new_tokens=request.max_new_tokens,
+                deadline_at=deadline_at,
+            )
+            self._pending[job.seq] = _Item(job, model, request, future)
+            self._cond.notify_all()
+        return future
+
+    def pending_count(self) -> int:
+        with self._cond:
+            return len(self._pending)
+
+    def _next_batch(self) -> list[_Item] | None:
+        """Block until a batch is ready; None once stopping with nothing left."""
+        with self._cond:
+            while True:
+                now = self._clock()
+                jobs = [item.job for item in self._pending.values()]
+                alive, expired = split_expired(jobs, now)
+                for job in expired:
+                    self._pending.pop(job.seq).future.set_exception(
+                        JobExpiredInBatcher("the deadline passed while the job waited for a batch")
+                    )
+                # Stopping: flush what is left at once rather than waiting out the max wait.
+                selection = select_batch(alive, self._policies, math.inf if self._stopping else now)
+                if selection is not None:
+                    return [self._pending.pop(job.seq) for job in selection.jobs]
+                if self._stopping:
+                    return None
+                wake = next_wakeup(alive, self._policies)
+                self._cond.wait(timeout=None if wake is None else max(0.0, wake - now))
+
+    def _loop(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            self._run_isolated(batch)
+
+    def _run_isolated(self, items: list[_Item]) -> None:
+        """Run a batch; on an exception, bisect so only jobs that fail on their own fail."""
+        started = self._clock()
+        self.current_batch_size = len(items)
+        try:
+            runtime = self._runtimes[items[0].model]
+            generations = runtime.generate([item.request for item in items])
+            if len(generations) != len(items):
+                raise RuntimeError(f"runtime returned {len(generations)} outputs for {len(items)} inputs")
+        except Exception as exc:
+            if len(items) == 1:
+                log.warning("job failed on its own: %s", exc)
+                items[0].future.set_exception(exc)
+                return
+            log.warning("batch of %d failed (%s); retrying in halves", len(items), exc)
+            half = len(items) // 2
+            self._run_isolated(items[:half])
+            self._run_isolated(items[half:])
+            return
+        finally:
+            self.current_batch_size = 0
+        finished = self._clock()
+        for item, generation in zip(items, generations, strict=True):
+            item.future.set_result(BatchOutcome(generation, len(items), started, finished))

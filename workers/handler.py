@@ -1,0 +1,126 @@
+"""One job's path through a worker: decode → validate → prompt → batch → result record.
+
+Knows nothing of Celery: the task in `workers.tasks` passes the raw message body in and
+stores whatever record comes out. Every outcome, including bad input, is a `JobResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shared.envelope import Envelope
+from shared.errors import InvalidJob
+from shared.jobs import JobType, parse_job
+from shared.redact import redact_text
+from shared.results import JobResult, JobStatus, Timings
+from shared.settings import Settings
+from workers.batcher import Batcher, BatchOutcome, JobExpiredInBatcher
+from workers.prompts import build_messages
+from workers.runtime import GenerationRequest, ModelRuntime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerIdentity:
+    worker: str  # Celery node name, e.g. "cuda0@host"
+    device: str  # physical device, e.g. "cuda:0" or "cpu"
+
+
+class JobHandler:
+    def __init__(
+        self,
+        settings: Settings,
+        runtimes: Mapping[str, ModelRuntime],
+        batcher: Batcher,
+        identity: WorkerIdentity,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._runtimes = runtimes
+        self._batcher = batcher
+        self._identity = identity
+        self._clock = clock
+
+    def handle(self, job_type: JobType, job_id: str, body: Any) -> JobResult:
+        received_at = self._clock()
+        try:
+            envelope = Envelope.decode(body)
+            if envelope.job_type is not job_type:
+                raise InvalidJob([("envelope.job_type", f"is {envelope.job_type.value} but the task is {job_type.value}")])
+            job = parse_job(job_type, envelope.payload, self._settings.max_payload_bytes)
+        except InvalidJob as exc:
+            return self._final(job_id, job_type, JobStatus.failed, error=f"invalid job: {exc}")
+
+        submitted_at = min(envelope.submitted_at, received_at)
+        queue_s = received_at - submitted_at
+        if envelope.is_expired(received_at):
+            return self._final(job_id, job_type, JobStatus.expired, error="deadline passed while queued",
+                               timings=Timings(queue_s=queue_s, end_to_end_s=queue_s))
+
+        model = self._settings.model_for(job_type)
+        runtime = self._runtimes[model]
+        generation = self._settings.generation[job_type]
+        prompt_ids = tuple(runtime.encode(runtime.render(build_messages(job_type, job))))
+        problem = self._check_limits(len(prompt_ids), generation.max_new_tokens, runtime)
+        if problem:
+            return self._final(job_id, job_type, JobStatus.failed, error=problem, prompt_tokens=len(prompt_ids))
+
+        request = GenerationRequest(prompt_ids, generation.max_new_tokens, generation)
+        future = self._batcher.submit(job_type, model, request, envelope.priority, envelope.deadline_at)
+        try:
+            outcome = future.result()
+        except JobExpiredInBatcher as exc:
+            now = self._clock()
+            timings = Timings(queue_s=queue_s, batch_wait_s=now - received_at, end_to_end_s=now - submitted_at)
+            return self._final(job_id, job_type, JobStatus.expired, error=str(exc), timings=timings)
+        except Exception as exc:  # the batcher isolated it: this job fails alone
+            log.exception("job %s failed", job_id)
+            return self._final(job_id, job_type, JobStatus.failed, error=redact_text(f"{type(exc).__name__}: {exc}"),
+                               prompt_tokens=len(prompt_ids), model=model)
+        return self._succeeded(job_id, job_type, model, len(prompt_ids), outcome, submitted_at, received_at)
+
+    def _check_limits(self, prompt_tokens: int, max_new_tokens: int, runtime: ModelRuntime) -> str | None:
+        if prompt_tokens > self._settings.max_prompt_tokens:
+            return (f"prompt is {prompt_tokens} tokens; the limit is {self._settings.max_prompt_tokens} "
+                    "(GREENQ_MAX_PROMPT_TOKENS): shorten the payload")
+        if prompt_tokens + max_new_tokens > runtime.max_context_tokens:
+            return (f"prompt ({prompt_tokens}) + max new tokens ({max_new_tokens}) exceed the model's context of "
+                    f"{runtime.max_context_tokens} tokens")
+        return None
+
+    def _succeeded(
+        self, job_id: str, job_type: JobType, model: str, prompt_tokens: int, outcome: BatchOutcome,
+        submitted_at: float, received_at: float,
+    ) -> JobResult:
+        timings = Timings(
+            queue_s=received_at - submitted_at,
+            batch_wait_s=max(0.0, outcome.started_at - received_at),
+            compute_s=outcome.finished_at - outcome.started_at,
+            end_to_end_s=outcome.finished_at - submitted_at,
+        )
+        return JobResult(
+            job_id=job_id,
+            job_type=job_type,
+            status=JobStatus.succeeded,
+            text=outcome.generation.text,
+            finish_reason=outcome.generation.finish_reason,
+            prompt_tokens=prompt_tokens,
+            generated_tokens=outcome.generation.generated_tokens,
+            model=model,
+            worker=self._identity.worker,
+            device=self._identity.device,
+            batch_size=outcome.batch_size,
+            timings=timings,
+        )
+
+    def _final(self, job_id: str, job_type: JobType, status: JobStatus, *, error: str,
+               timings: Timings | None = None, prompt_tokens: int = 0, model: str | None = None) -> JobResult:
+        return JobResult(
+            job_id=job_id, job_type=job_type, status=status, error=error, prompt_tokens=prompt_tokens,
+            model=model, worker=self._identity.worker, device=self._identity.device, timings=timings or Timings(),
+        )

@@ -1,0 +1,92 @@
+"""One worker process: load and warm the models, then consume with a Celery threads pool.
+
+Started by the launcher (`greenq worker`) with CUDA_VISIBLE_DEVICES already set. Task
+threads only wait on the batcher, so the pool is threads, sized to keep the next batch
+filling while one computes; the model itself runs in the batcher thread alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from shared import redis_transport
+from shared.celery_app import make_celery
+from shared.jobs import JobType
+from shared.queues import parse_queues, queue_name
+from shared.redact import redact_url
+from shared.settings import Settings
+from workers.batcher import Batcher
+from workers.handler import JobHandler, WorkerIdentity
+from workers.local_model import resolve_model
+from workers.runtime import HFRuntime, ModelRuntime, warm_up
+
+log = logging.getLogger("greenq.worker")
+
+
+def load_runtimes(settings: Settings, queues: list[JobType], torch_device: str) -> dict[str, ModelRuntime]:
+    """Each distinct model the served job types need, loaded once and warmed up."""
+    runtimes: dict[str, ModelRuntime] = {}
+    for ref in dict.fromkeys(settings.model_for(t) for t in queues):
+        start = time.perf_counter()
+        runtime = HFRuntime(resolve_model(ref, settings.model_cache_dir), torch_device, settings.dtype, label=ref)
+        load_s = time.perf_counter() - start
+        log.info("loaded %s on %s in %.1f s; warm-up took %.2f s", ref, torch_device, load_s, warm_up(runtime))
+        runtimes[ref] = runtime
+    return runtimes
+
+
+def thread_count(settings: Settings, queues: list[JobType]) -> int:
+    """Enough task threads for one batch computing and the next one filling."""
+    if settings.worker_threads:
+        return settings.worker_threads
+    return 2 * max(settings.batch[t].max_batch_size for t in queues) + 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="greenq-worker-process")
+    parser.add_argument("--device", default="cpu", help="physical device label, e.g. cuda:3")
+    parser.add_argument("--torch-device", default="cpu", help="device as torch sees it in this process")
+    parser.add_argument("--node-name", default="cpu@%h")
+    parser.add_argument("--queues", default="")
+    parser.add_argument("--model", default=None)
+    args = parser.parse_args(argv)
+
+    settings = Settings()
+    if args.model:
+        settings = settings.model_copy(update={"model": args.model})
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    queues = parse_queues(args.queues)
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+
+    redis_transport.install()
+    runtimes = load_runtimes(settings, queues, args.torch_device)
+    batcher = Batcher(runtimes, settings.batch)
+    batcher.start()
+    app = make_celery(settings)
+    handler = JobHandler(settings, runtimes, batcher, WorkerIdentity(worker=args.node_name, device=args.device))
+    from workers.tasks import register_job_tasks
+
+    register_job_tasks(app, handler)
+    log.info("%s consuming %s from %s", args.node_name, ",".join(q.value for q in queues), redact_url(settings.broker_url))
+    worker = app.Worker(
+        hostname=args.node_name,
+        queues=[queue_name(q) for q in queues],
+        pool="threads",
+        concurrency=thread_count(settings, queues),
+        loglevel=settings.log_level,
+        without_mingle=True,
+        without_gossip=True,
+    )
+    worker.start()  # blocks; SIGTERM → warm shutdown: task threads finish their jobs first
+    batcher.stop()
+    return int(worker.exitcode or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""What touches the model: the `ModelRuntime` contract and its Hugging Face implementation.
+
+torch and transformers are imported only inside `HFRuntime`, so the rest of greenq (and
+the launcher, which must not initialise CUDA) stays light.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from shared.errors import ModelLoadError
+from shared.settings import GenerationSettings
+from workers.prompts import Message, render_plain
+
+log = logging.getLogger(__name__)
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt_ids: tuple[int, ...]
+    max_new_tokens: int
+    settings: GenerationSettings
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    finish_reason: FinishReason
+    generated_tokens: int
+
+
+class ModelRuntime(Protocol):
+    """A warm model: render and tokenize prompts, then generate for a whole batch at once."""
+
+    name: str
+    device: str
+    max_context_tokens: int
+
+    def render(self, messages: Sequence[Message]) -> str: ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]: ...
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[list[list[int]], list[list[int]]]:
+    """Left-pad token rows to one length; returns (input ids, attention mask)."""
+    width = max(len(r) for r in rows)
+    ids = [[pad_id] * (width - len(r)) + list(r) for r in rows]
+    mask = [[0] * (width - len(r)) + [1] * len(r) for r in rows]
+    return ids, mask
+
+
+def trim_row(tokens: Sequence[int], max_new_tokens: int, stop_ids: frozenset[int]) -> tuple[list[int], FinishReason]:
+    """Cut one generated row at its own limit or its first stop token."""
+    row = list(tokens[:max_new_tokens])
+    for i, token in enumerate(row):
+        if token in stop_ids:
+            return row[:i], "stop"
+    return row, "length"
+
+
+def warm_up(runtime: ModelRuntime) -> float:
+    """One tiny generation so the first real batch pays no lazy-initialisation cost; returns seconds."""
+    start = time.perf_counter()
+    ids = tuple(runtime.encode(runtime.render([Message("user", "Hello")])))
+    runtime.generate([GenerationRequest(ids, 2, GenerationSettings(max_new_tokens=2, min_new_tokens=0))])
+    return time.perf_counter() - start
+
+
+class HFRuntime:
+    """A transformers causal LM kept warm on one device.
+
+    >>> rt = HFRuntime("/models/tiny", device="cpu", dtype="float32")
+    >>> ids = rt.encode(rt.render([Message("user", "Hi")]))
+    >>> rt.generate([GenerationRequest(tuple(ids), 16, GenerationSettings())])
+    """
+
+    def __init__(self, name_or_path: str, device: str = "cpu", dtype: str = "auto", label: str | None = None) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.name = label or name_or_path
+        self.device = device
+        self._torch = torch
+        torch_dtype = self._resolve_dtype(dtype, device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+            self.model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(
+                f"could not load model {name_or_path!r}: {exc}. Set GREENQ_MODEL to a local directory "
+                "or a hub name available offline."
+            ) from exc
+        self.model.to(device).eval()
+        self.tokenizer.padding_side = "left"
+        eos = self.tokenizer.eos_token_id
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
+        if self.pad_id is None:
+            raise ModelLoadError(f"model {name_or_path!r} has neither a pad nor an end-of-sequence token")
+        self.stop_ids = frozenset(self._stop_ids())
+        self.max_context_tokens = int(getattr(self.model.config, "max_position_embeddings", 0) or 1 << 20)
+        self.has_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
+
+    @staticmethod
+    def _resolve_dtype(dtype: str, device: str) -> Any:
+        import torch
+
+        if dtype == "auto":
+            if device.startswith("cuda"):
+                return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.float32
+        return getattr(torch, dtype)
+
+    def _stop_ids(self) -> set[int]:
+        ids = set()
+        for source in (self.tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)):
+            if isinstance(source, int):
+                ids.add(source)
+            elif isinstance(source, list):
+                ids.update(source)
+        return ids
+
+    def render(self, messages: Sequence[Message]) -> str:
+        if self.has_chat_template:
+            text = self.tokenizer.apply_chat_template(
+                [m.as_dict() for m in messages], tokenize=False, add_generation_prompt=True
+            )
+            return str(text)
+        return render_plain(list(messages))
+
+    def encode(self, text: str) -> list[int]:
+        # A chat template writes its own special tokens; a plain prompt gets the tokenizer's.
+        return list(self.tokenizer(text, add_special_tokens=not self.has_chat_template)["input_ids"])
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        torch = self._torch
+        settings = requests[0].settings
+        ids, mask = left_pad([r.prompt_ids for r in requests], self.pad_id)
+        input_ids = torch.tensor(ids, device=self.device)
+        attention_mask = torch.tensor(mask, device=self.device)
+        max_new = max(r.max_new_tokens for r in requests)
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new,
+            "min_new_tokens": min(settings.min_new_tokens, max_new),
+            "do_sample": settings.do_sample,
+            "pad_token_id": self.pad_id,
+            "eos_token_id": sorted(self.stop_ids) or None,
+        }
+        if settings.repetition_penalty != 1.0:
+            kwargs["repetition_penalty"] = settings.repetition_penalty
+        if settings.do_sample:
+            kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        new_tokens = out[:, input_ids.shape[1] :].tolist()
+        results = []
+        for row, request in zip(new_tokens, requests, strict=True):
+            tokens, reason = trim_row(row, request.max_new_tokens, self.stop_ids)
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            results.append(Generation(text=text, finish_reason=reason, generated_tokens=len(tokens)))
+        return results
