@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Make this checkout runnable: a virtualenv with greenq and its test tools, and redis-server.
+# Idempotent and quick when nothing changed. Never needs a GPU.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${GREENQ_VENV:-.venv}
+STAMP="$VENV/.greenq-setup"
+want=$(cat pyproject.toml ops/dev/setup.sh | sha256sum | cut -d' ' -f1)
+
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  pip() { "$VENV/bin/python" -m pip "$@"; }
+  pip install -q --upgrade pip
+  if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+    if command -v nvidia-smi >/dev/null 2>&1; then
+      pip install -q "torch>=2.4"                      # CUDA build for a GPU machine
+    else
+      # No GPU: take the CPU build. 2.13.0+cpu lies on this project's build machines;
+      # elsewhere set GREENQ_TORCH_INDEX_URL to PyTorch's CPU wheel index.
+      pip install -q torch==2.13.0 2>/dev/null \
+        || pip install -q "torch>=2.4" ${GREENQ_TORCH_INDEX_URL:+--index-url "$GREENQ_TORCH_INDEX_URL"}
+    fi
+  fi
+  pip install -q -e ".[test]"
+  echo "$want" > "$STAMP"
+fi
+
+if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing redis-server…"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "redis-server is missing: install it (e.g. apt-get install redis-server) and run again" >&2
+    exit 1
+  fi
+fi
