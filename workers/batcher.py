@@ -133,7 +133,13 @@ class Batcher:
 
     def _loop(self) -> None:
         while (batch := self._next_batch()) is not None:
-            self._run_isolated(batch)
+            try:
+                self._run_isolated(batch)
+            except BaseException as exc:  # never leave a task thread waiting on a dead batcher
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                log.exception("batcher error")
 
     def _run_isolated(self, items: list[_Item]) -> None:
         """Run a batch; on an exception, bisect so only jobs that fail on their own fail."""
