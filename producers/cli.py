@@ -44,6 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=24)
     p.set_defaults(func=_demo)
 
+    p = sub.add_parser("exporter", help="serve queue depth and oldest-job age from Redis on /metrics")
+    p.add_argument("--port", type=int, default=None, help="default: GREENQ_EXPORTER_PORT")
+    p.set_defaults(func=_exporter)
+
+    p = sub.add_parser("report", help="J/job, gCO2e/job, throughput and latency by job type")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--results", type=Path, help="a results JSON-lines file (from greenq submit --out)")
+    source.add_argument("--metrics-url", action="append", help="a worker's /metrics URL (repeatable)")
+    p.set_defaults(func=_report)
+
     p = sub.add_parser("build-model", help="build a local random-weight model (no download)")
     p.add_argument("shape", choices=["tiny", "gpt2-small"])
     p.add_argument("--out", type=Path, default=None)
@@ -125,7 +135,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(f"greenq worker: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    specs = plan_children(devices, queues, socket.gethostname(), model=args.model)
+    specs = plan_children(devices, queues, socket.gethostname(), model=args.model,
+                          metrics_base_port=settings.metrics_port)
     return Supervisor(specs, grace_s=args.grace_s).run()
 
 
@@ -133,6 +144,23 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from producers.demo import run_demo
 
     return run_demo(settings, args.jobs)
+
+
+def _exporter(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.exporter import run_exporter
+
+    run_exporter(settings.broker_url, args.port or settings.exporter_port)
+    return 0
+
+
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from producers.report import report_from_metrics, report_from_results
+
+    if args.results:
+        print(report_from_results(args.results.read_text(encoding="utf-8").splitlines()))
+    else:
+        print(report_from_metrics(args.metrics_url))
+    return 0
 
 
 def _build_model(args: argparse.Namespace, settings: Settings) -> int:

@@ -47,6 +47,7 @@ class JobResult(BaseModel):
     device: str | None = None
     batch_size: int = 0
     timings: Timings = Field(default_factory=Timings)
+    finished_at: float | None = None  # Unix seconds when the result was made
     energy_j: float | None = None
     co2e_g: float | None = None
     energy_source: str | None = None

@@ -95,6 +95,17 @@ class Settings(BaseSettings):
     worker_threads: int = Field(default=0, ge=0, le=4096)
     torch_threads: int = Field(default=0, ge=0, le=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_port: int = Field(default=9300, ge=0, le=65535)
+    exporter_port: int = Field(default=9299, ge=1, le=65535)
+    energy_meter: Literal["auto", "nvml", "rapl", "estimate"] = "auto"
+    rapl_root: Path = Path("/sys/class/powercap")
+    cpu_watts_per_core: float = Field(default=10.0, gt=0, le=1000)
+    carbon_intensity_g_per_kwh: float = Field(default=400.0, ge=0, le=2000)
+    carbon_intensity_file: Path | None = None
+    carbon_intensity_url: str = ""
+    carbon_location: str = ""
+    carbon_cache_s: float = Field(default=300.0, ge=0)
+    pue: float = Field(default=1.0, ge=1.0, le=3.0)
 
     @field_validator("batch", mode="before")
     @classmethod

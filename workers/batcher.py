@@ -25,6 +25,7 @@ from shared.errors import GreenqError
 from shared.jobs import JobType
 from shared.settings import BatchPolicy
 from workers.batching import PendingJob, next_wakeup, select_batch, split_expired
+from workers.energy import EnergyAccountant, EnergyShare
 from workers.runtime import Generation, GenerationRequest, ModelRuntime
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class BatchOutcome:
     batch_size: int
     started_at: float
     finished_at: float
+    energy: EnergyShare | None = None
 
 
 @dataclass
@@ -60,8 +62,12 @@ class Batcher:
         runtimes: Mapping[str, ModelRuntime],
         policies: Mapping[JobType, BatchPolicy],
         clock: Callable[[], float] = time.time,
+        energy: EnergyAccountant | None = None,
+        on_batch: Callable[[str, int], None] | None = None,
     ) -> None:
         self._runtimes = runtimes
+        self._energy = energy
+        self._on_batch = on_batch
         self._policies = dict(policies)
         self._clock = clock
         self._pending: dict[int, _Item] = {}
@@ -145,12 +151,15 @@ class Batcher:
         """Run a batch; on an exception, bisect so only jobs that fail on their own fail."""
         started = self._clock()
         self.current_batch_size = len(items)
+        meter_start = self._energy.batch_started() if self._energy else None
         try:
             runtime = self._runtimes[items[0].model]
             generations = runtime.generate([item.request for item in items])
             if len(generations) != len(items):
                 raise RuntimeError(f"runtime returned {len(generations)} outputs for {len(items)} inputs")
         except Exception as exc:
+            if self._energy is not None and meter_start is not None:
+                self._energy.batch_finished(meter_start, None)  # spent, but on no job's receipt
             if len(items) == 1:
                 log.warning("job failed on its own: %s", exc)
                 items[0].future.set_exception(exc)
@@ -163,5 +172,11 @@ class Batcher:
         finally:
             self.current_batch_size = 0
         finished = self._clock()
-        for item, generation in zip(items, generations, strict=True):
-            item.future.set_result(BatchOutcome(generation, len(items), started, finished))
+        shares: list[EnergyShare | None] = [None] * len(items)
+        if self._energy is not None and meter_start is not None:
+            tokens = [len(item.request.prompt_ids) + g.generated_tokens for item, g in zip(items, generations)]
+            shares = list(self._energy.batch_finished(meter_start, tokens))
+        if self._on_batch is not None:
+            self._on_batch(items[0].model, len(items))
+        for item, generation, share in zip(items, generations, shares, strict=True):
+            item.future.set_result(BatchOutcome(generation, len(items), started, finished, share))

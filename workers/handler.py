@@ -103,10 +103,14 @@ class JobHandler:
             compute_s=outcome.finished_at - outcome.started_at,
             end_to_end_s=outcome.finished_at - submitted_at,
         )
+        energy = outcome.energy
         return JobResult(
             job_id=job_id,
             job_type=job_type,
             status=JobStatus.succeeded,
+            energy_j=energy.energy_j if energy else None,
+            co2e_g=energy.co2e_g if energy else None,
+            energy_source=energy.source if energy else None,
             text=outcome.generation.text,
             finish_reason=outcome.generation.finish_reason,
             prompt_tokens=prompt_tokens,
@@ -116,6 +120,7 @@ class JobHandler:
             device=self._identity.device,
             batch_size=outcome.batch_size,
             timings=timings,
+            finished_at=outcome.finished_at,
         )
 
     def _final(self, job_id: str, job_type: JobType, status: JobStatus, *, error: str,
@@ -123,4 +128,5 @@ class JobHandler:
         return JobResult(
             job_id=job_id, job_type=job_type, status=status, error=error, prompt_tokens=prompt_tokens,
             model=model, worker=self._identity.worker, device=self._identity.device, timings=timings or Timings(),
+            finished_at=self._clock(),
         )

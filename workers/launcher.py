@@ -41,6 +41,7 @@ def plan_children(
     model: str | None = None,
     cpu_count: int | None = None,
     python: str = sys.executable,
+    metrics_base_port: int = 0,
 ) -> list[ChildSpec]:
     """The process each device gets: environment overrides and command line."""
     cpus = [d for d in devices if d.kind == "cpu"]
@@ -59,6 +60,8 @@ def plan_children(
                 "--node-name", node_name, "--queues", queue_arg]
         if model:
             argv += ["--model", model]
+        if metrics_base_port:
+            argv += ["--metrics-port", str(metrics_base_port + (device.index or 0))]
         specs.append(ChildSpec(device, node_name, tuple(queues), env, tuple(argv)))
     return specs
 

@@ -12,13 +12,20 @@ import logging
 import sys
 import time
 
+from celery.signals import worker_ready, worker_shutting_down
+
 from shared import redis_transport
 from shared.celery_app import make_celery
 from shared.jobs import JobType
 from shared.queues import parse_queues, queue_name
 from shared.redact import redact_url
 from shared.settings import Settings
+from workers import metrics
 from workers.batcher import Batcher
+from workers.carbon import intensity_source
+from workers.energy import EnergyAccountant
+from workers.meters.detect import detect_meter
+from workers.meters.nvml import NvmlMeter
 from workers.handler import JobHandler, WorkerIdentity
 from workers.local_model import resolve_model
 from workers.runtime import HFRuntime, ModelRuntime, warm_up
@@ -33,9 +40,21 @@ def load_runtimes(settings: Settings, queues: list[JobType], torch_device: str) 
         start = time.perf_counter()
         runtime = HFRuntime(resolve_model(ref, settings.model_cache_dir), torch_device, settings.dtype, label=ref)
         load_s = time.perf_counter() - start
-        log.info("loaded %s on %s in %.1f s; warm-up took %.2f s", ref, torch_device, load_s, warm_up(runtime))
+        warm_s = warm_up(runtime)
+        log.info("loaded %s on %s in %.1f s; warm-up took %.2f s", ref, torch_device, load_s, warm_s)
+        metrics.MODEL_LOAD.labels(ref).set(load_s + warm_s)
         runtimes[ref] = runtime
     return runtimes
+
+
+def energy_accountant(settings: Settings, on_gpu: bool) -> EnergyAccountant:
+    meter = detect_meter(settings.energy_meter, on_gpu, settings.rapl_root, settings.cpu_watts_per_core)
+    intensity = intensity_source(settings.carbon_intensity_g_per_kwh, settings.carbon_intensity_file,
+                                 settings.carbon_intensity_url, settings.carbon_location, settings.carbon_cache_s)
+    log.info("energy source: %s; carbon intensity: %s", meter.source, intensity.name)
+    if isinstance(meter, NvmlMeter):
+        metrics.REGISTRY.register(metrics.GpuCollector(meter.gauges))
+    return EnergyAccountant(meter, intensity, settings.pue, sink=metrics.record_energy)
 
 
 def thread_count(settings: Settings, queues: list[JobType]) -> int:
@@ -52,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node-name", default="cpu@%h")
     parser.add_argument("--queues", default="")
     parser.add_argument("--model", default=None)
+    parser.add_argument("--metrics-port", type=int, default=None, help="default: GREENQ_METRICS_PORT; 0 disables")
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -65,8 +85,19 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(settings.torch_threads)
 
     redis_transport.install()
+    metrics_port = settings.metrics_port if args.metrics_port is None else args.metrics_port
+    if metrics_port:
+        metrics.serve(metrics_port)
+        log.info("metrics on :%d/metrics", metrics_port)
+    metrics.initialise_labels()
+    metrics.record_policies(settings.batch)
     runtimes = load_runtimes(settings, queues, args.torch_device)
-    batcher = Batcher(runtimes, settings.batch)
+    energy = energy_accountant(settings, on_gpu=args.torch_device.startswith("cuda"))
+    metrics.GRID_INTENSITY.set_function(energy.current_intensity)
+    metrics.WORKER_INFO.labels(args.node_name, args.device, energy.meter.source).set(1)
+    batcher = Batcher(runtimes, settings.batch, energy=energy,
+                      on_batch=lambda model, size: metrics.BATCH_SIZE.labels(model).observe(size))
+    metrics.CURRENT_BATCH.set_function(lambda: batcher.current_batch_size)
     batcher.start()
     app = make_celery(settings)
     handler = JobHandler(settings, runtimes, batcher, WorkerIdentity(worker=args.node_name, device=args.device))
@@ -83,8 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         without_mingle=True,
         without_gossip=True,
     )
+    worker_ready.connect(lambda **_: metrics.WORKER_READY.set(1), weak=False)
+    worker_shutting_down.connect(lambda **_: metrics.WORKER_READY.set(0), weak=False)
     worker.start()  # blocks; SIGTERM → warm shutdown: task threads finish their jobs first
     batcher.stop()
+    energy.meter.close()
     return int(worker.exitcode or 0)
 
 

@@ -14,6 +14,7 @@ from celery import Celery, Task
 from shared.errors import JobNotComputed
 from shared.jobs import JobType
 from shared.queues import task_name
+from workers import metrics
 from workers.handler import JobHandler
 
 
@@ -29,6 +30,7 @@ def _register(app: Celery, handler: JobHandler, job_type: JobType) -> None:
         # and is reported through the handler like any other bad input.
         body = args[0] if len(args) == 1 and not kwargs else {"args": list(args), "kwargs": kwargs}
         result = handler.handle(job_type, task.request.id, body)
+        metrics.record_result(result)
         if not result.status.is_success:
             raise JobNotComputed(result.to_json())
         return result.to_json()

@@ -27,12 +27,19 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   echo "$want" > "$STAMP"
 fi
 
-if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then
+# Debian packages the tests need: redis-server (broker) and prometheus (scrapes a live worker).
+missing=()
+for pair in redis-server:redis-server prometheus:prometheus promtool:prometheus; do
+  binary=${pair%%:*} package=${pair##*:}
+  command -v "$binary" >/dev/null 2>&1 || [ -x "/usr/bin/$binary" ] || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing redis-server…"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    echo "installing $packages…"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null
   else
-    echo "redis-server is missing: install it (e.g. apt-get install redis-server) and run again" >&2
+    echo "missing: $packages — install them (e.g. apt-get install $packages) and run again" >&2
     exit 1
   fi
 fi

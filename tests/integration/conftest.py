@@ -23,7 +23,8 @@ def redis_port() -> Iterator[int]:
 def live(redis_port: int, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One warm worker serving every queue, shared by a module's tests."""
     with stack(redis_port, tiny_model_dir) as s:
-        s.start_worker(tmp_path_factory.mktemp("logs") / "worker.log")
+        s.metrics_port = free_port()
+        s.start_worker(tmp_path_factory.mktemp("logs") / "worker.log", metrics_port=s.metrics_port)
         yield s
 
 

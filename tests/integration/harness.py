@@ -42,6 +42,8 @@ class Stack:
             "GREENQ_MODEL": str(model_dir),
             "GREENQ_LOG_LEVEL": "INFO",
             "GREENQ_TORCH_THREADS": "1",
+            "GREENQ_METRICS_PORT": "0",
+            "GREENQ_ENERGY_METER": "estimate",
             **{f"GREENQ_GENERATION__{t.value.upper()}__MAX_NEW_TOKENS": "8" for t in JobType},
             **{f"GREENQ_GENERATION__{t.value.upper()}__MIN_NEW_TOKENS": "4" for t in JobType},
             **(extra_env or {}),
@@ -50,6 +52,7 @@ class Stack:
         self.client = Client(self.settings)
         self.redis = redis.Redis.from_url(self.url)
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.metrics_port = 0
 
     def _settings(self) -> Settings:
         saved = dict(os.environ)
@@ -71,8 +74,10 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def start_worker(self, log_path: Path, node: str = "cpu@test", queues: str = "") -> subprocess.Popen[bytes]:
-        argv = [sys.executable, "-m", "workers.process", "--node-name", node, "--queues", queues]
+    def start_worker(self, log_path: Path, node: str = "cpu@test", queues: str = "",
+                     metrics_port: int = 0) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-m", "workers.process", "--node-name", node, "--queues", queues,
+                "--metrics-port", str(metrics_port)]
         process = self.spawn(argv, log_path)
         self.wait_ready([node], process, log_path)
         return process

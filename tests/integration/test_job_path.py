@@ -44,7 +44,8 @@ def test_single_job_result_with_timings(live: Stack) -> None:
     t = result.timings
     assert t.end_to_end_s >= t.compute_s > 0
     assert t.queue_s >= 0 and t.batch_wait_s >= 0
-    assert result.energy_j is None  # filled in by the energy meters
+    assert result.energy_source == "estimate" and result.energy_j is not None and result.energy_j > 0
+    assert result.co2e_g == pytest.approx(result.energy_j * 400 / 3.6e6)
 
 
 def test_invalid_payload_rejected_at_producer(live: Stack) -> None:

@@ -1,0 +1,57 @@
+"""Every metric the README documents is exported, and every exported metric is documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily
+
+from workers import metrics
+from workers.exporter import QueueCollector
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+class _EmptyRedis:
+    """Answers an exporter scrape as an empty broker would (pure unit test: no network)."""
+
+    def pipeline(self) -> _EmptyRedis:
+        self._replies: list[Any] = []
+        return self
+
+    def llen(self, name: str) -> None:
+        self._replies.append(0)
+
+    def lindex(self, name: str, index: int) -> None:
+        self._replies.append(None)
+
+    def execute(self) -> list[Any]:
+        return self._replies
+
+    def hlen(self, name: str) -> int:
+        return 0
+
+
+def _exposed(families: Any) -> set[str]:
+    names = set()
+    for family in families:
+        suffix = "_total" if isinstance(family, CounterMetricFamily) or family.type == "counter" else ""
+        names.add(family.name + suffix)
+    return names
+
+
+def test_readme_metrics_match_the_code() -> None:
+    documented = set(re.findall(r"^\| `(greenq_[a-z0-9_]+)`", README.read_text(), flags=re.M))
+    worker = {n for n in _exposed(metrics.REGISTRY.collect()) if n.startswith("greenq_")}
+    gpu = {f"greenq_gpu_{key}" for key in metrics.GPU_GAUGES}
+    exporter = _exposed(QueueCollector(_EmptyRedis()).collect())  # type: ignore[arg-type]
+    assert documented == worker | gpu | exporter
+
+
+def test_names_carry_units_and_counters_end_in_total() -> None:
+    for family in metrics.REGISTRY.collect():
+        if family.type == "counter":
+            assert all(s.name.endswith(("_total", "_created")) for s in family.samples)
+        assert "job_id" not in {label for s in family.samples for label in s.labels}
