@@ -33,7 +33,10 @@ def test_mixed_burst_completes_in_batches(live: Stack) -> None:
     assert all(r.worker == "cpu@test" and r.device == "cpu" for r in results)
     sizes = [r.batch_size for r in results]
     assert max(sizes) > 1
-    print(f"\n60-job burst: mean batch size {sum(sizes) / len(sizes):.2f}, largest {max(sizes)}")
+    energy = [r.energy_j for r in results if r.energy_j is not None]
+    assert len(energy) == 60 and all(e >= 0 for e in energy)
+    print(f"\n60-job burst: mean batch size {sum(sizes) / len(sizes):.2f}, largest {max(sizes)}, "
+          f"{sum(energy) / 60:.3f} J/job ({results[0].energy_source})")
 
 
 def test_single_job_result_with_timings(live: Stack) -> None:
