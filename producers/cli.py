@@ -54,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--metrics-url", action="append", help="a worker's /metrics URL (repeatable)")
     p.set_defaults(func=_report)
 
+    p = sub.add_parser("dlq", help="the dead-letter store: list | show ID | retry ID | purge [ID]")
+    p.add_argument("action", choices=["list", "show", "retry", "purge"])
+    p.add_argument("letter_id", nargs="?")
+    p.set_defaults(func=_dlq)
+
     p = sub.add_parser("build-model", help="build a local random-weight model (no download)")
     p.add_argument("shape", choices=["tiny", "gpt2-small"])
     p.add_argument("--out", type=Path, default=None)
@@ -149,7 +154,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 def _exporter(args: argparse.Namespace, settings: Settings) -> int:
     from workers.exporter import run_exporter
 
-    run_exporter(settings.broker_url, args.port or settings.exporter_port)
+    run_exporter(settings.broker_url, args.port or settings.exporter_port, settings.tls_ca_file)
     return 0
 
 
@@ -161,6 +166,12 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(report_from_metrics(args.metrics_url))
     return 0
+
+
+def _dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from producers.deadletters import run_dlq
+
+    return run_dlq(settings, args.action, args.letter_id)
 
 
 def _build_model(args: argparse.Namespace, settings: Settings) -> int:

@@ -10,24 +10,25 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import nullcontext
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import redis
-from celery import states
 from celery.exceptions import TimeoutError as CeleryTimeout
-from kombu.exceptions import OperationalError
+from kombu.exceptions import KombuError, OperationalError
 
 from producers.idempotency import IdempotencyStore
 from shared.celery_app import make_celery
 from shared.envelope import Envelope
-from shared.errors import BrokerUnavailable, ConfigError, JobNotComputed, ResultTimeout
+from shared.errors import BrokerUnavailable, ConfigError, ResultTimeout
 from shared.jobs import JobType, parse_job, parse_job_type
 from shared.queues import broker_priority, is_redis_url, queue_name, task_name
 from shared.redact import redact_text, redact_url
-from shared.results import JobResult, JobStatus
+from shared.redis_client import redis_client
+from shared.results import JobResult, result_from_meta
 from shared.settings import Settings
 
 PUBLISH_RETRY_POLICY = {"max_retries": 4, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
@@ -49,7 +50,7 @@ class JobSpec:
 class Client:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
-        self.app = make_celery(self.settings, name="greenq-producer")
+        self.app = make_celery(self.settings, name="greenq-producer", producer=True)
         self._idempotency: IdempotencyStore | None = None
 
     def close(self) -> None:
@@ -77,7 +78,7 @@ class Client:
         if deadline is not None:
             deadline_s = deadline.timestamp() - time.time()
         spec = JobSpec(job_type, payload, idempotency_key, priority, deadline_s)
-        return self.publish([self.prepare(spec)])[0]
+        return self.publish([self.prepare(spec)], pipelined=False)[0]
 
     def submit_many(self, jobs: Iterable[JobSpec], progress: bool = False) -> list[str]:
         """Validate every job first, then enqueue them all through one pipelined connection."""
@@ -101,16 +102,20 @@ class Client:
             "idempotency_key": spec.idempotency_key,
         })
 
-    def publish(self, envelopes: list[Envelope], progress: bool = False) -> list[str]:
-        """Enqueue prepared envelopes; returns their job ids in the same order."""
+    def publish(self, envelopes: list[Envelope], progress: bool = False, pipelined: bool = True) -> list[str]:
+        """Enqueue prepared envelopes; returns their job ids in the same order.
+
+        `pipelined` sends up to PUBLISH_BATCH_SIZE messages per Redis round trip.
+        """
         job_ids: list[str] = []
         bar = _progress(len(envelopes), "submitting", progress)
         try:
-            with self.app.producer_or_acquire() as producer, producer.batch(PUBLISH_BATCH_SIZE):
-                for envelope in envelopes:
-                    job_ids.append(self._publish_one(envelope, producer))
-                    bar.update(1)
-        except (OperationalError, redis.ConnectionError, OSError) as exc:
+            with self.app.producer_or_acquire() as producer:
+                with producer.batch(PUBLISH_BATCH_SIZE) if pipelined else nullcontext():
+                    for envelope in envelopes:
+                        job_ids.append(self._publish_one(envelope, producer))
+                        bar.update(1)
+        except (KombuError, redis.RedisError, OSError) as exc:
             raise BrokerUnavailable(
                 f"could not reach the broker at {redact_url(self.settings.broker_url)} after retries: "
                 f"{redact_text(str(exc))}. {len(job_ids)} of {len(envelopes)} jobs were enqueued before it failed."
@@ -150,7 +155,7 @@ class Client:
         if self._idempotency is None:
             if not is_redis_url(self.settings.backend_url):
                 raise ConfigError("idempotency keys need a Redis result backend (GREENQ_RESULT_BACKEND_URL)")
-            client = redis.Redis.from_url(self.settings.backend_url, socket_connect_timeout=5)
+            client = redis_client(self.settings.backend_url, self.settings.tls_ca_file)
             self._idempotency = IdempotencyStore(client, self.settings.result_ttl_s)
         return self._idempotency
 
@@ -183,28 +188,6 @@ class Client:
             raise BrokerUnavailable(f"result backend unreachable: {redact_text(str(exc))}") from None
         finally:
             bar.close()
-
-
-def result_from_meta(job_id: str, meta: dict[str, Any]) -> JobResult:
-    """A Celery result-backend record → greenq's result record."""
-    status = meta.get("status")
-    value = meta.get("result")
-    if status == states.SUCCESS:
-        return JobResult.model_validate(value)
-    if status == states.FAILURE:
-        # Celery hands back the exception rebuilt (get_many) or as its JSON form (raw meta).
-        if isinstance(value, BaseException):
-            name, args = type(value).__name__, list(value.args)
-        elif isinstance(value, dict):
-            name, args = str(value.get("exc_type", "error")), value.get("exc_message") or []
-        else:
-            name, args = "error", [value]
-        if name == JobNotComputed.__name__ and args and isinstance(args[0], dict):
-            return JobResult.model_validate(args[0])
-        error = f"{name}: {', '.join(map(str, args))}"
-    else:
-        error = f"task ended in state {status}"
-    return JobResult(job_id=job_id, job_type=None, status=JobStatus.failed, error=redact_text(error))
 
 
 def _new_job_id() -> str:

@@ -7,18 +7,27 @@ from kombu import Exchange, Queue
 
 from shared.jobs import JobType
 from shared.queues import REDIS_PRIORITY_STEPS, is_redis_url, queue_name, task_name
+from shared.redis_client import tls_options
+from shared.result_backend import polling_backend_url
 from shared.settings import Settings
 
 
-def make_celery(settings: Settings, name: str = "greenq") -> Celery:
-    """A Celery app with greenq's defaults: JSON only, late acks, events on, one queue per job type."""
-    app = Celery(name, broker=settings.broker_url, backend=settings.backend_url, set_as_current=False)
+def make_celery(settings: Settings, name: str = "greenq", producer: bool = False) -> Celery:
+    """A Celery app with greenq's defaults: JSON only, late acks, events on, one queue per job type.
+
+    `producer=True` reads results by polling instead of subscribing per job.
+    """
+    backend = polling_backend_url(settings.backend_url) if producer else settings.backend_url
+    app = Celery(name, broker=settings.broker_url, backend=backend, set_as_current=False)
     transport_options = {
         "visibility_timeout": settings.visibility_timeout_s,
         "queue_order_strategy": "priority",
         "priority_steps": REDIS_PRIORITY_STEPS,
         "health_check_interval": 10,
         "socket_connect_timeout": 5,
+        # Restore jobs of dead workers promptly: sweep every tenth of the visibility timeout.
+        "unacked_restore_interval": max(1, min(60, settings.visibility_timeout_s // 10)),
+        "unacked_restore_throttle": 1,
     }
     queue_args = {} if is_redis_url(settings.broker_url) else {"x-max-priority": 9}
     app.conf.update(
@@ -32,7 +41,9 @@ def make_celery(settings: Settings, name: str = "greenq") -> Celery:
         worker_prefetch_multiplier=1,
         worker_send_task_events=True,
         task_send_sent_event=True,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # The threads pool cannot cancel a running job; a job that outlives a lost connection is
+        # redelivered after the visibility timeout and finds its stored result (workers/tasks.py).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_connection_retry_on_startup=True,
         broker_transport_options=transport_options,
         result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
@@ -47,4 +58,10 @@ def make_celery(settings: Settings, name: str = "greenq") -> Celery:
         worker_hijack_root_logger=False,
         broker_channel_error_retry=True,
     )
+    broker_tls = tls_options(settings.broker_url, settings.tls_ca_file)
+    backend_tls = tls_options(settings.backend_url, settings.tls_ca_file)
+    if broker_tls:
+        app.conf.broker_use_ssl = broker_tls
+    if backend_tls:
+        app.conf.redis_backend_use_ssl = backend_tls
     return app

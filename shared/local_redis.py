@@ -6,7 +6,8 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 import redis
@@ -17,52 +18,73 @@ from shared.redact import redact_url
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
 
 
-def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
+def redis_answers(url: str, timeout_s: float = 1.0, **kwargs: object) -> bool:
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s).ping())
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, **kwargs)
+        return bool(client.ping())
     except (redis.RedisError, OSError):
         return False
 
 
-@dataclass
-class LocalRedis:
-    """A redis-server this process started; `stop()` ends it."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    data_dir: str
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-
-
-def start_redis(port: int, wait_s: float = 10.0, databases: int = 16) -> LocalRedis:
-    """Start `redis-server` on 127.0.0.1:`port` (no persistence, `noeviction`) and wait for it."""
+def _binary() -> str:
     binary = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/sbin:/usr/bin")
     if binary is None:
         raise BrokerUnavailable("redis-server is not installed: run `bash ops/dev/setup.sh` or `apt-get install redis-server`")
-    data_dir = tempfile.mkdtemp(prefix="greenq-redis-")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--maxmemory-policy", "noeviction", "--databases", str(databases), "--dir", data_dir],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if redis_answers(url, 0.2):
-            return LocalRedis(url, process, data_dir)
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    process.kill()
-    shutil.rmtree(data_dir, ignore_errors=True)
-    raise BrokerUnavailable(f"redis-server did not start on port {port}")
+    return binary
+
+
+@dataclass
+class LocalRedis:
+    """A redis-server this process started (no persistence unless asked, `noeviction`)."""
+
+    port: int
+    databases: int = 16
+    persistent: bool = False
+    extra_args: Sequence[str] = ()
+    data_dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="greenq-redis-"))
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, wait_s: float = 10.0) -> LocalRedis:
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
+        self.process = subprocess.Popen(
+            [_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence,
+             "--maxmemory-policy", "noeviction", "--databases", str(self.databases), "--dir", self.data_dir,
+             *self.extra_args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            if self.extra_args or redis_answers(self.url, 0.2):  # TLS or auth: the caller checks
+                return self
+            time.sleep(0.05)
+        self.process.kill()
+        raise BrokerUnavailable(f"redis-server did not start on port {self.port}")
+
+    def halt(self) -> None:
+        """Stop the server (it saves its append-only file first when persistent)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def stop(self) -> None:
+        self.halt()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def start_redis(port: int, databases: int = 16, persistent: bool = False,
+                extra_args: Sequence[str] = ()) -> LocalRedis:
+    """Start `redis-server` on 127.0.0.1:`port` and wait for it."""
+    return LocalRedis(port, databases, persistent, extra_args).start()
 
 
 def ensure_redis(url: str) -> LocalRedis | None:

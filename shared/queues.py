@@ -8,6 +8,7 @@ QUEUE_PREFIX = "greenq."
 TASK_PREFIX = "greenq.jobs."
 IDEMPOTENCY_KEY_PREFIX = "greenq:idem:"
 DEAD_LETTER_KEY = "greenq:dead"
+ATTEMPTS_KEY_PREFIX = "greenq:attempts:"
 # kombu's Redis transport keeps one list per priority step: "<queue>\x06\x16<step>".
 REDIS_PRIORITY_SEP = "\x06\x16"
 REDIS_PRIORITY_STEPS = list(range(10))

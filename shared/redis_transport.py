@@ -8,18 +8,15 @@ dead-letter list with its reason and consumption continues.
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 
-from shared.queues import DEAD_LETTER_KEY
+from shared.deadletter import DeadLetter, DeadLetterStore, truncate
 
 log = logging.getLogger(__name__)
-MAX_DEAD_LETTER_BYTES = 64 * 1024
 
 
 class Channel(kombu_redis.Channel):
@@ -52,16 +49,9 @@ class Channel(kombu_redis.Channel):
                 flush()
 
     def _dead_letter(self, queue: str, item: bytes | str, reason: str) -> None:
-        raw = item if isinstance(item, bytes) else item.encode("utf-8", "replace")
-        record = {
-            "queue": queue,
-            "reason": reason,
-            "raw": raw[:MAX_DEAD_LETTER_BYTES].decode("utf-8", "replace"),
-            "at": time.time(),
-        }
         log.error("dead-lettered a message from %s: %s", queue, reason)
         with self.conn_or_acquire() as client:
-            client.lpush(DEAD_LETTER_KEY, json.dumps(record))
+            DeadLetterStore(client).add(DeadLetter(reason=reason, queue=queue, raw=truncate(item)))
 
 
 class Transport(kombu_redis.Transport):

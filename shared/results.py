@@ -5,9 +5,12 @@ from __future__ import annotations
 import enum
 from typing import Any, Literal
 
+from celery import states
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.errors import JobNotComputed
 from shared.jobs import JobType
+from shared.redact import redact_text
 
 
 class JobStatus(str, enum.Enum):
@@ -55,3 +58,25 @@ class JobResult(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def result_from_meta(job_id: str, meta: dict[str, Any]) -> JobResult:
+    """A Celery result-backend record → greenq's result record."""
+    status = meta.get("status")
+    value = meta.get("result")
+    if status == states.SUCCESS:
+        return JobResult.model_validate(value)
+    if status == states.FAILURE:
+        # Celery hands back the exception rebuilt (get_many) or as its JSON form (raw meta).
+        if isinstance(value, BaseException):
+            name, args = type(value).__name__, list(value.args)
+        elif isinstance(value, dict):
+            name, args = str(value.get("exc_type", "error")), value.get("exc_message") or []
+        else:
+            name, args = "error", [value]
+        if name == JobNotComputed.__name__ and args and isinstance(args[0], dict):
+            return JobResult.model_validate(args[0])
+        error = f"{name}: {', '.join(map(str, args))}"
+    else:
+        error = f"task ended in state {status}"
+    return JobResult(job_id=job_id, job_type=None, status=JobStatus.failed, error=redact_text(error))

@@ -45,6 +45,21 @@ class GenerationSettings(BaseModel):
         return (self.min_new_tokens, self.do_sample, self.temperature, self.top_p, self.repetition_penalty)
 
 
+class ChaosSettings(BaseModel):
+    """Fault injection for fault tests and game days; everything off by default. Never enable in production."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    crash_marker: str = ""  # a prompt containing it SIGKILLs the worker process
+    fail_marker: str = ""  # a prompt containing it makes its batch raise
+    oom_above_batch_size: int = Field(default=0, ge=0)  # batches larger than this raise OutOfMemoryError
+    batch_delay_s: float = Field(default=0.0, ge=0, le=600)  # added to every batch's compute time
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.crash_marker or self.fail_marker or self.oom_above_batch_size or self.batch_delay_s)
+
+
 DEFAULT_BATCH: dict[JobType, dict[str, Any]] = {
     JobType.reply: {"max_batch_size": 16, "max_wait_s": 0.02},
     JobType.description: {"max_batch_size": 16, "max_wait_s": 0.05},
@@ -80,6 +95,7 @@ class Settings(BaseSettings):
 
     broker_url: str = "redis://127.0.0.1:6379/0"
     result_backend_url: str = ""  # empty: the broker URL
+    tls_ca_file: Path | None = None
     model: str = "local:tiny"
     models: dict[JobType, str] = Field(default_factory=dict)
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
@@ -90,7 +106,7 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=1024, le=16 * 1024 * 1024)
     max_prompt_tokens: int = Field(default=1024, ge=16, le=131072)
     result_ttl_s: int = Field(default=86400, ge=60)
-    visibility_timeout_s: int = Field(default=3600, ge=10)
+    visibility_timeout_s: int = Field(default=3600, ge=2)
     max_batch_compute_s: float = Field(default=600, gt=0)
     worker_threads: int = Field(default=0, ge=0, le=4096)
     torch_threads: int = Field(default=0, ge=0, le=1024)
@@ -106,6 +122,9 @@ class Settings(BaseSettings):
     carbon_location: str = ""
     carbon_cache_s: float = Field(default=300.0, ge=0)
     pue: float = Field(default=1.0, ge=1.0, le=3.0)
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    oom_backoff_s: float = Field(default=60.0, ge=0)
+    chaos: ChaosSettings = Field(default_factory=ChaosSettings)
 
     @field_validator("batch", mode="before")
     @classmethod

@@ -35,8 +35,13 @@ class JobExpiredInBatcher(GreenqError):
     """The job's deadline passed before a batch took it."""
 
 
-class BatcherStopped(GreenqError):
-    """The batcher is shutting down and takes no new work."""
+class Requeue(GreenqError):
+    """The worker is shutting down before this job's batch started: give the job back to the queue."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch's OutOfMemoryError (CUDA or otherwise) or Python's MemoryError, without importing torch."""
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class BatchOutcome:
 
 @dataclass
 class _Item:
+    job_id: str
     job: PendingJob
     model: str
     request: GenerationRequest
@@ -64,10 +70,20 @@ class Batcher:
         clock: Callable[[], float] = time.time,
         energy: EnergyAccountant | None = None,
         on_batch: Callable[[str, int], None] | None = None,
+        oom_backoff_s: float = 60.0,
+        on_oom: Callable[[int], None] | None = None,
+        before_batch: Callable[[list[str]], None] | None = None,
+        after_batch: Callable[[list[str]], None] | None = None,
     ) -> None:
+        self._before_batch = before_batch
+        self._after_batch = after_batch
         self._runtimes = runtimes
         self._energy = energy
         self._on_batch = on_batch
+        self._oom_backoff_s = oom_backoff_s
+        self._on_oom = on_oom
+        self._oom_cap: int | None = None  # a lowered max batch size after an out-of-memory error
+        self._oom_until = 0.0
         self._policies = dict(policies)
         self._clock = clock
         self._pending: dict[int, _Item] = {}
@@ -87,18 +103,57 @@ class Batcher:
             self._cond.notify_all()
         self._thread.join(timeout_s)
 
+    def drain(self) -> int:
+        """Take no new jobs and hand back every job not yet in a batch (`Requeue`); returns how many.
+
+        The batch in progress, if any, finishes normally.
+        """
+        with self._cond:
+            self._stopping = True
+            waiting = list(self._pending.values())
+            self._pending.clear()
+            self._cond.notify_all()
+        for item in waiting:
+            item.future.set_exception(Requeue("the worker is stopping; the job goes back to the queue"))
+        return len(waiting)
+
+    def size_cap(self) -> int | None:
+        """The lowered max batch size in force after an out-of-memory error, if any."""
+        with self._cond:
+            if self._oom_cap is not None and self._clock() >= self._oom_until:
+                self._oom_cap = None
+            return self._oom_cap
+
+    def _policies_now(self) -> dict[JobType, BatchPolicy]:
+        cap = self.size_cap()
+        if cap is None:
+            return self._policies
+        return {t: p.model_copy(update={"max_batch_size": min(p.max_batch_size, cap)}) for t, p in self._policies.items()}
+
+    def _lower_cap(self, failed_size: int) -> None:
+        cap = max(1, failed_size // 2)
+        with self._cond:
+            self._oom_cap = min(cap, self._oom_cap or cap)
+            self._oom_until = self._clock() + self._oom_backoff_s
+        log.warning("out of memory at batch size %d: max batch size lowered to %d for %.0f s",
+                    failed_size, self._oom_cap, self._oom_backoff_s)
+        if self._on_oom is not None:
+            self._on_oom(self._oom_cap)
+
     def submit(
         self,
+        job_id: str,
         job_type: JobType,
         model: str,
         request: GenerationRequest,
         priority: int,
         deadline_at: float | None = None,
+        solo: bool = False,
     ) -> Future[BatchOutcome]:
         future: Future[BatchOutcome] = Future()
         with self._cond:
             if self._stopping:
-                raise BatcherStopped("the worker is shutting down; the job goes back to the queue")
+                raise Requeue("the worker is stopping; the job goes back to the queue")
             job = PendingJob(
                 seq=next(self._seq),
                 job_type=job_type,
@@ -108,8 +163,9 @@ class Batcher:
                 prompt_tokens=len(request.prompt_ids),
                 max_new_tokens=request.max_new_tokens,
                 deadline_at=deadline_at,
+                solo=solo,
             )
-            self._pending[job.seq] = _Item(job, model, request, future)
+            self._pending[job.seq] = _Item(job_id, job, model, request, future)
             self._cond.notify_all()
         return future
 
@@ -119,8 +175,9 @@ class Batcher:
 
     def _next_batch(self) -> list[_Item] | None:
         """Block until a batch is ready; None once stopping with nothing left."""
-        with self._cond:
-            while True:
+        while True:
+            policies = self._policies_now()
+            with self._cond:
                 now = self._clock()
                 jobs = [item.job for item in self._pending.values()]
                 alive, expired = split_expired(jobs, now)
@@ -129,12 +186,14 @@ class Batcher:
                         JobExpiredInBatcher("the deadline passed while the job waited for a batch")
                     )
                 # Stopping: flush what is left at once rather than waiting out the max wait.
-                selection = select_batch(alive, self._policies, math.inf if self._stopping else now)
+                selection = select_batch(alive, policies, math.inf if self._stopping else now)
                 if selection is not None:
                     return [self._pending.pop(job.seq) for job in selection.jobs]
                 if self._stopping:
                     return None
-                wake = next_wakeup(alive, self._policies)
+                wake = next_wakeup(alive, policies)
+                if self._oom_cap is not None:
+                    wake = min(wake or self._oom_until, self._oom_until)
                 self._cond.wait(timeout=None if wake is None else max(0.0, wake - now))
 
     def _loop(self) -> None:
@@ -152,9 +211,16 @@ class Batcher:
         started = self._clock()
         self.current_batch_size = len(items)
         meter_start = self._energy.batch_started() if self._energy else None
+        job_ids = [item.job_id for item in items]
         try:
+            if self._before_batch is not None:
+                self._before_batch(job_ids)
             runtime = self._runtimes[items[0].model]
-            generations = runtime.generate([item.request for item in items])
+            try:
+                generations = runtime.generate([item.request for item in items])
+            finally:
+                if self._after_batch is not None:
+                    self._after_batch(job_ids)
             if len(generations) != len(items):
                 raise RuntimeError(f"runtime returned {len(generations)} outputs for {len(items)} inputs")
         except Exception as exc:
@@ -164,6 +230,8 @@ class Batcher:
                 log.warning("job failed on its own: %s", exc)
                 items[0].future.set_exception(exc)
                 return
+            if is_out_of_memory(exc):
+                self._lower_cap(len(items))
             log.warning("batch of %d failed (%s); retrying in halves", len(items), exc)
             half = len(items) // 2
             self._run_isolated(items[:half])

@@ -4,6 +4,8 @@ A batch holds jobs that share a model and generation settings (`PendingJob.batch
 It is ready when it is full (size or token budget) or when its first job has waited
 the longest `max_wait_s` its job type allows. Among ready batches the one holding the
 most urgent job goes first. A mixed batch obeys the tightest limits of the types in it.
+A `solo` job (one redelivered after its worker died) runs alone, so a job that crashes
+its worker cannot take innocent batch-mates down with it again.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class PendingJob:
     prompt_tokens: int
     max_new_tokens: int
     deadline_at: float | None = None
+    solo: bool = False
 
     def order(self) -> tuple[int, float, int]:
         return (-self.priority, self.arrived_at, self.seq)
@@ -57,6 +60,10 @@ def fill(ordered: Sequence[PendingJob], policies: Mapping[JobType, BatchPolicy])
     size_cap = math.inf
     token_cap = math.inf
     for job in ordered:
+        if job.solo:
+            if not taken:
+                return Selection((job,), full=True)
+            continue  # it runs alone, later
         policy = policies[job.job_type]
         next_size_cap = min(size_cap, policy.max_batch_size)
         next_token_cap = min(token_cap, policy.max_batch_tokens)

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -21,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from shared.jobs import JobType
 from shared.queues import queue_name, redis_priority_lists
+from shared.redis_client import redis_client
 
 log = logging.getLogger(__name__)
 UNACKED_KEY = "unacked"  # kombu's Redis transport default
@@ -80,8 +82,8 @@ def build_registry(client: redis.Redis) -> CollectorRegistry:
     return registry
 
 
-def run_exporter(broker_url: str, port: int) -> None:
-    client = redis.Redis.from_url(broker_url, socket_connect_timeout=5, socket_timeout=5)
+def run_exporter(broker_url: str, port: int, ca_file: Path | None = None) -> None:
+    client = redis_client(broker_url, ca_file)
     start_http_server(port, registry=build_registry(client))
     log.info("exporter serving :%d/metrics", port)
     while True:

@@ -14,11 +14,11 @@ from typing import Any
 
 from shared.envelope import Envelope
 from shared.errors import InvalidJob
-from shared.jobs import JobType, parse_job
+from shared.jobs import Job, JobType, parse_job
 from shared.redact import redact_text
 from shared.results import JobResult, JobStatus, Timings
 from shared.settings import Settings
-from workers.batcher import Batcher, BatchOutcome, JobExpiredInBatcher
+from workers.batcher import Batcher, BatchOutcome, JobExpiredInBatcher, Requeue
 from workers.prompts import build_messages
 from workers.runtime import GenerationRequest, ModelRuntime
 
@@ -46,16 +46,24 @@ class JobHandler:
         self._identity = identity
         self._clock = clock
 
-    def handle(self, job_type: JobType, job_id: str, body: Any) -> JobResult:
-        received_at = self._clock()
-        try:
-            envelope = Envelope.decode(body)
-            if envelope.job_type is not job_type:
-                raise InvalidJob([("envelope.job_type", f"is {envelope.job_type.value} but the task is {job_type.value}")])
-            job = parse_job(job_type, envelope.payload, self._settings.max_payload_bytes)
-        except InvalidJob as exc:
-            return self._final(job_id, job_type, JobStatus.failed, error=f"invalid job: {exc}")
+    def decode(self, job_type: JobType, body: Any) -> tuple[Envelope, Job]:
+        """The envelope and validated job in a message body; raises InvalidJob."""
+        envelope = Envelope.decode(body)
+        if envelope.job_type is not job_type:
+            raise InvalidJob([("envelope.job_type", f"is {envelope.job_type.value} but the task is {job_type.value}")])
+        return envelope, parse_job(job_type, envelope.payload, self._settings.max_payload_bytes)
 
+    def invalid(self, job_type: JobType, job_id: str, error: InvalidJob) -> JobResult:
+        return self._final(job_id, job_type, JobStatus.failed, error=f"invalid job: {error}")
+
+    def given_up(self, job_type: JobType, job_id: str, attempts: int) -> JobResult:
+        return self._final(job_id, job_type, JobStatus.failed,
+                           error=f"gave up after {attempts} attempts: the worker died while computing it each time")
+
+    def handle(self, job_type: JobType, job_id: str, body: Any, solo: bool = False) -> JobResult:
+        """Compute one job. Raises InvalidJob for a bad body, Requeue if the worker is stopping."""
+        received_at = self._clock()
+        envelope, job = self.decode(job_type, body)
         submitted_at = min(envelope.submitted_at, received_at)
         queue_s = received_at - submitted_at
         if envelope.is_expired(received_at):
@@ -71,9 +79,12 @@ class JobHandler:
             return self._final(job_id, job_type, JobStatus.failed, error=problem, prompt_tokens=len(prompt_ids))
 
         request = GenerationRequest(prompt_ids, generation.max_new_tokens, generation)
-        future = self._batcher.submit(job_type, model, request, envelope.priority, envelope.deadline_at)
+        future = self._batcher.submit(job_id, job_type, model, request, envelope.priority, envelope.deadline_at,
+                                      solo=solo)
         try:
             outcome = future.result()
+        except Requeue:
+            raise
         except JobExpiredInBatcher as exc:
             now = self._clock()
             timings = Timings(queue_s=queue_s, batch_wait_s=now - received_at, end_to_end_s=now - submitted_at)

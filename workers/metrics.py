@@ -61,6 +61,11 @@ POLICY_WAIT = Gauge("greenq_batch_policy_max_wait_seconds", "Configured max wait
 POLICY_TOKENS = Gauge("greenq_batch_policy_max_tokens", "Configured max padded tokens per batch.", ["job_type"],
                       registry=REGISTRY)
 
+OOM = Counter("greenq_out_of_memory", "Batches that ran out of memory (each is split and retried).",
+              registry=REGISTRY)
+SIZE_CAP = Gauge("greenq_batch_size_cap", "Max batch size lowered after an out-of-memory error; 0 when none.",
+                 registry=REGISTRY)
+
 GPU_GAUGES = {
     "power_watts": "GPU board power draw (NVML).",
     "utilization_ratio": "GPU utilisation, 0 to 1 (NVML).",

@@ -12,17 +12,21 @@ import logging
 import sys
 import time
 
+import redis
 from celery.signals import worker_ready, worker_shutting_down
 
 from shared import redis_transport
 from shared.celery_app import make_celery
 from shared.jobs import JobType
-from shared.queues import parse_queues, queue_name
+from shared.queues import is_redis_url, parse_queues, queue_name
 from shared.redact import redact_url
+from shared.redis_client import redis_client
 from shared.settings import Settings
 from workers import metrics
 from workers.batcher import Batcher
 from workers.carbon import intensity_source
+from workers.chaos import ChaosRuntime
+from workers.attempts import AttemptCounter
 from workers.energy import EnergyAccountant
 from workers.meters.detect import detect_meter
 from workers.meters.nvml import NvmlMeter
@@ -64,6 +68,29 @@ def thread_count(settings: Settings, queues: list[JobType]) -> int:
     return 2 * max(settings.batch[t].max_batch_size for t in queues) + 2
 
 
+def _on_shutdown(batcher: Batcher) -> None:
+    """Warm shutdown: the batch in progress finishes; jobs not yet in a batch go back to the queue."""
+    metrics.WORKER_READY.set(0)
+    handed_back = batcher.drain()
+    log.info("stopping: %d buffered jobs handed back to the queue", handed_back)
+
+
+def warn_if_evicting(settings: Settings) -> None:
+    """Redis must never evict queue keys: warn unless maxmemory-policy is noeviction."""
+    if not is_redis_url(settings.broker_url):
+        return
+    try:
+        client = redis_client(settings.broker_url, settings.tls_ca_file)
+        policy = client.config_get("maxmemory-policy")
+    except redis.RedisError as exc:  # CONFIG is often disabled on managed Redis
+        log.info("could not read the broker's maxmemory-policy (%s); make sure it is noeviction", exc)
+        return
+    value = policy.get("maxmemory-policy")
+    if value and value != "noeviction":
+        log.warning("the broker's maxmemory-policy is %r: Redis may evict queued jobs under memory pressure. "
+                    "Set maxmemory-policy noeviction.", value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="greenq-worker-process")
     parser.add_argument("--device", default="cpu", help="physical device label, e.g. cuda:3")
@@ -92,18 +119,26 @@ def main(argv: list[str] | None = None) -> int:
     metrics.initialise_labels()
     metrics.record_policies(settings.batch)
     runtimes = load_runtimes(settings, queues, args.torch_device)
+    if settings.chaos.enabled:
+        log.warning("CHAOS fault injection is on: %s", settings.chaos)
+        runtimes = {ref: ChaosRuntime(rt, settings.chaos) for ref, rt in runtimes.items()}
     energy = energy_accountant(settings, on_gpu=args.torch_device.startswith("cuda"))
     metrics.GRID_INTENSITY.set_function(energy.current_intensity)
     metrics.WORKER_INFO.labels(args.node_name, args.device, energy.meter.source).set(1)
+    app = make_celery(settings)
+    app.conf.worker_consumer = "workers.consumer:DeadLetteringConsumer"
+    attempts = AttemptCounter(app.backend.client, settings.result_ttl_s)
     batcher = Batcher(runtimes, settings.batch, energy=energy,
-                      on_batch=lambda model, size: metrics.BATCH_SIZE.labels(model).observe(size))
+                      before_batch=attempts.record, after_batch=attempts.finished,
+                      on_batch=lambda model, size: metrics.BATCH_SIZE.labels(model).observe(size),
+                      oom_backoff_s=settings.oom_backoff_s, on_oom=lambda cap: metrics.OOM.inc())
+    metrics.SIZE_CAP.set_function(lambda: batcher.size_cap() or 0)
     metrics.CURRENT_BATCH.set_function(lambda: batcher.current_batch_size)
     batcher.start()
-    app = make_celery(settings)
     handler = JobHandler(settings, runtimes, batcher, WorkerIdentity(worker=args.node_name, device=args.device))
     from workers.tasks import register_job_tasks
 
-    register_job_tasks(app, handler)
+    register_job_tasks(app, handler, settings, attempts)
     log.info("%s consuming %s from %s", args.node_name, ",".join(q.value for q in queues), redact_url(settings.broker_url))
     worker = app.Worker(
         hostname=args.node_name,
@@ -115,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         without_gossip=True,
     )
     worker_ready.connect(lambda **_: metrics.WORKER_READY.set(1), weak=False)
-    worker_shutting_down.connect(lambda **_: metrics.WORKER_READY.set(0), weak=False)
+    worker_shutting_down.connect(lambda **_: _on_shutdown(batcher), weak=False)
+    warn_if_evicting(settings)
     worker.start()  # blocks; SIGTERM → warm shutdown: task threads finish their jobs first
     batcher.stop()
     energy.meter.close()

@@ -1,5 +1,10 @@
 """The Celery edge of a worker: one task per job type, each a thin call into `JobHandler`.
 
+Per message: a job whose final result is already stored is not computed again; a job
+whose batch already started `max_attempts` times (its worker died each time) is
+dead-lettered; a job attempted before runs alone; a bad body fails alone and is
+dead-lettered; a job handed back on shutdown is requeued.
+
 A succeeded job's record is the task's return value. A failed or expired job raises
 `JobNotComputed` carrying its record, so Celery stores a FAILURE that Flower and
 celery-exporter count, and clients still read the whole record.
@@ -9,28 +14,60 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery, Task
+from celery import Celery, Task, states
+from celery.exceptions import Reject
 
-from shared.errors import JobNotComputed
+from shared.deadletter import DeadLetter, DeadLetterStore
+from shared.errors import InvalidJob, JobNotComputed
 from shared.jobs import JobType
-from shared.queues import task_name
+from shared.queues import queue_name, task_name
+from shared.results import JobResult, result_from_meta
+from shared.settings import Settings
 from workers import metrics
+from workers.batcher import Requeue
+from workers.attempts import AttemptCounter
 from workers.handler import JobHandler
 
 
-def register_job_tasks(app: Celery, handler: JobHandler) -> None:
+def register_job_tasks(app: Celery, handler: JobHandler, settings: Settings, attempts: AttemptCounter) -> None:
     for job_type in JobType:
-        _register(app, handler, job_type)
+        _register(app, handler, settings, attempts, job_type)
 
 
-def _register(app: Celery, handler: JobHandler, job_type: JobType) -> None:
+def _finish(result: JobResult) -> dict[str, Any]:
+    if not result.status.is_success:
+        raise JobNotComputed(result.to_json())
+    return result.to_json()
+
+
+def _register(app: Celery, handler: JobHandler, settings: Settings, attempts: AttemptCounter,
+              job_type: JobType) -> None:
     @app.task(name=task_name(job_type), bind=True, acks_late=True, typing=False)
     def run_job(task: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        # Producers send one positional argument, the envelope; anything else is malformed
-        # and is reported through the handler like any other bad input.
+        job_id: str = task.request.id
+        backend = task.app.backend
+        stored = backend.get_task_meta(job_id, cache=False)
+        if stored.get("status") in states.READY_STATES:
+            return _finish(result_from_meta(job_id, stored))  # a redelivery of a finished job: no recompute
+
+        dead_letters = DeadLetterStore(backend.client)
+        tried = attempts.attempts(job_id)
+        if tried >= settings.max_attempts:
+            result = handler.given_up(job_type, job_id, tried)
+            dead_letters.add(DeadLetter(reason=result.error or "", queue=queue_name(job_type), task=task.name,
+                                        job_id=job_id, args=list(args), attempts=tried))
+            metrics.record_result(result)
+            return _finish(result)
+
+        # Producers send one positional argument, the envelope; anything else is malformed.
         body = args[0] if len(args) == 1 and not kwargs else {"args": list(args), "kwargs": kwargs}
-        result = handler.handle(job_type, task.request.id, body)
+        try:
+            result = handler.handle(job_type, job_id, body, solo=tried > 0)
+        except InvalidJob as exc:
+            result = handler.invalid(job_type, job_id, exc)
+            dead_letters.add(DeadLetter(reason=result.error or "", queue=queue_name(job_type), task=task.name,
+                                        job_id=job_id, args=list(args), attempts=tried))
+        except Requeue:
+            raise Reject("worker stopping", requeue=True) from None
         metrics.record_result(result)
-        if not result.status.is_success:
-            raise JobNotComputed(result.to_json())
-        return result.to_json()
+        return _finish(result)

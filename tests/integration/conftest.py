@@ -14,7 +14,7 @@ def redis_port() -> Iterator[int]:
     """A private redis-server for the whole session; each Stack takes its own database in it."""
     server = start_redis(free_port(), databases=64)
     try:
-        yield int(server.url.rsplit(":", 1)[1].split("/")[0])
+        yield server.port
     finally:
         server.stop()
 
@@ -25,6 +25,16 @@ def live(redis_port: int, tiny_model_dir: Path, tmp_path_factory: pytest.TempPat
     with stack(redis_port, tiny_model_dir) as s:
         s.metrics_port = free_port()
         s.start_worker(tmp_path_factory.mktemp("logs") / "worker.log", metrics_port=s.metrics_port)
+        yield s
+
+
+FAST_REDELIVERY = {"GREENQ_VISIBILITY_TIMEOUT_S": "8", "GREENQ_MAX_BATCH_COMPUTE_S": "3"}
+
+
+@pytest.fixture
+def fast_redelivery(redis_port: int, tiny_model_dir: Path) -> Iterator[Stack]:
+    """A stack whose unacked jobs come back 8 s after their worker died."""
+    with stack(redis_port, tiny_model_dir, FAST_REDELIVERY) as s:
         yield s
 
 

@@ -9,7 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,9 +35,9 @@ def free_port() -> int:
 class Stack:
     """One isolated greenq deployment: a fresh Redis database, its env, its workers and client."""
 
-    def __init__(self, redis_port: int, model_dir: Path, extra_env: Mapping[str, str] | None = None) -> None:
-        db = next(_db_numbers)
-        self.url = f"redis://127.0.0.1:{redis_port}/{db}"
+    def __init__(self, redis_port: int, model_dir: Path, extra_env: Mapping[str, str] | None = None,
+                 url: str | None = None) -> None:
+        self.url = url or f"redis://127.0.0.1:{redis_port}/{next(_db_numbers)}"
         self.env = {
             "GREENQ_BROKER_URL": self.url,
             "GREENQ_MODEL": str(model_dir),
@@ -66,8 +67,8 @@ class Stack:
     def queued(self, job_type: JobType) -> int:
         return sum(int(self.redis.llen(name)) for name in redis_priority_lists(queue_name(job_type)))
 
-    def spawn(self, argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+    def spawn(self, argv: list[str], log_path: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        env = {**os.environ, **self.env, **(env or {}), "PYTHONUNBUFFERED": "1"}
         with log_path.open("ab") as log:
             process = subprocess.Popen(argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                                        start_new_session=True)
@@ -75,10 +76,10 @@ class Stack:
         return process
 
     def start_worker(self, log_path: Path, node: str = "cpu@test", queues: str = "",
-                     metrics_port: int = 0) -> subprocess.Popen[bytes]:
+                     metrics_port: int = 0, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", "workers.process", "--node-name", node, "--queues", queues,
                 "--metrics-port", str(metrics_port)]
-        process = self.spawn(argv, log_path)
+        process = self.spawn(argv, log_path, env)
         self.wait_ready([node], process, log_path)
         return process
 
@@ -91,6 +92,27 @@ class Stack:
             if {name for reply in replies for name in reply} >= set(nodes):
                 return
         raise RuntimeError(f"{nodes} not ready:\n{log_path.read_text()[-3000:]}")
+
+    def kill(self, process: subprocess.Popen[bytes]) -> None:
+        """kill -9 a worker (and anything it started)."""
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def unacked(self) -> int:
+        """Messages reserved by workers and not yet acknowledged (kombu's `unacked` hash)."""
+        return int(self.redis.hlen("unacked"))
+
+    def wait_for(self, condition: Callable[[], bool], timeout_s: float = 60.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def metrics_text(self, port: int) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            return response.read().decode()
 
     def stop(self) -> None:
         for process in self.processes:
@@ -107,8 +129,9 @@ class Stack:
 
 
 @contextmanager
-def stack(redis_port: int, model_dir: Path, extra_env: Mapping[str, str] | None = None) -> Iterator[Stack]:
-    s = Stack(redis_port, model_dir, extra_env)
+def stack(redis_port: int, model_dir: Path, extra_env: Mapping[str, str] | None = None,
+          url: str | None = None) -> Iterator[Stack]:
+    s = Stack(redis_port, model_dir, extra_env, url)
     try:
         yield s
     finally:

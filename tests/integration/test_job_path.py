@@ -15,7 +15,8 @@ from producers.client import JobSpec
 from producers.samples import sample_mix
 from shared.errors import InvalidJob
 from shared.jobs import JobType
-from shared.queues import DEAD_LETTER_KEY, queue_name
+from shared.deadletter import DeadLetterStore
+from shared.queues import queue_name
 from shared.results import JobStatus
 from tests.integration.harness import REPO, Stack
 
@@ -71,8 +72,8 @@ def test_malformed_messages_do_not_stop_the_worker(live: Stack) -> None:
     bad_id = live.client.app.send_task("greenq.jobs.reply", args=[{"job_id": "x"}], queue=queue).id
     good = live.client.submit("reply", {"customer_message": "Still there?"})
     assert live.client.result(good, timeout_s=60).status is JobStatus.succeeded
-    dead = [json.loads(raw) for raw in live.redis.lrange(DEAD_LETTER_KEY, 0, -1)]
-    assert any("undecodable" in d["reason"] and "not json" in d["raw"] for d in dead)
+    dead = DeadLetterStore(live.redis).list()
+    assert any("undecodable" in d.reason and "not json" in (d.raw or "") for d in dead)
     bad = live.client.result(bad_id, timeout_s=60)
     assert bad.status is JobStatus.failed and "envelope." in (bad.error or "")
 

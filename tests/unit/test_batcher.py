@@ -9,7 +9,7 @@ import pytest
 
 from shared.jobs import JobType
 from shared.settings import BatchPolicy, GenerationSettings
-from workers.batcher import Batcher, JobExpiredInBatcher
+from workers.batcher import Batcher, JobExpiredInBatcher, Requeue
 from workers.fake_runtime import EchoRuntime
 from workers.runtime import Generation, GenerationRequest
 
@@ -29,7 +29,7 @@ def poison_when(marker: str):  # type: ignore[no-untyped-def]
 
 
 def run(batcher: Batcher, texts: list[str]) -> list[object]:
-    futures = [batcher.submit(JobType.reply, "echo", request(t), priority=5) for t in texts]
+    futures = [batcher.submit(t, JobType.reply, "echo", request(t), priority=5) for t in texts]
     out: list[object] = []
     for f in futures:
         try:
@@ -77,7 +77,7 @@ def test_deadline_passing_in_the_buffer_expires_the_job() -> None:
     slow = {t: BatchPolicy(max_batch_size=8, max_wait_s=5.0) for t in JobType}
     batcher = Batcher({"echo": EchoRuntime()}, slow)
     batcher.start()
-    future = batcher.submit(JobType.strategy, "echo", request("late"), priority=1, deadline_at=time.time() + 0.05)
+    future = batcher.submit("late", JobType.strategy, "echo", request("late"), priority=1, deadline_at=time.time() + 0.05)
     with pytest.raises(JobExpiredInBatcher):
         future.result(timeout=2)
     batcher.stop()
@@ -87,6 +87,55 @@ def test_stop_flushes_waiting_jobs() -> None:
     slow = {t: BatchPolicy(max_batch_size=8, max_wait_s=60.0) for t in JobType}
     batcher = Batcher({"echo": EchoRuntime()}, slow)
     batcher.start()
-    future = batcher.submit(JobType.strategy, "echo", request("wait"), priority=1)
+    future = batcher.submit("wait", JobType.strategy, "echo", request("wait"), priority=1)
     batcher.stop(timeout_s=5)
     assert future.result(timeout=0).generation.text == "wait"
+
+
+def test_out_of_memory_lowers_the_cap_for_a_while() -> None:
+    import torch
+
+    def oom_above_two(requests: Sequence[GenerationRequest]) -> None:
+        if len(requests) > 2:
+            raise torch.OutOfMemoryError("simulated")
+
+    now = [1000.0]
+    runtime = EchoRuntime(fail_when=oom_above_two)
+    caps: list[int] = []
+    batcher = Batcher({"echo": runtime}, POLICIES, clock=lambda: now[0], oom_backoff_s=60, on_oom=caps.append)
+    batcher.start()
+    futures = [batcher.submit(f"j{i}", JobType.reply, "echo", request(f"j{i}"), priority=5) for i in range(8)]
+    now[0] += 1.0  # past max wait
+    with batcher._cond:
+        batcher._cond.notify_all()
+    assert all(not isinstance(f.result(timeout=10), Exception) for f in futures)
+    assert caps == [4, 2, 2] and batcher.size_cap() == 2  # 8 fails, then each half of 4
+    now[0] += 61.0
+    assert batcher.size_cap() is None
+    batcher.stop()
+
+
+def test_drain_hands_back_waiting_jobs_and_refuses_new_ones() -> None:
+    slow = {t: BatchPolicy(max_batch_size=8, max_wait_s=60.0) for t in JobType}
+    batcher = Batcher({"echo": EchoRuntime()}, slow)
+    batcher.start()
+    waiting = batcher.submit("w", JobType.reply, "echo", request("w"), priority=5)
+    assert batcher.drain() == 1
+    with pytest.raises(Requeue):
+        waiting.result(timeout=1)
+    with pytest.raises(Requeue):
+        batcher.submit("late", JobType.reply, "echo", request("late"), priority=5)
+    batcher.stop(timeout_s=5)
+
+
+def test_attempts_are_opened_and_closed_around_each_batch() -> None:
+    events: list[tuple[str, list[str]]] = []
+    runtime = EchoRuntime(fail_when=poison_when("bad"))
+    batcher = Batcher({"echo": runtime}, POLICIES, before_batch=lambda ids: events.append(("start", ids)),
+                      after_batch=lambda ids: events.append(("end", ids)))
+    batcher.start()
+    run(batcher, ["a", "bad"])
+    batcher.stop()
+    starts = [ids for kind, ids in events if kind == "start"]
+    ends = [ids for kind, ids in events if kind == "end"]
+    assert starts == ends == [["a", "bad"], ["a"], ["bad"]]  # raising is finishing: only a crash leaves one open

@@ -67,6 +67,17 @@ def test_a_job_over_budget_still_runs_alone() -> None:
     assert selection is not None and selection.jobs == (huge,)
 
 
+def test_solo_jobs_run_alone_and_never_join_others() -> None:
+    suspect = PendingJob(1, JobType.reply, "m", 9, 0.0, 10, 10, None, solo=True)
+    jobs = [job(0, JobType.reply, priority=8), suspect, job(2, JobType.reply, priority=8)]
+    first = select_batch(jobs, POLICIES, now=1.0)
+    assert first is not None and first.jobs == (suspect,)
+    rest = select_batch([j for j in jobs if j is not suspect], POLICIES, now=1.0)
+    assert rest is not None and [j.seq for j in rest.jobs] == [0, 2]
+    normal_first = select_batch([job(0, JobType.reply, priority=9), suspect], POLICIES, now=1.0)
+    assert normal_first is not None and [j.seq for j in normal_first.jobs] == [0]
+
+
 def test_expired_jobs_are_split_out() -> None:
     alive, expired = split_expired([job(0, deadline=1.0), job(1, deadline=5.0), job(2)], now=2.0)
     assert [j.seq for j in expired] == [0] and [j.seq for j in alive] == [1, 2]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from producers.client import result_from_meta
 from producers.jsonl import read_lines
 from shared.errors import JobNotComputed
 from shared.jobs import JobType
 from shared.redact import redact_url
-from shared.results import JobResult, JobStatus
+from shared.results import JobResult, JobStatus, result_from_meta
 
 
 def test_read_lines_reports_each_problem_with_its_line() -> None:

@@ -1,0 +1,50 @@
+"""Fault injection around a real runtime, for fault tests (`GREENQ_CHAOS`); off by default."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Sequence
+
+from shared.settings import ChaosSettings
+from workers.prompts import Message
+from workers.runtime import Generation, GenerationRequest, ModelRuntime
+
+
+class InjectedFailure(RuntimeError):
+    """A failure the chaos settings asked for."""
+
+
+class ChaosRuntime:
+    def __init__(self, inner: ModelRuntime, chaos: ChaosSettings) -> None:
+        self._inner = inner
+        self._chaos = chaos
+        self.name = inner.name
+        self.device = inner.device
+        self.max_context_tokens = inner.max_context_tokens
+        self._marked: dict[tuple[int, ...], str] = {}
+
+    def render(self, messages: Sequence[Message]) -> str:
+        return self._inner.render(messages)
+
+    def encode(self, text: str) -> list[int]:
+        ids = self._inner.encode(text)
+        for kind, marker in (("crash", self._chaos.crash_marker), ("fail", self._chaos.fail_marker)):
+            if marker and marker in text:
+                self._marked[tuple(ids)] = kind
+        return ids
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        kinds = {self._marked.get(tuple(r.prompt_ids)) for r in requests}
+        if "crash" in kinds:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if "fail" in kinds:
+            raise InjectedFailure("injected failure for a marked job")
+        if self._chaos.oom_above_batch_size and len(requests) > self._chaos.oom_above_batch_size:
+            import torch
+
+            raise torch.OutOfMemoryError(f"injected: batch of {len(requests)} > {self._chaos.oom_above_batch_size}")
+        if self._chaos.batch_delay_s:
+            time.sleep(self._chaos.batch_delay_s)
+        return self._inner.generate(requests)
