@@ -14,6 +14,7 @@ from shared.errors import BrokerUnavailable, GreenqError, InvalidJob, ResultTime
 from shared.jobs import JobType
 from shared.results import JobStatus
 from shared.settings import Settings
+from workers.local_model import SHAPES
 
 EXIT_JOBS_FAILED = 1
 EXIT_USAGE = 2
@@ -59,8 +60,47 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("letter_id", nargs="?")
     p.set_defaults(func=_dlq)
 
+    p = sub.add_parser("bench", help="ceiling vs greenq vs one-task-per-job, measured side by side")
+    p.add_argument("--quick", action="store_true", help="a smoke run with the tiny model")
+    p.add_argument("--model", help="model to bench (default local:gpt2-small; local:tiny with --quick)")
+    p.add_argument("--jobs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--max-wait-s", type=float)
+    p.add_argument("--new-tokens", type=int)
+    p.add_argument("--sweep", help="batch sizes for the ceiling sweep, comma-separated")
+    p.add_argument("--device", help="cpu (default) or cuda:N")
+    p.add_argument("--dtype", help="float32 (default), float16 or bfloat16")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default out/bench-<time>)")
+    p.set_defaults(func=_bench)
+
+    p = sub.add_parser("pool", help="live workers: status, queues, batch policy, drain")
+    pool = p.add_subparsers(dest="pool_command", required=True)
+    q = pool.add_parser("status", help="each worker's device, queues, policy, readiness, batch, jobs/s")
+    q.add_argument("--json", action="store_true")
+    for name, help_text in (
+        ("add-queue", "start consuming a job type's queue"),
+        ("remove-queue", "stop consuming a job type's queue"),
+    ):
+        q = pool.add_parser(name, help=help_text)
+        q.add_argument("node", help="worker node name, or 'all'")
+        q.add_argument("job_type", choices=[t.value for t in JobType])
+    q = pool.add_parser("set-policy", help="change a job type's batch policy at runtime")
+    q.add_argument("node", help="worker node name, or 'all'")
+    q.add_argument("job_type", choices=[t.value for t in JobType])
+    q.add_argument("--max-batch-size", type=int)
+    q.add_argument("--max-wait-s", type=float)
+    q.add_argument("--max-batch-tokens", type=int)
+    q = pool.add_parser("drain", help="stop consuming; finish the jobs already held")
+    q.add_argument("node", help="worker node name, or 'all'")
+    p.set_defaults(func=_pool)
+
+    p = sub.add_parser("top", help="a live view of queues and workers")
+    p.add_argument("--interval-s", type=float, default=2.0)
+    p.add_argument("--iterations", type=int, default=None, help="stop after this many refreshes")
+    p.set_defaults(func=_top)
+
     p = sub.add_parser("build-model", help="build a local random-weight model (no download)")
-    p.add_argument("shape", choices=["tiny", "gpt2-small"])
+    p.add_argument("shape", choices=sorted(SHAPES))
     p.add_argument("--out", type=Path, default=None)
     p.set_defaults(func=_build_model)
 
@@ -140,8 +180,9 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(f"greenq worker: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    specs = plan_children(devices, queues, socket.gethostname(), model=args.model,
-                          metrics_base_port=settings.metrics_port)
+    specs = plan_children(
+        devices, queues, socket.gethostname(), model=args.model, metrics_base_port=settings.metrics_port
+    )
     return Supervisor(specs, grace_s=args.grace_s).run()
 
 
@@ -172,6 +213,76 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     from producers.deadletters import run_dlq
 
     return run_dlq(settings, args.action, args.letter_id)
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+    from dataclasses import replace
+
+    from producers.bench import BenchConfig, quick, run_bench
+    from producers.bench_output import write_outputs
+
+    config = quick(BenchConfig()) if args.quick else BenchConfig()
+    overrides = {
+        "model": args.model,
+        "jobs": args.jobs,
+        "batch_size": args.batch_size,
+        "max_wait_s": args.max_wait_s,
+        "new_tokens": args.new_tokens,
+        "device": args.device,
+        "dtype": args.dtype,
+        "sweep": tuple(int(b) for b in args.sweep.split(",")) if args.sweep else None,
+    }
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    out = args.out or Path("out") / time.strftime("bench-%Y%m%d-%H%M%S")
+    result = run_bench(config, settings, out)
+    for path in write_outputs(result, out, "greenq " + " ".join(sys.argv[1:])):
+        print(path)
+    print((out / "summary.md").read_text())
+    return 0
+
+
+def _pool(args: argparse.Namespace, settings: Settings) -> int:
+    from producers import pool
+    from producers.client import Client
+
+    with Client(settings) as client:
+        app = client.app
+        if args.pool_command == "status":
+            statuses = pool.status(app)
+            print(json.dumps(statuses, indent=2) if args.json else pool.status_table(statuses))
+            return 0 if statuses else EXIT_UNAVAILABLE
+        job_type = JobType(args.job_type) if hasattr(args, "job_type") else None
+        if args.pool_command == "add-queue":
+            print(pool.add_queue(app, args.node, job_type))  # type: ignore[arg-type]
+        elif args.pool_command == "remove-queue":
+            print(pool.remove_queue(app, args.node, job_type))  # type: ignore[arg-type]
+        elif args.pool_command == "set-policy":
+            print(
+                pool.set_policy(
+                    app,
+                    args.node,
+                    job_type,
+                    max_batch_size=args.max_batch_size,  # type: ignore[arg-type]
+                    max_wait_s=args.max_wait_s,
+                    max_batch_tokens=args.max_batch_tokens,
+                )
+            )
+        else:
+            print(pool.drain(app, args.node))
+    return 0
+
+
+def _top(args: argparse.Namespace, settings: Settings) -> int:
+    from producers.client import Client
+    from producers.top import run_top
+
+    with Client(settings) as client:
+        try:
+            run_top(client, args.interval_s, args.iterations)
+        except KeyboardInterrupt:
+            pass
+    return 0
 
 
 def _build_model(args: argparse.Namespace, settings: Settings) -> int:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from contextlib import nullcontext
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -92,15 +92,17 @@ class Client:
         payload = job.model_dump(mode="json")
         now = time.time()
         priority = self.settings.priority[job_type] if spec.priority is None else spec.priority
-        return Envelope.decode({
-            "job_id": "pending",
-            "job_type": job_type.value,
-            "payload": payload,
-            "submitted_at": now,
-            "deadline_at": None if spec.deadline_s is None else now + spec.deadline_s,
-            "priority": priority,
-            "idempotency_key": spec.idempotency_key,
-        })
+        return Envelope.decode(
+            {
+                "job_id": "pending",
+                "job_type": job_type.value,
+                "payload": payload,
+                "submitted_at": now,
+                "deadline_at": None if spec.deadline_s is None else now + spec.deadline_s,
+                "priority": priority,
+                "idempotency_key": spec.idempotency_key,
+            }
+        )
 
     def publish(self, envelopes: list[Envelope], progress: bool = False, pipelined: bool = True) -> list[str]:
         """Enqueue prepared envelopes; returns their job ids in the same order.

@@ -19,7 +19,9 @@ def run_dlq(settings: Settings, action: str, letter_id: str | None) -> int:
         for letter in store.list():
             when = datetime.fromtimestamp(letter.at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
             retry = "retryable" if letter.retryable else "-"
-            print(f"{letter.id}  {when}  {letter.queue or '-':<20} {letter.job_id or '-':<36} {retry:<9} {letter.reason}")
+            print(
+                f"{letter.id}  {when}  {letter.queue or '-':<20} {letter.job_id or '-':<36} {retry:<9} {letter.reason}"
+            )
         return 0
     if action == "purge" and letter_id is None:
         print(f"purged {store.purge()} dead letters")

@@ -31,7 +31,9 @@ def run_demo(settings: Settings, job_count: int) -> int:
     with log_path.open("wb") as log_file:
         worker = subprocess.Popen(
             [sys.executable, "-m", "producers.cli", "worker", "--devices", "cpu"],
-            env=dict(os.environ), stdout=log_file, stderr=subprocess.STDOUT,
+            env=dict(os.environ),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     try:
         with Client(settings) as client:
@@ -77,5 +79,7 @@ def _line(index: int, total: int, r: JobResult) -> str:
     if not r.status.is_success:
         return f"{head} {r.error}"
     text = " ".join(r.text.split())[:60]
-    return (f"{head} batch={r.batch_size:<2} queue {t.queue_s:.2f}s wait {t.batch_wait_s:.2f}s "
-            f"compute {t.compute_s:.2f}s e2e {t.end_to_end_s:.2f}s | {text}")
+    return (
+        f"{head} batch={r.batch_size:<2} queue {t.queue_s:.2f}s wait {t.batch_wait_s:.2f}s "
+        f"compute {t.compute_s:.2f}s e2e {t.end_to_end_s:.2f}s | {text}"
+    )

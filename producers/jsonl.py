@@ -41,7 +41,7 @@ def _spec(text: str, job_type: JobType) -> JobSpec:
         raise InvalidJob([("(line)", f"is {len(text)} bytes; the limit is {MAX_LINE_BYTES}")])
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise InvalidJob([("(line)", f"is not valid JSON: {exc.msg} at column {exc.colno}")]) from None
     if not isinstance(data, dict):
         raise InvalidJob([("(line)", "must be a JSON object")])
@@ -49,8 +49,12 @@ def _spec(text: str, job_type: JobType) -> JobSpec:
         return JobSpec(job_type, data)
     unknown = set(data) - ENVELOPE_FIELDS
     if unknown:
-        raise InvalidJob([(name, "unknown envelope field (allowed: " + ", ".join(sorted(ENVELOPE_FIELDS)) + ")")
-                          for name in sorted(unknown)])
+        raise InvalidJob(
+            [
+                (name, "unknown envelope field (allowed: " + ", ".join(sorted(ENVELOPE_FIELDS)) + ")")
+                for name in sorted(unknown)
+            ]
+        )
     errors = []
     key, priority, deadline_s = data.get("idempotency_key"), data.get("priority"), data.get("deadline_s")
     if key is not None and not (isinstance(key, str) and 0 < len(key) <= 200):

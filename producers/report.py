@@ -17,13 +17,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from producers.summary import percentile
 from shared.results import JobResult, JobStatus
 
-HEADER = f"{'job type':<12} {'jobs':>6} {'ok':>6} {'jobs/s':>8} {'J/job':>9} {'gCO2e/job':>11} " \
-         f"{'p50 s':>7} {'p95 s':>7} {'p99 s':>7}  source"
+HEADER = (
+    f"{'job type':<12} {'jobs':>6} {'ok':>6} {'jobs/s':>8} {'J/job':>9} {'gCO2e/job':>11} "
+    f"{'p50 s':>7} {'p95 s':>7} {'p99 s':>7}  source"
+)
 
 
 def _row(name: str, jobs: int, ok: int, rate: float, j: float, g: float, p: Sequence[float], source: str) -> str:
-    return (f"{name:<12} {jobs:>6} {ok:>6} {rate:>8.2f} {j:>9.3f} {g:>11.6f} "
-            f"{p[0]:>7.3f} {p[1]:>7.3f} {p[2]:>7.3f}  {source}")
+    return (
+        f"{name:<12} {jobs:>6} {ok:>6} {rate:>8.2f} {j:>9.3f} {g:>11.6f} "
+        f"{p[0]:>7.3f} {p[1]:>7.3f} {p[2]:>7.3f}  {source}"
+    )
 
 
 def report_from_results(lines: Iterable[str]) -> str:
@@ -47,8 +51,18 @@ def report_from_results(lines: Iterable[str]) -> str:
         carbon = [r.co2e_g for r in ok if r.co2e_g is not None]
         latencies = [r.timings.end_to_end_s for r in ok]
         sources = ",".join(sorted({r.energy_source for r in ok if r.energy_source})) or "-"
-        out.append(_row(name, len(members), len(ok), len(ok) / span_s if span_s > 0 else math.nan,
-                        _mean(energies), _mean(carbon), [percentile(latencies, q) for q in (50, 95, 99)], sources))
+        out.append(
+            _row(
+                name,
+                len(members),
+                len(ok),
+                len(ok) / span_s if span_s > 0 else math.nan,
+                _mean(energies),
+                _mean(carbon),
+                [percentile(latencies, q) for q in (50, 95, 99)],
+                sources,
+            )
+        )
     return "\n".join(out)
 
 
@@ -103,6 +117,7 @@ def report_from_metrics(urls: Sequence[str]) -> str:
         per_g = sums[("greenq_job_co2e_grams_sum", job_type)] / count if count else math.nan
         cumulative = sorted(buckets[job_type].items())
         quantiles = [bucket_quantile(q, cumulative) for q in (0.5, 0.95, 0.99)]
-        out.append(_row(job_type, total, ok, math.nan, per_j, per_g, quantiles,
-                        ",".join(sorted(sources[job_type])) or "-"))
+        out.append(
+            _row(job_type, total, ok, math.nan, per_j, per_g, quantiles, ",".join(sorted(sources[job_type])) or "-")
+        )
     return "\n".join(out)

@@ -29,7 +29,9 @@ def redis_answers(url: str, timeout_s: float = 1.0, **kwargs: object) -> bool:
 def _binary() -> str:
     binary = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/sbin:/usr/bin")
     if binary is None:
-        raise BrokerUnavailable("redis-server is not installed: run `bash ops/dev/setup.sh` or `apt-get install redis-server`")
+        raise BrokerUnavailable(
+            "redis-server is not installed: run `bash ops/dev/setup.sh` or `apt-get install redis-server`"
+        )
     return binary
 
 
@@ -51,10 +53,25 @@ class LocalRedis:
     def start(self, wait_s: float = 10.0) -> LocalRedis:
         persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
         self.process = subprocess.Popen(
-            [_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence,
-             "--maxmemory-policy", "noeviction", "--databases", str(self.databases), "--dir", self.data_dir,
-             *self.extra_args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                _binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                *persistence,
+                "--maxmemory-policy",
+                "noeviction",
+                "--databases",
+                str(self.databases),
+                "--dir",
+                self.data_dir,
+                *self.extra_args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
@@ -81,8 +98,7 @@ class LocalRedis:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-def start_redis(port: int, databases: int = 16, persistent: bool = False,
-                extra_args: Sequence[str] = ()) -> LocalRedis:
+def start_redis(port: int, databases: int = 16, persistent: bool = False, extra_args: Sequence[str] = ()) -> LocalRedis:
     """Start `redis-server` on 127.0.0.1:`port` and wait for it."""
     return LocalRedis(port, databases, persistent, extra_args).start()
 
@@ -93,5 +109,7 @@ def ensure_redis(url: str) -> LocalRedis | None:
         return None
     parsed = urlparse(url)
     if parsed.scheme != "redis" or (parsed.hostname or "") not in LOCAL_HOSTS:
-        raise BrokerUnavailable(f"nothing answers at {redact_url(url)}, and it is not a local address to start Redis on")
+        raise BrokerUnavailable(
+            f"nothing answers at {redact_url(url)}, and it is not a local address to start Redis on"
+        )
     return start_redis(parsed.port or 6379)

@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     generation: dict[JobType, GenerationSettings] = Field(default_factory=dict)
     priority: dict[JobType, int] = Field(default_factory=dict)
     max_payload_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=1024, le=16 * 1024 * 1024)
+    prompt_templates_dir: Path | None = None
     max_prompt_tokens: int = Field(default=1024, ge=16, le=131072)
     result_ttl_s: int = Field(default=86400, ge=60)
     visibility_timeout_s: int = Field(default=3600, ge=2)

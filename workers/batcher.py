@@ -13,8 +13,8 @@ job never fails the jobs that would have succeeded without it.
 from __future__ import annotations
 
 import itertools
-import math
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -117,6 +117,16 @@ class Batcher:
             item.future.set_exception(Requeue("the worker is stopping; the job goes back to the queue"))
         return len(waiting)
 
+    def policies(self) -> dict[JobType, BatchPolicy]:
+        with self._cond:
+            return dict(self._policies)
+
+    def set_policy(self, job_type: JobType, policy: BatchPolicy) -> None:
+        """Change a job type's batch policy at runtime; waiting jobs see it at once."""
+        with self._cond:
+            self._policies[job_type] = policy
+            self._cond.notify_all()
+
     def size_cap(self) -> int | None:
         """The lowered max batch size in force after an out-of-memory error, if any."""
         with self._cond:
@@ -127,16 +137,22 @@ class Batcher:
     def _policies_now(self) -> dict[JobType, BatchPolicy]:
         cap = self.size_cap()
         if cap is None:
-            return self._policies
-        return {t: p.model_copy(update={"max_batch_size": min(p.max_batch_size, cap)}) for t, p in self._policies.items()}
+            return self.policies()
+        return {
+            t: p.model_copy(update={"max_batch_size": min(p.max_batch_size, cap)}) for t, p in self.policies().items()
+        }
 
     def _lower_cap(self, failed_size: int) -> None:
         cap = max(1, failed_size // 2)
         with self._cond:
             self._oom_cap = min(cap, self._oom_cap or cap)
             self._oom_until = self._clock() + self._oom_backoff_s
-        log.warning("out of memory at batch size %d: max batch size lowered to %d for %.0f s",
-                    failed_size, self._oom_cap, self._oom_backoff_s)
+        log.warning(
+            "out of memory at batch size %d: max batch size lowered to %d for %.0f s",
+            failed_size,
+            self._oom_cap,
+            self._oom_backoff_s,
+        )
         if self._on_oom is not None:
             self._on_oom(self._oom_cap)
 
@@ -242,7 +258,8 @@ class Batcher:
         finished = self._clock()
         shares: list[EnergyShare | None] = [None] * len(items)
         if self._energy is not None and meter_start is not None:
-            tokens = [len(item.request.prompt_ids) + g.generated_tokens for item, g in zip(items, generations)]
+            pairs = zip(items, generations, strict=True)
+            tokens = [len(item.request.prompt_ids) + g.generated_tokens for item, g in pairs]
             shares = list(self._energy.batch_finished(meter_start, tokens))
         if self._on_batch is not None:
             self._on_batch(items[0].model, len(items))

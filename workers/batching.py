@@ -87,9 +87,7 @@ def ready_at(jobs: Sequence[PendingJob], policies: Mapping[JobType, BatchPolicy]
     return min(j.arrived_at + policies[j.job_type].max_wait_s for j in jobs)
 
 
-def select_batch(
-    jobs: Iterable[PendingJob], policies: Mapping[JobType, BatchPolicy], now: float
-) -> Selection | None:
+def select_batch(jobs: Iterable[PendingJob], policies: Mapping[JobType, BatchPolicy], now: float) -> Selection | None:
     """The batch to run now, or None if every group should keep waiting."""
     best: Selection | None = None
     for members in group(jobs).values():

@@ -105,8 +105,9 @@ class HttpIntensity:
 class CachedIntensity:
     """Ask the source at most once per `ttl_s`; on an error keep the last good value."""
 
-    def __init__(self, source: IntensitySource, ttl_s: float, fallback_g_per_kwh: float,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, source: IntensitySource, ttl_s: float, fallback_g_per_kwh: float, clock: Callable[[], float] = time.time
+    ) -> None:
         self.name = source.name
         self._source = source
         self._ttl_s = ttl_s

@@ -32,8 +32,14 @@ class EnergyAccountant:
     >>> shares = accountant.batch_finished(start, token_counts=[120, 80])
     """
 
-    def __init__(self, meter: EnergyMeter, intensity: IntensitySource, pue: float = 1.0,
-                 sink: EnergySink | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        meter: EnergyMeter,
+        intensity: IntensitySource,
+        pue: float = 1.0,
+        sink: EnergySink | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.meter = meter
         self.intensity = intensity
         self._pue = pue
@@ -63,8 +69,10 @@ class EnergyAccountant:
         if token_counts is None:
             return []
         intensity = self.intensity.grams_per_kwh(self._clock())
-        return [EnergyShare(j, co2e_grams(j, intensity, self._pue), self.meter.source)
-                for j in attribute_energy(total_j, token_counts)]
+        return [
+            EnergyShare(j, co2e_grams(j, intensity, self._pue), self.meter.source)
+            for j in attribute_energy(total_j, token_counts)
+        ]
 
     def current_intensity(self) -> float:
         return self.intensity.grams_per_kwh(self._clock())

@@ -47,10 +47,12 @@ class QueueCollector(Collector):
         self._clock = clock
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        depth = GaugeMetricFamily("greenq_queue_depth", "Jobs waiting in each queue, all priorities.",
-                                  labels=["queue"])
-        age = GaugeMetricFamily("greenq_queue_oldest_age_seconds",
-                                "Age of the oldest job waiting in each queue (0 when empty).", labels=["queue"])
+        depth = GaugeMetricFamily("greenq_queue_depth", "Jobs waiting in each queue, all priorities.", labels=["queue"])
+        age = GaugeMetricFamily(
+            "greenq_queue_oldest_age_seconds",
+            "Age of the oldest job waiting in each queue (0 when empty).",
+            labels=["queue"],
+        )
         up = GaugeMetricFamily("greenq_broker_up", "1 if the exporter reached Redis on this scrape.")
         unacked = GaugeMetricFamily("greenq_unacked_jobs", "Jobs reserved by workers and not yet acknowledged.")
         try:

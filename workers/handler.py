@@ -57,8 +57,12 @@ class JobHandler:
         return self._final(job_id, job_type, JobStatus.failed, error=f"invalid job: {error}")
 
     def given_up(self, job_type: JobType, job_id: str, attempts: int) -> JobResult:
-        return self._final(job_id, job_type, JobStatus.failed,
-                           error=f"gave up after {attempts} attempts: the worker died while computing it each time")
+        return self._final(
+            job_id,
+            job_type,
+            JobStatus.failed,
+            error=f"gave up after {attempts} attempts: the worker died while computing it each time",
+        )
 
     def handle(self, job_type: JobType, job_id: str, body: Any, solo: bool = False) -> JobResult:
         """Compute one job. Raises InvalidJob for a bad body, Requeue if the worker is stopping."""
@@ -67,20 +71,27 @@ class JobHandler:
         submitted_at = min(envelope.submitted_at, received_at)
         queue_s = received_at - submitted_at
         if envelope.is_expired(received_at):
-            return self._final(job_id, job_type, JobStatus.expired, error="deadline passed while queued",
-                               timings=Timings(queue_s=queue_s, end_to_end_s=queue_s))
+            return self._final(
+                job_id,
+                job_type,
+                JobStatus.expired,
+                error="deadline passed while queued",
+                timings=Timings(queue_s=queue_s, end_to_end_s=queue_s),
+            )
 
         model = self._settings.model_for(job_type)
         runtime = self._runtimes[model]
         generation = self._settings.generation[job_type]
-        prompt_ids = tuple(runtime.encode(runtime.render(build_messages(job_type, job))))
+        messages = build_messages(job_type, job, self._settings.prompt_templates_dir)
+        prompt_ids = tuple(runtime.encode(runtime.render(messages)))
         problem = self._check_limits(len(prompt_ids), generation.max_new_tokens, runtime)
         if problem:
             return self._final(job_id, job_type, JobStatus.failed, error=problem, prompt_tokens=len(prompt_ids))
 
         request = GenerationRequest(prompt_ids, generation.max_new_tokens, generation)
-        future = self._batcher.submit(job_id, job_type, model, request, envelope.priority, envelope.deadline_at,
-                                      solo=solo)
+        future = self._batcher.submit(
+            job_id, job_type, model, request, envelope.priority, envelope.deadline_at, solo=solo
+        )
         try:
             outcome = future.result()
         except Requeue:
@@ -91,22 +102,38 @@ class JobHandler:
             return self._final(job_id, job_type, JobStatus.expired, error=str(exc), timings=timings)
         except Exception as exc:  # the batcher isolated it: this job fails alone
             log.exception("job %s failed", job_id)
-            return self._final(job_id, job_type, JobStatus.failed, error=redact_text(f"{type(exc).__name__}: {exc}"),
-                               prompt_tokens=len(prompt_ids), model=model)
+            return self._final(
+                job_id,
+                job_type,
+                JobStatus.failed,
+                error=redact_text(f"{type(exc).__name__}: {exc}"),
+                prompt_tokens=len(prompt_ids),
+                model=model,
+            )
         return self._succeeded(job_id, job_type, model, len(prompt_ids), outcome, submitted_at, received_at)
 
     def _check_limits(self, prompt_tokens: int, max_new_tokens: int, runtime: ModelRuntime) -> str | None:
         if prompt_tokens > self._settings.max_prompt_tokens:
-            return (f"prompt is {prompt_tokens} tokens; the limit is {self._settings.max_prompt_tokens} "
-                    "(GREENQ_MAX_PROMPT_TOKENS): shorten the payload")
+            return (
+                f"prompt is {prompt_tokens} tokens; the limit is {self._settings.max_prompt_tokens} "
+                "(GREENQ_MAX_PROMPT_TOKENS): shorten the payload"
+            )
         if prompt_tokens + max_new_tokens > runtime.max_context_tokens:
-            return (f"prompt ({prompt_tokens}) + max new tokens ({max_new_tokens}) exceed the model's context of "
-                    f"{runtime.max_context_tokens} tokens")
+            return (
+                f"prompt ({prompt_tokens}) + max new tokens ({max_new_tokens}) exceed the model's context of "
+                f"{runtime.max_context_tokens} tokens"
+            )
         return None
 
     def _succeeded(
-        self, job_id: str, job_type: JobType, model: str, prompt_tokens: int, outcome: BatchOutcome,
-        submitted_at: float, received_at: float,
+        self,
+        job_id: str,
+        job_type: JobType,
+        model: str,
+        prompt_tokens: int,
+        outcome: BatchOutcome,
+        submitted_at: float,
+        received_at: float,
     ) -> JobResult:
         timings = Timings(
             queue_s=received_at - submitted_at,
@@ -134,10 +161,26 @@ class JobHandler:
             finished_at=outcome.finished_at,
         )
 
-    def _final(self, job_id: str, job_type: JobType, status: JobStatus, *, error: str,
-               timings: Timings | None = None, prompt_tokens: int = 0, model: str | None = None) -> JobResult:
+    def _final(
+        self,
+        job_id: str,
+        job_type: JobType,
+        status: JobStatus,
+        *,
+        error: str,
+        timings: Timings | None = None,
+        prompt_tokens: int = 0,
+        model: str | None = None,
+    ) -> JobResult:
         return JobResult(
-            job_id=job_id, job_type=job_type, status=status, error=error, prompt_tokens=prompt_tokens,
-            model=model, worker=self._identity.worker, device=self._identity.device, timings=timings or Timings(),
+            job_id=job_id,
+            job_type=job_type,
+            status=status,
+            error=error,
+            prompt_tokens=prompt_tokens,
+            model=model,
+            worker=self._identity.worker,
+            device=self._identity.device,
+            timings=timings or Timings(),
             finished_at=self._clock(),
         )

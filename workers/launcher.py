@@ -56,8 +56,19 @@ def plan_children(
         else:
             env = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads_per_cpu_worker)}
             torch_device = "cpu"
-        argv = [python, "-m", "workers.process", "--device", device.label, "--torch-device", torch_device,
-                "--node-name", node_name, "--queues", queue_arg]
+        argv = [
+            python,
+            "-m",
+            "workers.process",
+            "--device",
+            device.label,
+            "--torch-device",
+            torch_device,
+            "--node-name",
+            node_name,
+            "--queues",
+            queue_arg,
+        ]
         if model:
             argv += ["--model", model]
         if metrics_base_port:

@@ -39,7 +39,13 @@ SHAPES = {
     "tiny": ModelShape(n_layer=2, n_head=2, n_embd=64, n_positions=1024, tokenizer_vocab=800, initializer_range=0.2),
     # GPT-2 small's architecture and parameter count (124M): its 50,257-row embedding is kept
     # even though the locally trained tokenizer uses only the first rows.
-    "gpt2-small": ModelShape(n_layer=12, n_head=12, n_embd=768, n_positions=1024, tokenizer_vocab=800, model_vocab=50257),
+    "gpt2-small": ModelShape(
+        n_layer=12, n_head=12, n_embd=768, n_positions=1024, tokenizer_vocab=800, model_vocab=50257
+    ),
+    # GPT-2 large's shape (774M parameters), for GPU benchmarks.
+    "gpt2-large": ModelShape(
+        n_layer=36, n_head=20, n_embd=1280, n_positions=1024, tokenizer_vocab=800, model_vocab=50257
+    ),
 }
 
 _CORPUS_LINES = [

@@ -26,45 +26,92 @@ ENERGY_BUCKETS_J = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 50, 100, 500, 1000, 5000)
 CO2E_BUCKETS_G = (1e-6, 1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1)
 
 JOBS = Counter("greenq_jobs", "Jobs finished, by job type and final status.", ["job_type", "status"], registry=REGISTRY)
-LATENCY = Histogram("greenq_job_latency_seconds", "Submission to result, per job.", ["job_type"],
-                    buckets=LATENCY_BUCKETS_S, registry=REGISTRY)
-QUEUE_WAIT = Histogram("greenq_queue_wait_seconds", "Submission to receipt by a worker.", ["job_type"],
-                       buckets=LATENCY_BUCKETS_S, registry=REGISTRY)
-BATCH_WAIT = Histogram("greenq_batch_wait_seconds", "Receipt to the start of the job's batch.", ["job_type"],
-                       buckets=LATENCY_BUCKETS_S, registry=REGISTRY)
-COMPUTE = Histogram("greenq_compute_seconds", "Compute time of the job's batch.", ["job_type"],
-                    buckets=LATENCY_BUCKETS_S, registry=REGISTRY)
-BATCH_SIZE = Histogram("greenq_batch_size", "Jobs per batch run on the model.", ["model"],
-                       buckets=BATCH_SIZE_BUCKETS, registry=REGISTRY)
-CURRENT_BATCH = Gauge("greenq_current_batch_size", "Jobs in the batch computing now (0 when idle).",
-                      registry=REGISTRY)
+LATENCY = Histogram(
+    "greenq_job_latency_seconds",
+    "Submission to result, per job.",
+    ["job_type"],
+    buckets=LATENCY_BUCKETS_S,
+    registry=REGISTRY,
+)
+QUEUE_WAIT = Histogram(
+    "greenq_queue_wait_seconds",
+    "Submission to receipt by a worker.",
+    ["job_type"],
+    buckets=LATENCY_BUCKETS_S,
+    registry=REGISTRY,
+)
+BATCH_WAIT = Histogram(
+    "greenq_batch_wait_seconds",
+    "Receipt to the start of the job's batch.",
+    ["job_type"],
+    buckets=LATENCY_BUCKETS_S,
+    registry=REGISTRY,
+)
+COMPUTE = Histogram(
+    "greenq_compute_seconds",
+    "Compute time of the job's batch.",
+    ["job_type"],
+    buckets=LATENCY_BUCKETS_S,
+    registry=REGISTRY,
+)
+BATCH_SIZE = Histogram(
+    "greenq_batch_size", "Jobs per batch run on the model.", ["model"], buckets=BATCH_SIZE_BUCKETS, registry=REGISTRY
+)
+CURRENT_BATCH = Gauge("greenq_current_batch_size", "Jobs in the batch computing now (0 when idle).", registry=REGISTRY)
 PROMPT_TOKENS = Counter("greenq_prompt_tokens", "Prompt tokens of succeeded jobs.", ["job_type"], registry=REGISTRY)
-GENERATED_TOKENS = Counter("greenq_generated_tokens", "Generated tokens of succeeded jobs.", ["job_type"],
-                           registry=REGISTRY)
-ENERGY = Counter("greenq_energy_joules", "Energy measured by this worker's meter; state is active (in a batch) "
-                 "or idle (between batches).", ["component", "source", "state"], registry=REGISTRY)
-JOB_ENERGY = Histogram("greenq_job_energy_joules", "Energy attributed to each succeeded job.",
-                       ["job_type", "source"], buckets=ENERGY_BUCKETS_J, registry=REGISTRY)
-JOB_CO2E = Histogram("greenq_job_co2e_grams", "Emissions attributed to each succeeded job, grams CO2e.",
-                     ["job_type", "source"], buckets=CO2E_BUCKETS_G, registry=REGISTRY)
-GRID_INTENSITY = Gauge("greenq_grid_intensity_grams_per_kwh", "Grid carbon intensity in use, g CO2e per kWh.",
-                       registry=REGISTRY)
-WORKER_READY = Gauge("greenq_worker_ready", "1 once the models are loaded and warm, 0 before and while stopping.",
-                     registry=REGISTRY)
-WORKER_INFO = Gauge("greenq_worker_info", "Always 1; labels say which worker, device and energy source this is.",
-                    ["worker", "device", "energy_source"], registry=REGISTRY)
+GENERATED_TOKENS = Counter(
+    "greenq_generated_tokens", "Generated tokens of succeeded jobs.", ["job_type"], registry=REGISTRY
+)
+ENERGY = Counter(
+    "greenq_energy_joules",
+    "Energy measured by this worker's meter; state is active (in a batch) or idle (between batches).",
+    ["component", "source", "state"],
+    registry=REGISTRY,
+)
+JOB_ENERGY = Histogram(
+    "greenq_job_energy_joules",
+    "Energy attributed to each succeeded job.",
+    ["job_type", "source"],
+    buckets=ENERGY_BUCKETS_J,
+    registry=REGISTRY,
+)
+JOB_CO2E = Histogram(
+    "greenq_job_co2e_grams",
+    "Emissions attributed to each succeeded job, grams CO2e.",
+    ["job_type", "source"],
+    buckets=CO2E_BUCKETS_G,
+    registry=REGISTRY,
+)
+GRID_INTENSITY = Gauge(
+    "greenq_grid_intensity_grams_per_kwh", "Grid carbon intensity in use, g CO2e per kWh.", registry=REGISTRY
+)
+WORKER_READY = Gauge(
+    "greenq_worker_ready", "1 once the models are loaded and warm, 0 before and while stopping.", registry=REGISTRY
+)
+WORKER_INFO = Gauge(
+    "greenq_worker_info",
+    "Always 1; labels say which worker, device and energy source this is.",
+    ["worker", "device", "energy_source"],
+    registry=REGISTRY,
+)
 MODEL_LOAD = Gauge("greenq_model_load_seconds", "Time to load and warm each model.", ["model"], registry=REGISTRY)
-POLICY_SIZE = Gauge("greenq_batch_policy_max_batch_size", "Configured max jobs per batch.", ["job_type"],
-                    registry=REGISTRY)
-POLICY_WAIT = Gauge("greenq_batch_policy_max_wait_seconds", "Configured max wait after a batch's first job.",
-                    ["job_type"], registry=REGISTRY)
-POLICY_TOKENS = Gauge("greenq_batch_policy_max_tokens", "Configured max padded tokens per batch.", ["job_type"],
-                      registry=REGISTRY)
+POLICY_SIZE = Gauge(
+    "greenq_batch_policy_max_batch_size", "Configured max jobs per batch.", ["job_type"], registry=REGISTRY
+)
+POLICY_WAIT = Gauge(
+    "greenq_batch_policy_max_wait_seconds",
+    "Configured max wait after a batch's first job.",
+    ["job_type"],
+    registry=REGISTRY,
+)
+POLICY_TOKENS = Gauge(
+    "greenq_batch_policy_max_tokens", "Configured max padded tokens per batch.", ["job_type"], registry=REGISTRY
+)
 
-OOM = Counter("greenq_out_of_memory", "Batches that ran out of memory (each is split and retried).",
-              registry=REGISTRY)
-SIZE_CAP = Gauge("greenq_batch_size_cap", "Max batch size lowered after an out-of-memory error; 0 when none.",
-                 registry=REGISTRY)
+OOM = Counter("greenq_out_of_memory", "Batches that ran out of memory (each is split and retried).", registry=REGISTRY)
+SIZE_CAP = Gauge(
+    "greenq_batch_size_cap", "Max batch size lowered after an out-of-memory error; 0 when none.", registry=REGISTRY
+)
 
 GPU_GAUGES = {
     "power_watts": "GPU board power draw (NVML).",

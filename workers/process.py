@@ -21,17 +21,19 @@ from shared.jobs import JobType
 from shared.queues import is_redis_url, parse_queues, queue_name
 from shared.redact import redact_url
 from shared.redis_client import redis_client
+from shared.results import JobResult
 from shared.settings import Settings
-from workers import metrics
+from workers import control, metrics
+from workers.attempts import AttemptCounter
 from workers.batcher import Batcher
 from workers.carbon import intensity_source
 from workers.chaos import ChaosRuntime
-from workers.attempts import AttemptCounter
+from workers.control import WorkerContext
 from workers.energy import EnergyAccountant
-from workers.meters.detect import detect_meter
-from workers.meters.nvml import NvmlMeter
 from workers.handler import JobHandler, WorkerIdentity
 from workers.local_model import resolve_model
+from workers.meters.detect import detect_meter
+from workers.meters.nvml import NvmlMeter
 from workers.runtime import HFRuntime, ModelRuntime, warm_up
 
 log = logging.getLogger("greenq.worker")
@@ -53,8 +55,13 @@ def load_runtimes(settings: Settings, queues: list[JobType], torch_device: str) 
 
 def energy_accountant(settings: Settings, on_gpu: bool) -> EnergyAccountant:
     meter = detect_meter(settings.energy_meter, on_gpu, settings.rapl_root, settings.cpu_watts_per_core)
-    intensity = intensity_source(settings.carbon_intensity_g_per_kwh, settings.carbon_intensity_file,
-                                 settings.carbon_intensity_url, settings.carbon_location, settings.carbon_cache_s)
+    intensity = intensity_source(
+        settings.carbon_intensity_g_per_kwh,
+        settings.carbon_intensity_file,
+        settings.carbon_intensity_url,
+        settings.carbon_location,
+        settings.carbon_cache_s,
+    )
     log.info("energy source: %s; carbon intensity: %s", meter.source, intensity.name)
     if isinstance(meter, NvmlMeter):
         metrics.REGISTRY.register(metrics.GpuCollector(meter.gauges))
@@ -68,8 +75,14 @@ def thread_count(settings: Settings, queues: list[JobType]) -> int:
     return 2 * max(settings.batch[t].max_batch_size for t in queues) + 2
 
 
-def _on_shutdown(batcher: Batcher) -> None:
+def _on_ready(context: WorkerContext) -> None:
+    context.ready = True
+    metrics.WORKER_READY.set(1)
+
+
+def _on_shutdown(batcher: Batcher, context: WorkerContext) -> None:
     """Warm shutdown: the batch in progress finishes; jobs not yet in a batch go back to the queue."""
+    context.ready = False
     metrics.WORKER_READY.set(0)
     handed_back = batcher.drain()
     log.info("stopping: %d buffered jobs handed back to the queue", handed_back)
@@ -87,8 +100,11 @@ def warn_if_evicting(settings: Settings) -> None:
         return
     value = policy.get("maxmemory-policy")
     if value and value != "noeviction":
-        log.warning("the broker's maxmemory-policy is %r: Redis may evict queued jobs under memory pressure. "
-                    "Set maxmemory-policy noeviction.", value)
+        log.warning(
+            "the broker's maxmemory-policy is %r: Redis may evict queued jobs under memory pressure. "
+            "Set maxmemory-policy noeviction.",
+            value,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,18 +144,33 @@ def main(argv: list[str] | None = None) -> int:
     app = make_celery(settings)
     app.conf.worker_consumer = "workers.consumer:DeadLetteringConsumer"
     attempts = AttemptCounter(app.backend.client, settings.result_ttl_s)
-    batcher = Batcher(runtimes, settings.batch, energy=energy,
-                      before_batch=attempts.record, after_batch=attempts.finished,
-                      on_batch=lambda model, size: metrics.BATCH_SIZE.labels(model).observe(size),
-                      oom_backoff_s=settings.oom_backoff_s, on_oom=lambda cap: metrics.OOM.inc())
+    batcher = Batcher(
+        runtimes,
+        settings.batch,
+        energy=energy,
+        before_batch=attempts.record,
+        after_batch=attempts.finished,
+        on_batch=lambda model, size: metrics.BATCH_SIZE.labels(model).observe(size),
+        oom_backoff_s=settings.oom_backoff_s,
+        on_oom=lambda cap: metrics.OOM.inc(),
+    )
     metrics.SIZE_CAP.set_function(lambda: batcher.size_cap() or 0)
     metrics.CURRENT_BATCH.set_function(lambda: batcher.current_batch_size)
     batcher.start()
     handler = JobHandler(settings, runtimes, batcher, WorkerIdentity(worker=args.node_name, device=args.device))
     from workers.tasks import register_job_tasks
 
-    register_job_tasks(app, handler, settings, attempts)
-    log.info("%s consuming %s from %s", args.node_name, ",".join(q.value for q in queues), redact_url(settings.broker_url))
+    context = WorkerContext(node=args.node_name, device=args.device, batcher=batcher)
+    control.install(context)
+
+    def finished(result: JobResult) -> None:
+        metrics.record_result(result)
+        context.job_finished()
+
+    register_job_tasks(app, handler, settings, attempts, on_finished=finished)
+    log.info(
+        "%s consuming %s from %s", args.node_name, ",".join(q.value for q in queues), redact_url(settings.broker_url)
+    )
     worker = app.Worker(
         hostname=args.node_name,
         queues=[queue_name(q) for q in queues],
@@ -149,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         without_mingle=True,
         without_gossip=True,
     )
-    worker_ready.connect(lambda **_: metrics.WORKER_READY.set(1), weak=False)
-    worker_shutting_down.connect(lambda **_: _on_shutdown(batcher), weak=False)
+    worker_ready.connect(lambda **_: _on_ready(context), weak=False)
+    worker_shutting_down.connect(lambda **_: _on_shutdown(batcher, context), weak=False)
     warn_if_evicting(settings)
     worker.start()  # blocks; SIGTERM → warm shutdown: task threads finish their jobs first
     batcher.stop()

@@ -12,6 +12,7 @@ celery-exporter count, and clients still read the whole record.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task, states
@@ -24,14 +25,21 @@ from shared.queues import queue_name, task_name
 from shared.results import JobResult, result_from_meta
 from shared.settings import Settings
 from workers import metrics
-from workers.batcher import Requeue
 from workers.attempts import AttemptCounter
+from workers.batcher import Requeue
 from workers.handler import JobHandler
 
 
-def register_job_tasks(app: Celery, handler: JobHandler, settings: Settings, attempts: AttemptCounter) -> None:
+def register_job_tasks(
+    app: Celery,
+    handler: JobHandler,
+    settings: Settings,
+    attempts: AttemptCounter,
+    on_finished: Callable[[JobResult], None] = metrics.record_result,
+) -> None:
+    """One task per job type; `on_finished` sees every final result this worker makes."""
     for job_type in JobType:
-        _register(app, handler, settings, attempts, job_type)
+        _register(app, handler, settings, attempts, job_type, on_finished)
 
 
 def _finish(result: JobResult) -> dict[str, Any]:
@@ -40,8 +48,14 @@ def _finish(result: JobResult) -> dict[str, Any]:
     return result.to_json()
 
 
-def _register(app: Celery, handler: JobHandler, settings: Settings, attempts: AttemptCounter,
-              job_type: JobType) -> None:
+def _register(
+    app: Celery,
+    handler: JobHandler,
+    settings: Settings,
+    attempts: AttemptCounter,
+    job_type: JobType,
+    on_finished: Callable[[JobResult], None],
+) -> None:
     @app.task(name=task_name(job_type), bind=True, acks_late=True, typing=False)
     def run_job(task: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
         job_id: str = task.request.id
@@ -54,9 +68,17 @@ def _register(app: Celery, handler: JobHandler, settings: Settings, attempts: At
         tried = attempts.attempts(job_id)
         if tried >= settings.max_attempts:
             result = handler.given_up(job_type, job_id, tried)
-            dead_letters.add(DeadLetter(reason=result.error or "", queue=queue_name(job_type), task=task.name,
-                                        job_id=job_id, args=list(args), attempts=tried))
-            metrics.record_result(result)
+            dead_letters.add(
+                DeadLetter(
+                    reason=result.error or "",
+                    queue=queue_name(job_type),
+                    task=task.name,
+                    job_id=job_id,
+                    args=list(args),
+                    attempts=tried,
+                )
+            )
+            on_finished(result)
             return _finish(result)
 
         # Producers send one positional argument, the envelope; anything else is malformed.
@@ -65,9 +87,17 @@ def _register(app: Celery, handler: JobHandler, settings: Settings, attempts: At
             result = handler.handle(job_type, job_id, body, solo=tried > 0)
         except InvalidJob as exc:
             result = handler.invalid(job_type, job_id, exc)
-            dead_letters.add(DeadLetter(reason=result.error or "", queue=queue_name(job_type), task=task.name,
-                                        job_id=job_id, args=list(args), attempts=tried))
+            dead_letters.add(
+                DeadLetter(
+                    reason=result.error or "",
+                    queue=queue_name(job_type),
+                    task=task.name,
+                    job_id=job_id,
+                    args=list(args),
+                    attempts=tried,
+                )
+            )
         except Requeue:
             raise Reject("worker stopping", requeue=True) from None
-        metrics.record_result(result)
+        on_finished(result)
         return _finish(result)

@@ -35,8 +35,9 @@ def free_port() -> int:
 class Stack:
     """One isolated greenq deployment: a fresh Redis database, its env, its workers and client."""
 
-    def __init__(self, redis_port: int, model_dir: Path, extra_env: Mapping[str, str] | None = None,
-                 url: str | None = None) -> None:
+    def __init__(
+        self, redis_port: int, model_dir: Path, extra_env: Mapping[str, str] | None = None, url: str | None = None
+    ) -> None:
         self.url = url or f"redis://127.0.0.1:{redis_port}/{next(_db_numbers)}"
         self.env = {
             "GREENQ_BROKER_URL": self.url,
@@ -70,15 +71,31 @@ class Stack:
     def spawn(self, argv: list[str], log_path: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.env, **(env or {}), "PYTHONUNBUFFERED": "1"}
         with log_path.open("ab") as log:
-            process = subprocess.Popen(argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.processes.append(process)
         return process
 
-    def start_worker(self, log_path: Path, node: str = "cpu@test", queues: str = "",
-                     metrics_port: int = 0, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
-        argv = [sys.executable, "-m", "workers.process", "--node-name", node, "--queues", queues,
-                "--metrics-port", str(metrics_port)]
+    def start_worker(
+        self,
+        log_path: Path,
+        node: str = "cpu@test",
+        queues: str = "",
+        metrics_port: int = 0,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        argv = [
+            sys.executable,
+            "-m",
+            "workers.process",
+            "--node-name",
+            node,
+            "--queues",
+            queues,
+            "--metrics-port",
+            str(metrics_port),
+        ]
         process = self.spawn(argv, log_path, env)
         self.wait_ready([node], process, log_path)
         return process
@@ -129,8 +146,9 @@ class Stack:
 
 
 @contextmanager
-def stack(redis_port: int, model_dir: Path, extra_env: Mapping[str, str] | None = None,
-          url: str | None = None) -> Iterator[Stack]:
+def stack(
+    redis_port: int, model_dir: Path, extra_env: Mapping[str, str] | None = None, url: str | None = None
+) -> Iterator[Stack]:
     s = Stack(redis_port, model_dir, extra_env, url)
     try:
         yield s

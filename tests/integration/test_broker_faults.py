@@ -18,8 +18,7 @@ from shared.results import JobStatus
 from tests.integration.harness import REPO, Stack, free_port, stack
 
 PASSWORD = "s3cret-Pa55"
-FAST = {"GREENQ_VISIBILITY_TIMEOUT_S": "8", "GREENQ_MAX_BATCH_COMPUTE_S": "3",
-        "GREENQ_BATCH__REPLY__MAX_WAIT_S": "0.2"}
+FAST = {"GREENQ_VISIBILITY_TIMEOUT_S": "8", "GREENQ_MAX_BATCH_COMPUTE_S": "3", "GREENQ_BATCH__REPLY__MAX_WAIT_S": "0.2"}
 
 pytestmark = pytest.mark.chaos
 
@@ -41,8 +40,9 @@ def own_redis() -> Iterator[LocalRedis]:
         server.stop()
 
 
-def test_workers_survive_killed_connections_and_a_redis_restart(own_redis: LocalRedis, tiny_model_dir: Path,
-                                                                 tmp_path: Path) -> None:
+def test_workers_survive_killed_connections_and_a_redis_restart(
+    own_redis: LocalRedis, tiny_model_dir: Path, tmp_path: Path
+) -> None:
     with stack(own_redis.port, tiny_model_dir, FAST, url=own_redis.url) as s:
         s.start_worker(tmp_path / "w.log")
         ids = s.client.submit_many(JobSpec("reply", {"customer_message": f"during {i}"}) for i in range(20))
@@ -73,10 +73,25 @@ def test_producer_raises_broker_unavailable_instead_of_hanging(tiny_model_dir: P
 def test_password_and_tls_work_and_the_password_is_never_printed(tiny_model_dir: Path, tmp_path: Path) -> None:
     certs = _make_certs(tmp_path)
     port = free_port()
-    server = start_redis(0, extra_args=[
-        "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(certs / "server.crt"),
-        "--tls-key-file", str(certs / "server.key"), "--tls-ca-cert-file", str(certs / "ca.crt"),
-        "--tls-auth-clients", "no", "--requirepass", PASSWORD])
+    server = start_redis(
+        0,
+        extra_args=[
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--tls-cert-file",
+            str(certs / "server.crt"),
+            "--tls-key-file",
+            str(certs / "server.key"),
+            "--tls-ca-cert-file",
+            str(certs / "ca.crt"),
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            PASSWORD,
+        ],
+    )
     url = f"rediss://:{PASSWORD}@127.0.0.1:{port}/0"
     try:
         env = {"GREENQ_TLS_CA_FILE": str(certs / "ca.crt")}
@@ -89,9 +104,14 @@ def test_password_and_tls_work_and_the_password_is_never_printed(tiny_model_dir:
             wrong = {**s.env, "GREENQ_BROKER_URL": f"rediss://:wrong-{PASSWORD}@127.0.0.1:{port}/0"}
             jobs = tmp_path / "jobs.jsonl"
             jobs.write_text('{"customer_message": "hi"}\n')
-            proc = subprocess.run([sys.executable, "-m", "producers.cli", "submit", "reply", str(jobs)], cwd=REPO,
-                                  env={**__import__("os").environ, **wrong}, capture_output=True, text=True,
-                                  timeout=120)
+            proc = subprocess.run(
+                [sys.executable, "-m", "producers.cli", "submit", "reply", str(jobs)],
+                cwd=REPO,
+                env={**__import__("os").environ, **wrong},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert proc.returncode != 0
             assert PASSWORD not in proc.stdout + proc.stderr and "***" in proc.stderr
     finally:
@@ -117,10 +137,38 @@ def _make_certs(root: Path) -> Path:
     def run(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
 
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-        "-subj", "/CN=greenq-test-ca")
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=greenq-test-ca",
+    )
     run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
     (d / "ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.crt", "-days", "2", "-extfile", "ext")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    )
     return d

@@ -4,8 +4,8 @@ final result and none is lost."""
 from __future__ import annotations
 
 import json
-import re
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -51,8 +51,9 @@ def test_kill9_with_buffered_jobs_then_a_second_worker_completes_them(fast_redel
 def test_kill9_during_a_batch_then_a_second_worker_completes_it(fast_redelivery: Stack, tmp_path: Path) -> None:
     s = fast_redelivery
     port = free_port()
-    busy = s.start_worker(tmp_path / "a.log", node="a@test", metrics_port=port,
-                          env={"GREENQ_CHAOS__BATCH_DELAY_S": "2.5"})
+    busy = s.start_worker(
+        tmp_path / "a.log", node="a@test", metrics_port=port, env={"GREENQ_CHAOS__BATCH_DELAY_S": "2.5"}
+    )
     ids = s.client.submit_many(_replies(6, "computing"))
     s.wait_for(lambda: "greenq_current_batch_size 6.0" in s.metrics_text(port), what="the batch to start")
     s.kill(busy)
@@ -99,8 +100,11 @@ def test_poison_job_is_dead_lettered_after_max_attempts(fast_redelivery: Stack, 
 def test_out_of_memory_splits_and_lowers_the_batch_size(fresh: Stack, tmp_path: Path) -> None:
     s = fresh
     port = free_port()
-    env = {"GREENQ_CHAOS__OOM_ABOVE_BATCH_SIZE": "2", "GREENQ_CHAOS__FAIL_MARKER": "FAIL-ALONE",
-           "GREENQ_BATCH__REPLY__MAX_WAIT_S": "0.5"}
+    env = {
+        "GREENQ_CHAOS__OOM_ABOVE_BATCH_SIZE": "2",
+        "GREENQ_CHAOS__FAIL_MARKER": "FAIL-ALONE",
+        "GREENQ_BATCH__REPLY__MAX_WAIT_S": "0.5",
+    }
     s.start_worker(tmp_path / "w.log", metrics_port=port, env=env)
     specs = _replies(7, "oom") + [JobSpec("reply", {"customer_message": "FAIL-ALONE"})]
     ids = s.client.submit_many(specs)
@@ -150,9 +154,15 @@ def test_malformed_messages_are_dead_lettered_and_the_worker_goes_on(fresh: Stac
     envelope = s.client.prepare(JobSpec("reply", REPLY)).model_copy(update={"payload": huge_payload}).encode()
     huge = app.send_task(task_name(JobType.reply), args=[envelope], queue=queue).id
     with app.producer_or_acquire() as producer:  # pickle: refused by accept_content
-        producer.publish(pickle.dumps({"evil": True}), serializer=None, content_type="application/x-python-serialize",
-                         content_encoding="binary", routing_key=queue, exchange=queue,
-                         headers={"task": task_name(JobType.reply), "id": "pickled-1"})
+        producer.publish(
+            pickle.dumps({"evil": True}),
+            serializer=None,
+            content_type="application/x-python-serialize",
+            content_encoding="binary",
+            routing_key=queue,
+            exchange=queue,
+            headers={"task": task_name(JobType.reply), "id": "pickled-1"},
+        )
     good = s.client.submit("reply", REPLY)
     assert s.client.result(good, timeout_s=60).status is JobStatus.succeeded
     for bad in (wrong, huge):
@@ -173,13 +183,26 @@ def test_dlq_cli_lists_shows_retries_and_purges(fresh: Stack, tmp_path: Path) ->
     s.start_worker(tmp_path / "w.log")
     envelope = s.client.prepare(JobSpec("reply", REPLY)).model_copy(update={"job_id": "retry-me"}).encode()
     store = DeadLetterStore(s.redis)
-    letter_id = store.add(DeadLetter(reason="crashed twice", queue=queue_name(JobType.reply),
-                                     task=task_name(JobType.reply), job_id="retry-me", args=[envelope]))
+    letter_id = store.add(
+        DeadLetter(
+            reason="crashed twice",
+            queue=queue_name(JobType.reply),
+            task=task_name(JobType.reply),
+            job_id="retry-me",
+            args=[envelope],
+        )
+    )
     store.add(DeadLetter(reason="undecodable", raw="garbage"))
 
     def dlq(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "producers.cli", "dlq", *args], cwd=REPO, capture_output=True,
-                              text=True, env={**__import__("os").environ, **s.env}, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "producers.cli", "dlq", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            env={**__import__("os").environ, **s.env},
+            timeout=60,
+        )
 
     listing = dlq("list")
     assert listing.returncode == 0 and letter_id in listing.stdout and "crashed twice" in listing.stdout

@@ -13,9 +13,9 @@ import pytest
 
 from producers.client import JobSpec
 from producers.samples import sample_mix
+from shared.deadletter import DeadLetterStore
 from shared.errors import InvalidJob
 from shared.jobs import JobType
-from shared.deadletter import DeadLetterStore
 from shared.queues import queue_name
 from shared.results import JobStatus
 from tests.integration.harness import REPO, Stack
@@ -36,8 +36,10 @@ def test_mixed_burst_completes_in_batches(live: Stack) -> None:
     assert max(sizes) > 1
     energy = [r.energy_j for r in results if r.energy_j is not None]
     assert len(energy) == 60 and all(e >= 0 for e in energy)
-    print(f"\n60-job burst: mean batch size {sum(sizes) / len(sizes):.2f}, largest {max(sizes)}, "
-          f"{sum(energy) / 60:.3f} J/job ({results[0].energy_source})")
+    print(
+        f"\n60-job burst: mean batch size {sum(sizes) / len(sizes):.2f}, largest {max(sizes)}, "
+        f"{sum(energy) / 60:.3f} J/job ({results[0].energy_source})"
+    )
 
 
 def test_single_job_result_with_timings(live: Stack) -> None:
@@ -64,10 +66,22 @@ def test_invalid_payload_rejected_at_producer(live: Stack) -> None:
 def test_malformed_messages_do_not_stop_the_worker(live: Stack) -> None:
     queue = queue_name(JobType.reply)
     live.redis.lpush(queue, b"\x80not json at all")
-    live.redis.lpush(queue, json.dumps({"body": "e30=", "headers": {"task": "no.such.task", "id": "x1"},
-                                        "properties": {"delivery_tag": "t1", "body_encoding": "base64",
-                                                       "delivery_info": {"exchange": queue, "routing_key": queue}},
-                                        "content-type": "application/json", "content-encoding": "utf-8"}))
+    live.redis.lpush(
+        queue,
+        json.dumps(
+            {
+                "body": "e30=",
+                "headers": {"task": "no.such.task", "id": "x1"},
+                "properties": {
+                    "delivery_tag": "t1",
+                    "body_encoding": "base64",
+                    "delivery_info": {"exchange": queue, "routing_key": queue},
+                },
+                "content-type": "application/json",
+                "content-encoding": "utf-8",
+            }
+        ),
+    )
     # A well-formed task whose envelope is wrong: it fails alone with a field-level reason.
     bad_id = live.client.app.send_task("greenq.jobs.reply", args=[{"job_id": "x"}], queue=queue).id
     good = live.client.submit("reply", {"customer_message": "Still there?"})
@@ -113,16 +127,27 @@ def test_deadline_passed_while_queued_expires(fresh: Stack, tmp_path: Path) -> N
 
 def test_cli_submit_reports_bad_lines_and_writes_results(live: Stack, tmp_path: Path) -> None:
     jobs = tmp_path / "jobs.jsonl"
-    jobs.write_text("\n".join([
-        json.dumps({"sku": "A", "title": "Mug", "category": "Kitchen"}),
-        json.dumps({"sku": "B", "title": "Bowl"}),
-        "{not json",
-        json.dumps({"job": {"sku": "C", "title": "Cup", "category": "Kitchen"}, "priority": 9}),
-    ]) + "\n")
+    jobs.write_text(
+        "\n".join(
+            [
+                json.dumps({"sku": "A", "title": "Mug", "category": "Kitchen"}),
+                json.dumps({"sku": "B", "title": "Bowl"}),
+                "{not json",
+                json.dumps({"job": {"sku": "C", "title": "Cup", "category": "Kitchen"}, "priority": 9}),
+            ]
+        )
+        + "\n"
+    )
     out = tmp_path / "results.jsonl"
     env = {**__import__("os").environ, **live.env}
-    proc = subprocess.run([sys.executable, "-m", "producers.cli", "submit", "description", str(jobs), "--out", str(out)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-m", "producers.cli", "submit", "description", str(jobs), "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "line 2: payload.category: Field required" in proc.stderr
     assert "line 3: (line): is not valid JSON" in proc.stderr

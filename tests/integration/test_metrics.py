@@ -32,8 +32,9 @@ def _query(port: int, promql: str) -> list[dict[str, object]]:
 
 def test_prometheus_scrapes_joules_per_job_by_type(live: Stack, tmp_path: Path) -> None:
     exporter_port, prom_port = free_port(), free_port()
-    live.spawn([sys.executable, "-m", "producers.cli", "exporter", "--port", str(exporter_port)],
-               tmp_path / "exporter.log")
+    live.spawn(
+        [sys.executable, "-m", "producers.cli", "exporter", "--port", str(exporter_port)], tmp_path / "exporter.log"
+    )
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s}\n"
@@ -42,15 +43,22 @@ def test_prometheus_scrapes_joules_per_job_by_type(live: Stack, tmp_path: Path) 
         f"  - job_name: greenq-exporter\n    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n"
     )
     prometheus = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{prom_port}"],
-        stdout=(tmp_path / "prometheus.log").open("wb"), stderr=subprocess.STDOUT,
+        [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ],
+        stdout=(tmp_path / "prometheus.log").open("wb"),
+        stderr=subprocess.STDOUT,
     )
     try:
         job_ids = live.client.submit_many(JobSpec(t, p) for t, p in sample_mix(12))
         assert all(r.status.value == "succeeded" for r in live.client.as_completed(job_ids, timeout_s=120))
 
-        per_job = "sum by (job_type) (greenq_job_energy_joules_sum) / sum by (job_type) (greenq_job_energy_joules_count)"
+        per_job = (
+            "sum by (job_type) (greenq_job_energy_joules_sum) / sum by (job_type) (greenq_job_energy_joules_count)"
+        )
         deadline = time.monotonic() + 60
         values: dict[str, float] = {}
         while time.monotonic() < deadline and len(values) < len(JobType):
@@ -80,9 +88,11 @@ def test_exporter_sees_backlog_with_no_worker(fresh: Stack) -> None:
         fresh.client.submit("strategy", {"period": "Q1", "metrics": {}}, priority=0)
     fresh.client.submit("strategy", {"period": "Q1", "metrics": {}}, priority=9)  # another priority sub-list
     time.sleep(0.3)
-    samples = {(s.name, s.labels.get("queue")): s.value
-               for family in text_string_to_metric_families(generate_latest(build_registry(fresh.redis)).decode())
-               for s in family.samples}
+    samples = {
+        (s.name, s.labels.get("queue")): s.value
+        for family in text_string_to_metric_families(generate_latest(build_registry(fresh.redis)).decode())
+        for s in family.samples
+    }
     assert samples[("greenq_queue_depth", "greenq.strategy")] == 4
     assert samples[("greenq_queue_depth", "greenq.reply")] == 0
     assert samples[("greenq_queue_oldest_age_seconds", "greenq.strategy")] >= 0.3

@@ -25,6 +25,7 @@ def poison_when(marker: str):  # type: ignore[no-untyped-def]
     def check(requests: Sequence[GenerationRequest]) -> None:
         if any(marker in "".join(chr(t) for t in r.prompt_ids) for r in requests):
             raise RuntimeError(f"cannot handle {marker}")
+
     return check
 
 
@@ -77,7 +78,9 @@ def test_deadline_passing_in_the_buffer_expires_the_job() -> None:
     slow = {t: BatchPolicy(max_batch_size=8, max_wait_s=5.0) for t in JobType}
     batcher = Batcher({"echo": EchoRuntime()}, slow)
     batcher.start()
-    future = batcher.submit("late", JobType.strategy, "echo", request("late"), priority=1, deadline_at=time.time() + 0.05)
+    future = batcher.submit(
+        "late", JobType.strategy, "echo", request("late"), priority=1, deadline_at=time.time() + 0.05
+    )
     with pytest.raises(JobExpiredInBatcher):
         future.result(timeout=2)
     batcher.stop()
@@ -131,8 +134,12 @@ def test_drain_hands_back_waiting_jobs_and_refuses_new_ones() -> None:
 def test_attempts_are_opened_and_closed_around_each_batch() -> None:
     events: list[tuple[str, list[str]]] = []
     runtime = EchoRuntime(fail_when=poison_when("bad"))
-    batcher = Batcher({"echo": runtime}, POLICIES, before_batch=lambda ids: events.append(("start", ids)),
-                      after_batch=lambda ids: events.append(("end", ids)))
+    batcher = Batcher(
+        {"echo": runtime},
+        POLICIES,
+        before_batch=lambda ids: events.append(("start", ids)),
+        after_batch=lambda ids: events.append(("end", ids)),
+    )
     batcher.start()
     run(batcher, ["a", "bad"])
     batcher.stop()

@@ -13,8 +13,16 @@ POLICIES = {
 }
 
 
-def job(seq: int, job_type: JobType = JobType.description, at: float = 0.0, key: str = "m", priority: int = 5,
-        prompt: int = 10, new: int = 10, deadline: float | None = None) -> PendingJob:
+def job(
+    seq: int,
+    job_type: JobType = JobType.description,
+    at: float = 0.0,
+    key: str = "m",
+    priority: int = 5,
+    prompt: int = 10,
+    new: int = 10,
+    deadline: float | None = None,
+) -> PendingJob:
     return PendingJob(seq, job_type, key, priority, at, prompt, new, deadline)
 
 

@@ -10,8 +10,14 @@ from shared.results import JobResult, JobStatus, result_from_meta
 
 
 def test_read_lines_reports_each_problem_with_its_line() -> None:
-    lines = ['{"sku": "a"}', "", "# comment", "[1]", '{"job": {"sku": "b"}, "priority": 11, "colour": 1}',
-             '{"job": {"sku": "c"}, "idempotency_key": "k", "deadline_s": 5}']
+    lines = [
+        '{"sku": "a"}',
+        "",
+        "# comment",
+        "[1]",
+        '{"job": {"sku": "b"}, "priority": 11, "colour": 1}',
+        '{"job": {"sku": "c"}, "idempotency_key": "k", "deadline_s": 5}',
+    ]
     out = list(read_lines(lines, JobType.description))
     assert [line.number for line in out] == [1, 4, 5, 6]
     assert out[0].spec is not None and out[0].spec.payload == {"sku": "a"}
@@ -22,8 +28,10 @@ def test_read_lines_reports_each_problem_with_its_line() -> None:
 
 def test_result_from_meta_reads_every_final_state() -> None:
     record = JobResult(job_id="j", job_type=JobType.reply, status=JobStatus.expired, error="late").to_json()
-    assert result_from_meta("j", {"status": "SUCCESS", "result": {**record, "status": "succeeded"}}).status \
+    assert (
+        result_from_meta("j", {"status": "SUCCESS", "result": {**record, "status": "succeeded"}}).status
         is JobStatus.succeeded
+    )
     assert result_from_meta("j", {"status": "FAILURE", "result": JobNotComputed(record)}).status is JobStatus.expired
     raw = {"exc_type": "JobNotComputed", "exc_message": [record], "exc_module": "shared.errors"}
     assert result_from_meta("j", {"status": "FAILURE", "result": raw}).error == "late"

@@ -105,8 +105,10 @@ def test_estimate_is_cpu_time_times_watts() -> None:
     assert meter.read()["cpu"] == 24.0 and meter.read()["cpu"] == 30.0
 
 
-@given(total_uj=st.integers(min_value=0, max_value=10**13),
-       weights=st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=64))
+@given(
+    total_uj=st.integers(min_value=0, max_value=10**13),
+    weights=st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=64),
+)
 def test_shares_add_up_exactly(total_uj: int, weights: list[int]) -> None:
     shares = split_microjoules(total_uj, weights)
     assert sum(shares) == total_uj and len(shares) == len(weights)

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from producers.samples import SAMPLES
 from shared.envelope import Envelope
 from shared.errors import InvalidJob
 from shared.jobs import JobType, parse_job, parse_job_type
-from producers.samples import SAMPLES
 
 
 @pytest.mark.parametrize("job_type", list(JobType))
@@ -38,8 +38,11 @@ def test_size_limits() -> None:
     with pytest.raises(InvalidJob, match="payload.title"):
         parse_job(JobType.description, {"sku": "a", "title": "x" * 201, "category": "c"})
     with pytest.raises(InvalidJob, match="limit is 1024"):
-        parse_job(JobType.description, {"sku": "a", "title": "t", "category": "c", "attributes": {"k": "v" * 2000}},
-                  max_payload_bytes=1024)
+        parse_job(
+            JobType.description,
+            {"sku": "a", "title": "t", "category": "c", "attributes": {"k": "v" * 2000}},
+            max_payload_bytes=1024,
+        )
     with pytest.raises(InvalidJob, match="payload.goals"):
         parse_job(JobType.strategy, {"period": "p", "metrics": {}, "goals": ["g"] * 11})
 

@@ -29,19 +29,28 @@ def test_cpu_children_hide_gpus_and_split_threads() -> None:
     assert all(s.env["CUDA_VISIBLE_DEVICES"] == "" and s.env["OMP_NUM_THREADS"] == "4" for s in specs)
 
 
-@pytest.mark.parametrize(("spec", "gpus", "expected"), [
-    ("cpu", 0, [Device("cpu")]),
-    ("all", 0, [Device("cpu")]),
-    ("all", 3, [Device("cuda", 0), Device("cuda", 1), Device("cuda", 2)]),
-    ("0,2", 3, [Device("cuda", 0), Device("cuda", 2)]),
-])
+@pytest.mark.parametrize(
+    ("spec", "gpus", "expected"),
+    [
+        ("cpu", 0, [Device("cpu")]),
+        ("all", 0, [Device("cpu")]),
+        ("all", 3, [Device("cuda", 0), Device("cuda", 1), Device("cuda", 2)]),
+        ("0,2", 3, [Device("cuda", 0), Device("cuda", 2)]),
+    ],
+)
 def test_parse_devices(spec: str, gpus: int, expected: list[Device]) -> None:
     assert parse_devices(spec, gpus) == expected
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ("cuda:2", "does not exist"), ("tpu", "not a device"), ("cpu,cpu", "listed twice"), ("", "no device"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("cuda:2", "does not exist"),
+        ("tpu", "not a device"),
+        ("cpu,cpu", "listed twice"),
+        ("", "no device"),
+    ],
+)
 def test_parse_devices_errors(spec: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_devices(spec, gpu_count=1)

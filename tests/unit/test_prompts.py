@@ -11,39 +11,60 @@ def _text(job_type: JobType, payload: dict[str, object]) -> str:
 
 
 def test_description_without_green_facts_forbids_green_claims() -> None:
-    text = _text(JobType.description, {"sku": "M1", "title": "Mug", "category": "Kitchen",
-                                       "attributes": {"capacity": "350 ml"}})
+    text = _text(
+        JobType.description, {"sku": "M1", "title": "Mug", "category": "Kitchen", "attributes": {"capacity": "350 ml"}}
+    )
     assert NO_GREEN_CLAIMS in text
     assert "capacity: 350 ml" in text
     assert "Certifications" not in text and "Materials:" not in text
 
 
 def test_description_states_only_given_facts() -> None:
-    text = _text(JobType.description, {"sku": "T1", "title": "Tote", "category": "Bags",
-                                       "materials": ["organic cotton"], "certifications": ["GOTS"]})
+    text = _text(
+        JobType.description,
+        {"sku": "T1", "title": "Tote", "category": "Bags", "materials": ["organic cotton"], "certifications": ["GOTS"]},
+    )
     assert NO_GREEN_CLAIMS not in text
     assert "Materials: organic cotton" in text and "Certifications: GOTS" in text
     assert "Packaging:" not in text
 
 
 def test_strategy_lists_waste_and_emissions_before_sales() -> None:
-    text = _text(JobType.strategy, {"period": "Q3", "metrics": {
-        "revenue": 1000, "units_sold": 100, "units_returned": 12,
-        "shipping": [{"mode": "air", "shipments": 25}, {"mode": "ground", "shipments": 75}],
-        "known_emissions_kg_co2e": {"shipping": 300}}})
+    text = _text(
+        JobType.strategy,
+        {
+            "period": "Q3",
+            "metrics": {
+                "revenue": 1000,
+                "units_sold": 100,
+                "units_returned": 12,
+                "shipping": [{"mode": "air", "shipments": 25}, {"mode": "ground", "shipments": 75}],
+                "known_emissions_kg_co2e": {"shipping": 300},
+            },
+        },
+    )
     assert text.index("Units returned: 12 (12.0% of units sold)") < text.index("Revenue: 1000")
     assert "Shipping by air: 25 shipments (25.0%)" in text
     assert "waste or emissions first" in text
 
 
 def test_reply_carries_order_policies_and_turns() -> None:
-    text = _text(JobType.reply, {"customer_message": "Where is it?",
-                                 "earlier_turns": [{"role": "agent", "text": "It shipped."}],
-                                 "order": {"order_id": "A1", "status": "shipped",
-                                           "items": [{"sku": "S", "title": "Scarf", "quantity": 2}]},
-                                 "store_policies": {"returns": "30 days"}})
-    for fragment in ["Order A1, status: shipped", "2 × Scarf (S)", "returns: 30 days", "agent: It shipped.",
-                     "Where is it?"]:
+    text = _text(
+        JobType.reply,
+        {
+            "customer_message": "Where is it?",
+            "earlier_turns": [{"role": "agent", "text": "It shipped."}],
+            "order": {"order_id": "A1", "status": "shipped", "items": [{"sku": "S", "title": "Scarf", "quantity": 2}]},
+            "store_policies": {"returns": "30 days"},
+        },
+    )
+    for fragment in [
+        "Order A1, status: shipped",
+        "2 × Scarf (S)",
+        "returns: 30 days",
+        "agent: It shipped.",
+        "Where is it?",
+    ]:
         assert fragment in text
 
 
@@ -55,3 +76,11 @@ def test_plain_render_ends_with_the_answer_cue() -> None:
     messages = build_messages(JobType.reply, parse_job(JobType.reply, {"customer_message": "hi"}))
     rendered = render_plain(messages)
     assert rendered.startswith("### System\n") and rendered.endswith("### Assistant\n")
+
+
+def test_custom_templates_replace_the_bundled_ones(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "reply.txt").write_text("[system]\n\n[user]\nQ: $message\n")
+    job = parse_job(JobType.reply, {"customer_message": "hi there"})
+    messages = build_messages(JobType.reply, job, tmp_path)
+    assert [(m.role, m.content) for m in messages] == [("user", "Q: hi there")]
+    assert build_messages(JobType.strategy, parse_job(JobType.strategy, {"period": "p", "metrics": {}}), tmp_path)

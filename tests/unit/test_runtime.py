@@ -25,8 +25,7 @@ def test_batched_generation_matches_one_by_one(tiny_model_dir: Path) -> None:
     runtime = HFRuntime(str(tiny_model_dir), device="cpu", dtype="float32")
     gen = GenerationSettings(max_new_tokens=6, min_new_tokens=6)
     prompts = ["Where is my order?", "Write a description of a canvas tote bag made of organic cotton.", "您好"]
-    requests = [GenerationRequest(tuple(runtime.encode(runtime.render([Message("user", p)]))), 6, gen)
-                for p in prompts]
+    requests = [GenerationRequest(tuple(runtime.encode(runtime.render([Message("user", p)]))), 6, gen) for p in prompts]
     assert len({len(r.prompt_ids) for r in requests}) == 3
     batched = runtime.generate(requests)
     solo = [runtime.generate([r])[0] for r in requests]

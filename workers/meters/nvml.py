@@ -18,7 +18,9 @@ from workers.meters import Component, Source
 class NvmlMeter:
     source: Source = "nvml"
 
-    def __init__(self, device_index: int = 0, nvml: ModuleType | Any | None = None, sample_interval_s: float = 0.05) -> None:
+    def __init__(
+        self, device_index: int = 0, nvml: ModuleType | Any | None = None, sample_interval_s: float = 0.05
+    ) -> None:
         if nvml is None:
             import pynvml as nvml  # from nvidia-ml-py
         self._nvml = nvml

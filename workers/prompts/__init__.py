@@ -1,7 +1,10 @@
 """Prompt building: a validated job → chat messages, from the templates in `templates/`.
 
 Pure functions, no tokenizer: the runtime renders the messages with the tokenizer's chat
-template when it has one, or with `render_plain` when it does not.
+template when it has one, or with `render_plain` when it does not. A deployment can use its
+own templates (`GREENQ_PROMPT_TEMPLATES_DIR`): a `<job type>.txt` there replaces the bundled
+one, with the same `[system]` / `[user]` sections and `$placeholders`; an empty section
+is left out.
 """
 
 from __future__ import annotations
@@ -9,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from string import Template
 
-from shared.jobs import DescriptionJob, Job, JobType, ReplyJob, StrategyJob, StoreMetrics
+from shared.jobs import DescriptionJob, Job, JobType, ReplyJob, StoreMetrics, StrategyJob
 
 NONE_GIVEN = "- (none given)"
 LANGUAGE_RULES = {
@@ -22,7 +26,9 @@ NO_GREEN_CLAIMS = (
     "The seller stated no sustainability facts: make no environmental, eco-friendly, recycled, "
     "organic or carbon claim of any kind."
 )
-ONLY_STATED_GREEN_CLAIMS = "Mention sustainability only as stated in the seller's sustainability facts; add no other green claim."
+ONLY_STATED_GREEN_CLAIMS = (
+    "Mention sustainability only as stated in the seller's sustainability facts; add no other green claim."
+)
 
 
 @dataclass(frozen=True)
@@ -35,8 +41,14 @@ class Message:
 
 
 @cache
-def _template(job_type: JobType) -> tuple[Template, Template]:
-    text = resources.files(__package__).joinpath("templates", f"{job_type.value}.txt").read_text("utf-8")
+def _template(job_type: JobType, templates_dir: Path | None = None) -> tuple[Template, Template]:
+    custom = templates_dir / f"{job_type.value}.txt" if templates_dir is not None else None
+    if custom is not None and custom.exists():
+        text = custom.read_text("utf-8")
+    else:
+        text = resources.files(__package__).joinpath("templates", f"{job_type.value}.txt").read_text("utf-8")
+    if "[system]\n" not in text or "[user]\n" not in text:
+        raise ValueError(f"prompt template for {job_type.value} needs a [system] and a [user] section")
     _, rest = text.split("[system]\n", 1)
     system, user = rest.split("[user]\n", 1)
     return Template(system.strip()), Template(user.strip())
@@ -144,16 +156,17 @@ def _strategy(job: StrategyJob) -> dict[str, str]:
     }
 
 
-def build_messages(job_type: JobType, job: Job) -> list[Message]:
-    """The system and user messages for one job."""
+def build_messages(job_type: JobType, job: Job, templates_dir: Path | None = None) -> list[Message]:
+    """The system and user messages for one job (an empty one is left out)."""
     if isinstance(job, DescriptionJob):
         values = _description(job)
     elif isinstance(job, ReplyJob):
         values = _reply(job)
     else:
         values = _strategy(job)
-    system, user = _template(job_type)
-    return [Message("system", system.substitute(values)), Message("user", user.substitute(values))]
+    system, user = _template(job_type, templates_dir)
+    messages = [Message("system", system.substitute(values)), Message("user", user.substitute(values))]
+    return [m for m in messages if m.content]
 
 
 def render_plain(messages: list[Message]) -> str:

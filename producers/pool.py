@@ -1,0 +1,75 @@
+"""`greenq pool`: see and steer live workers through Celery remote control."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from celery import Celery
+
+from shared.jobs import JobType
+from shared.queues import queue_name
+
+STATUS_TIMEOUT_S = 2.0
+
+
+def status(app: Celery, timeout_s: float = STATUS_TIMEOUT_S) -> dict[str, dict[str, Any]]:
+    """node name → that worker's greenq_status reply."""
+    replies = app.control.broadcast("greenq_status", reply=True, timeout=timeout_s) or []
+    merged: dict[str, dict[str, Any]] = {}
+    for reply in replies:
+        merged.update(reply)
+    return dict(sorted(merged.items()))
+
+
+def status_table(statuses: dict[str, dict[str, Any]]) -> str:
+    if not statuses:
+        return "no workers answered"
+    lines = [f"{'worker':<24} {'device':<8} {'ready':<5} {'batch':>5} {'waiting':>7} {'jobs/s':>7}  queues / policy"]
+    for node, s in statuses.items():
+        if "error" in s:
+            lines.append(f"{node:<24} error: {s['error']}")
+            continue
+        policy = ", ".join(f"{t} {p['max_batch_size']}×{p['max_wait_s'] * 1000:.0f}ms" for t, p in s["policy"].items())
+        cap = f" (capped at {s['batch_size_cap']})" if s.get("batch_size_cap") else ""
+        queues = ",".join(q.removeprefix("greenq.") for q in s["queues"]) or "(draining)"
+        lines.append(
+            f"{node:<24} {s['device']:<8} {'yes' if s['ready'] else 'no':<5} {s['current_batch_size']:>5} "
+            f"{s['waiting_in_batcher']:>7} {s['recent_jobs_per_s']:>7.2f}  {queues} / {policy}{cap}"
+        )
+    return "\n".join(lines)
+
+
+def _destination(node: str) -> list[str] | None:
+    return None if node == "all" else [node]
+
+
+def _replies(replies: list[dict[str, Any]] | None) -> str:
+    return json.dumps(replies or [], indent=2) if replies else "no workers answered"
+
+
+def add_queue(app: Celery, node: str, job_type: JobType) -> str:
+    return _replies(app.control.add_consumer(queue_name(job_type), destination=_destination(node), reply=True))
+
+
+def remove_queue(app: Celery, node: str, job_type: JobType) -> str:
+    return _replies(app.control.cancel_consumer(queue_name(job_type), destination=_destination(node), reply=True))
+
+
+def set_policy(app: Celery, node: str, job_type: JobType, **changes: Any) -> str:
+    arguments = {"job_type": job_type.value, **{k: v for k, v in changes.items() if v is not None}}
+    return _replies(
+        app.control.broadcast(
+            "greenq_set_policy",
+            arguments=arguments,
+            destination=_destination(node),
+            reply=True,
+            timeout=STATUS_TIMEOUT_S,
+        )
+    )
+
+
+def drain(app: Celery, node: str) -> str:
+    return _replies(
+        app.control.broadcast("greenq_drain", destination=_destination(node), reply=True, timeout=STATUS_TIMEOUT_S)
+    )

@@ -1,0 +1,126 @@
+"""Remote control of a running worker, through Celery's own control channel.
+
+Registered as Celery control and inspect commands, so `celery inspect` / `celery control`
+and Flower reach them as well as `greenq pool`:
+
+* `greenq_status` — device, queues, batch policy, readiness, current batch, recent jobs/s;
+* `greenq_set_policy` — change one job type's batch policy at runtime;
+* `greenq_drain` — stop consuming every queue; jobs already held still finish.
+
+Queues are added and removed with Celery's built-in `add_consumer` / `cancel_consumer`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery.worker.control import control_command, inspect_command
+
+from shared.jobs import JobType
+from shared.settings import BatchPolicy
+from workers import metrics
+from workers.batcher import Batcher
+
+RATE_WINDOW_S = 60.0
+
+
+@dataclass
+class WorkerContext:
+    """What control commands may read or change in this process (one worker per process)."""
+
+    node: str
+    device: str
+    batcher: Batcher
+    ready: bool = False
+    _finished: deque[float] = field(default_factory=deque)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def job_finished(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._finished.append(now)
+            while self._finished and now - self._finished[0] > RATE_WINDOW_S:
+                self._finished.popleft()
+
+    def recent_jobs_per_s(self) -> float:
+        now = time.monotonic()
+        with self._lock:
+            return sum(1 for t in self._finished if now - t <= RATE_WINDOW_S) / RATE_WINDOW_S
+
+
+_context: WorkerContext | None = None
+
+
+def install(context: WorkerContext) -> None:
+    global _context
+    _context = context
+
+
+def _require() -> WorkerContext:
+    if _context is None:
+        raise RuntimeError("this worker has no greenq context")
+    return _context
+
+
+@inspect_command()  # type: ignore[untyped-decorator]
+def greenq_status(state: Any) -> dict[str, Any]:
+    """greenq worker status: device, queues, batch policy, readiness, current batch, recent jobs/s."""
+    ctx = _require()
+    consumer = state.consumer.task_consumer
+    queues = sorted(q.name for q in consumer.queues) if consumer else []
+    return {
+        "device": ctx.device,
+        "queues": queues,
+        "ready": ctx.ready,
+        "current_batch_size": ctx.batcher.current_batch_size,
+        "waiting_in_batcher": ctx.batcher.pending_count(),
+        "batch_size_cap": ctx.batcher.size_cap(),
+        "recent_jobs_per_s": round(ctx.recent_jobs_per_s(), 3),
+        "policy": {t.value: p.model_dump() for t, p in ctx.batcher.policies().items()},
+    }
+
+
+@control_command(  # type: ignore[untyped-decorator]
+    args=[("job_type", str), ("max_batch_size", int), ("max_wait_s", float), ("max_batch_tokens", int)],
+    signature="<job_type> [max_batch_size] [max_wait_s] [max_batch_tokens]",
+)
+def greenq_set_policy(
+    state: Any,
+    job_type: str,
+    max_batch_size: int | None = None,
+    max_wait_s: float | None = None,
+    max_batch_tokens: int | None = None,
+) -> dict[str, Any]:
+    """Change one job type's batch policy on this worker."""
+    ctx = _require()
+    kind = JobType(job_type)
+    changes = {
+        k: v
+        for k, v in {
+            "max_batch_size": max_batch_size,
+            "max_wait_s": max_wait_s,
+            "max_batch_tokens": max_batch_tokens,
+        }.items()
+        if v is not None
+    }
+    policy = BatchPolicy.model_validate({**ctx.batcher.policies()[kind].model_dump(), **changes})
+    ctx.batcher.set_policy(kind, policy)
+    metrics.record_policies(ctx.batcher.policies())
+    return {"ok": f"{kind.value} policy now {policy.model_dump()}"}
+
+
+@control_command()  # type: ignore[untyped-decorator]
+def greenq_drain(state: Any) -> dict[str, Any]:
+    """Stop consuming every queue; the jobs this worker already holds still finish."""
+    ctx = _require()
+    consumer = state.consumer
+    names = [q.name for q in consumer.task_consumer.queues] if consumer.task_consumer else []
+    for name in names:
+        consumer.call_soon(consumer.cancel_task_queue, name)
+    ctx.ready = False
+    metrics.WORKER_READY.set(0)
+    return {"ok": f"draining: stopped consuming {', '.join(names) or 'nothing'}"}
