@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -107,7 +108,7 @@ def test_password_and_tls_work_and_the_password_is_never_printed(tiny_model_dir:
             proc = subprocess.run(
                 [sys.executable, "-m", "producers.cli", "submit", "reply", str(jobs)],
                 cwd=REPO,
-                env={**__import__("os").environ, **wrong},
+                env={**os.environ, **wrong},
                 capture_output=True,
                 text=True,
                 timeout=120,

@@ -4,6 +4,7 @@ final result and none is lost."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
 import signal
@@ -200,7 +201,7 @@ def test_dlq_cli_lists_shows_retries_and_purges(fresh: Stack, tmp_path: Path) ->
             cwd=REPO,
             capture_output=True,
             text=True,
-            env={**__import__("os").environ, **s.env},
+            env={**os.environ, **s.env},
             timeout=60,
         )
 

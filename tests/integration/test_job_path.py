@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -139,7 +140,7 @@ def test_cli_submit_reports_bad_lines_and_writes_results(live: Stack, tmp_path: 
         + "\n"
     )
     out = tmp_path / "results.jsonl"
-    env = {**__import__("os").environ, **live.env}
+    env = {**os.environ, **live.env}
     proc = subprocess.run(
         [sys.executable, "-m", "producers.cli", "submit", "description", str(jobs), "--out", str(out)],
         cwd=REPO,
