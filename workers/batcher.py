@@ -91,10 +91,27 @@ class Batcher:
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="greenq-batcher", daemon=True)
+        self._load: Callable[[], Mapping[str, ModelRuntime]] | None = None
+        self._loaded = threading.Event()
+        self._load_error: BaseException | None = None
         self.current_batch_size = 0
 
-    def start(self) -> None:
+    def start(self, load: Callable[[], Mapping[str, ModelRuntime]] | None = None) -> None:
+        """Start the batch thread; with `load`, the thread first builds the runtimes itself.
+
+        Loading, warm-up and generation then all happen on this one thread: torch's OpenMP
+        pool is per thread, and a second pool left in the main thread by loading made every
+        batch about 15% slower on a 2-core machine (measured; see ops/bench/RESULTS.md).
+        """
+        self._load = load
         self._thread.start()
+
+    def wait_ready(self, timeout_s: float | None = None) -> Mapping[str, ModelRuntime]:
+        """The runtimes, once loaded; re-raises the loading error."""
+        self._loaded.wait(timeout_s)
+        if self._load_error is not None:
+            raise self._load_error
+        return self._runtimes
 
     def stop(self, timeout_s: float | None = None) -> None:
         """Finish the batch in progress and every waiting job, then stop."""
@@ -213,6 +230,14 @@ class Batcher:
                 self._cond.wait(timeout=None if wake is None else max(0.0, wake - now))
 
     def _loop(self) -> None:
+        try:
+            if self._load is not None:
+                self._runtimes = self._load()
+        except BaseException as exc:
+            self._load_error = exc
+            return
+        finally:
+            self._loaded.set()
         while (batch := self._next_batch()) is not None:
             try:
                 self._run_isolated(batch)

@@ -134,10 +134,18 @@ def main(argv: list[str] | None = None) -> int:
         log.info("metrics on :%d/metrics", metrics_port)
     metrics.initialise_labels()
     metrics.record_policies(settings.batch)
-    runtimes = load_runtimes(settings, queues, args.torch_device)
-    if settings.chaos.enabled:
-        log.warning("CHAOS fault injection is on: %s", settings.chaos)
-        runtimes = {ref: ChaosRuntime(rt, settings.chaos) for ref, rt in runtimes.items()}
+
+    def load() -> dict[str, ModelRuntime]:
+        if settings.torch_threads:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
+        runtimes = load_runtimes(settings, queues, args.torch_device)
+        if settings.chaos.enabled:
+            log.warning("CHAOS fault injection is on: %s", settings.chaos)
+            return {ref: ChaosRuntime(rt, settings.chaos) for ref, rt in runtimes.items()}
+        return runtimes
+
     energy = energy_accountant(settings, on_gpu=args.torch_device.startswith("cuda"))
     metrics.GRID_INTENSITY.set_function(energy.current_intensity)
     metrics.WORKER_INFO.labels(args.node_name, args.device, energy.meter.source).set(1)
@@ -145,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     app.conf.worker_consumer = "workers.consumer:DeadLetteringConsumer"
     attempts = AttemptCounter(app.backend.client, settings.result_ttl_s)
     batcher = Batcher(
-        runtimes,
+        {},
         settings.batch,
         energy=energy,
         before_batch=attempts.record,
@@ -155,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         on_oom=lambda cap: metrics.OOM.inc(),
     )
     metrics.SIZE_CAP.set_function(lambda: batcher.size_cap() or 0)
+    batcher.start(load)  # torch lives on the batch thread alone: loading, warm-up, generation
+    runtimes = batcher.wait_ready()
     metrics.CURRENT_BATCH.set_function(lambda: batcher.current_batch_size)
-    batcher.start()
     handler = JobHandler(settings, runtimes, batcher, WorkerIdentity(worker=args.node_name, device=args.device))
     from workers.tasks import register_job_tasks
 
