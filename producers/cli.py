@@ -99,6 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, default=None, help="stop after this many refreshes")
     p.set_defaults(func=_top)
 
+    p = sub.add_parser("gateway", help="serve the HTTP API (FastAPI + uvicorn)")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=None, help="default: GREENQ_GATEWAY_PORT")
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    p.set_defaults(func=_gateway)
+
+    p = sub.add_parser("gateway-key", help="make an API key for a tenant; prints the key once and its file entry")
+    p.add_argument("tenant")
+    p.add_argument("--rate-limit-per-s", type=int, default=50)
+    p.add_argument("--max-outstanding", type=int, default=5000)
+    p.set_defaults(func=_gateway_key)
+
     p = sub.add_parser("build-model", help="build a local random-weight model (no download)")
     p.add_argument("shape", choices=sorted(SHAPES))
     p.add_argument("--out", type=Path, default=None)
@@ -282,6 +294,33 @@ def _top(args: argparse.Namespace, settings: Settings) -> int:
             run_top(client, args.interval_s, args.iterations)
         except KeyboardInterrupt:
             pass
+    return 0
+
+
+def _gateway(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    if settings.gateway_tenants_file is None:
+        print("greenq gateway: set GREENQ_GATEWAY_TENANTS_FILE (make keys with `greenq gateway-key NAME`)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    uvicorn.run("producers.gateway.main:app", host=args.host, port=args.port or settings.gateway_port,
+                workers=args.workers, log_level=settings.log_level.lower(), proxy_headers=True)
+    return 0
+
+
+def _gateway_key(args: argparse.Namespace, settings: Settings) -> int:
+    import secrets
+
+    from producers.gateway.tenants import Tenant, hash_key, new_key
+
+    key = new_key()
+    entry = Tenant(name=args.tenant, key_sha256=hash_key(key), rate_limit_per_s=args.rate_limit_per_s,
+                   max_outstanding=args.max_outstanding, callback_secret=secrets.token_hex(32))
+    print(f"API key for {args.tenant} (shown once; greenq stores only its hash):\n  {key}\n")
+    print("Add to the tenants file (GREENQ_GATEWAY_TENANTS_FILE), under \"tenants\":")
+    print("  " + entry.model_dump_json())
+    print(f"\nGive the tenant its callback_secret to verify callback signatures: {entry.callback_secret}")
     return 0
 
 

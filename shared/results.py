@@ -18,6 +18,7 @@ class JobStatus(str, enum.Enum):
     failed = "failed"
     expired = "expired"
     rejected = "rejected"  # never enqueued: the producer refused it
+    cancelled = "cancelled"  # withdrawn before a worker started it
 
     @property
     def is_success(self) -> bool:

@@ -126,6 +126,13 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1, le=100)
     oom_backoff_s: float = Field(default=60.0, ge=0)
     chaos: ChaosSettings = Field(default_factory=ChaosSettings)
+    gateway_port: int = Field(default=8080, ge=1, le=65535)
+    gateway_tenants_file: Path | None = None
+    gateway_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    gateway_max_batch_jobs: int = Field(default=500, ge=1, le=10_000)
+    gateway_max_queue_depth: int = Field(default=10_000, ge=1)
+    gateway_max_wait_s: float = Field(default=60.0, ge=0, le=600)
+    gateway_callback_attempts: int = Field(default=5, ge=1, le=50)
 
     @field_validator("batch", mode="before")
     @classmethod

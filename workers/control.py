@@ -122,5 +122,5 @@ def greenq_drain(state: Any) -> dict[str, Any]:
     for name in names:
         consumer.call_soon(consumer.cancel_task_queue, name)
     ctx.ready = False
-    metrics.WORKER_READY.set(0)
+    metrics.set_ready(False)
     return {"ok": f"draining: stopped consuming {', '.join(names) or 'nothing'}"}

@@ -56,6 +56,9 @@ class JobHandler:
     def invalid(self, job_type: JobType, job_id: str, error: InvalidJob) -> JobResult:
         return self._final(job_id, job_type, JobStatus.failed, error=f"invalid job: {error}")
 
+    def cancelled(self, job_type: JobType, job_id: str) -> JobResult:
+        return self._final(job_id, job_type, JobStatus.cancelled, error="cancelled before a worker started it")
+
     def given_up(self, job_type: JobType, job_id: str, attempts: int) -> JobResult:
         return self._final(
             job_id,

@@ -6,9 +6,13 @@ multiprocess mode is needed). Labels come from small fixed sets only; never a jo
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -169,6 +173,40 @@ def initialise_labels() -> None:
             metric.labels(job_type.value)
 
 
-def serve(port: int) -> None:
-    """Serve /metrics on all interfaces in a daemon thread."""
-    start_http_server(port, registry=REGISTRY)
+_ready = threading.Event()
+
+
+def set_ready(ready: bool) -> None:
+    """Readiness for both the gauge and the /ready probe."""
+    WORKER_READY.set(1 if ready else 0)
+    (_ready.set if ready else _ready.clear)()
+
+
+def is_ready() -> bool:
+    return _ready.is_set()
+
+
+def serve(port: int, ready: Callable[[], bool] = is_ready) -> None:
+    """Serve /metrics, /healthz (the process answers) and /ready (200 only once the model is warm)
+    on all interfaces, in a daemon thread."""
+    metrics_app = make_wsgi_app(REGISTRY)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path in ("/healthz", "/ready"):
+            ok = path == "/healthz" or ready()
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"ok\n" if ok else b"not ready\n"]
+        return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+
+    server = make_server("0.0.0.0", port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="greenq-metrics", daemon=True).start()
+
+
+class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # scrapes every few seconds: no access log
+        pass

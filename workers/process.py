@@ -77,13 +77,13 @@ def thread_count(settings: Settings, queues: list[JobType]) -> int:
 
 def _on_ready(context: WorkerContext) -> None:
     context.ready = True
-    metrics.WORKER_READY.set(1)
+    metrics.set_ready(True)
 
 
 def _on_shutdown(batcher: Batcher, context: WorkerContext) -> None:
     """Warm shutdown: the batch in progress finishes; jobs not yet in a batch go back to the queue."""
     context.ready = False
-    metrics.WORKER_READY.set(0)
+    metrics.set_ready(False)
     handed_back = batcher.drain()
     log.info("stopping: %d buffered jobs handed back to the queue", handed_back)
 

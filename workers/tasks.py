@@ -18,6 +18,7 @@ from typing import Any
 from celery import Celery, Task, states
 from celery.exceptions import Reject
 
+from shared import claims
 from shared.deadletter import DeadLetter, DeadLetterStore
 from shared.errors import InvalidJob, JobNotComputed
 from shared.jobs import JobType
@@ -63,6 +64,9 @@ def _register(
         stored = backend.get_task_meta(job_id, cache=False)
         if stored.get("status") in states.READY_STATES:
             return _finish(result_from_meta(job_id, stored))  # a redelivery of a finished job: no recompute
+
+        if not claims.claim_for_worker(backend.client, job_id, settings.result_ttl_s):
+            return _finish(handler.cancelled(job_type, job_id))  # cancelled before it reached us
 
         dead_letters = DeadLetterStore(backend.client)
         tried = attempts.attempts(job_id)

@@ -1,0 +1,1 @@
+"""`greenq gateway`: the HTTP API for storefronts in any language (FastAPI + uvicorn)."""

@@ -1,0 +1,202 @@
+"""The HTTP API end to end: real uvicorn, real Redis, a real worker."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from producers.gateway.callbacks import verify_signature
+from producers.gateway.tenants import Tenant, hash_key, new_key
+from shared.local_redis import start_redis
+from tests.integration.harness import Stack, free_port, stack
+
+REPLY = {"customer_message": "Where is my parcel?"}
+
+
+class Gateway:
+    def __init__(self, s: Stack, tmp: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.keys = {name: new_key() for name in ("acme", "globex", "slowpoke")}
+        self.secrets = {name: f"secret-{name}" for name in self.keys}
+        limits = {"slowpoke": 3}
+        tenants = [Tenant(name=n, key_sha256=hash_key(k), callback_secret=self.secrets[n],
+                          rate_limit_per_s=limits.get(n, 1000)).model_dump() for n, k in self.keys.items()]
+        path = tmp / "tenants.json"
+        path.write_text(json.dumps({"tenants": tenants}))
+        port = free_port()
+        env = {"GREENQ_GATEWAY_TENANTS_FILE": str(path), "GREENQ_GATEWAY_MAX_BODY_BYTES": "65536", **(extra_env or {})}
+        self.process = s.spawn([sys.executable, "-m", "producers.cli", "gateway", "--host", "127.0.0.1",
+                                "--port", str(port)], tmp / "gateway.log", env=env)
+        self.url = f"http://127.0.0.1:{port}"
+        self.http = httpx.Client(base_url=self.url, timeout=90)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if self.http.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise RuntimeError((tmp / "gateway.log").read_text()[-2000:])
+
+    def auth(self, tenant: str = "acme") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[tenant]}"}
+
+
+@pytest.fixture(scope="module")
+def api(redis_port: int, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    tmp = tmp_path_factory.mktemp("gateway")
+    with stack(redis_port, tiny_model_dir, {"GREENQ_GATEWAY_MAX_QUEUE_DEPTH": "4"}) as s:
+        s.start_worker(tmp / "worker.log", queues="reply,description")  # strategy jobs stay queued
+        yield Gateway(s, tmp)
+
+
+def test_auth_is_required(api: Gateway) -> None:
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"X-API-Key": "gq_wrong"}):
+        response = api.http.post("/v1/jobs/reply", json={"job": REPLY}, headers=headers)
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "unauthorized"
+
+
+def test_submit_and_long_poll_a_result(api: Gateway) -> None:
+    accepted = api.http.post("/v1/jobs/reply", json={"job": REPLY, "priority": 9}, headers=api.auth())
+    assert accepted.status_code == 202
+    job_id = accepted.json()["id"]
+    assert accepted.json()["links"]["self"] == f"/v1/jobs/{job_id}"
+    done = api.http.get(f"/v1/jobs/{job_id}", params={"wait": 60}, headers=api.auth()).json()
+    assert done["status"] == "succeeded" and done["result"]["text"]
+    assert done["result"]["energy_j"] > 0 and done["result"]["energy_source"] == "estimate"
+
+
+def test_tenants_see_only_their_own_jobs(api: Gateway) -> None:
+    job_id = api.http.post("/v1/jobs/reply", json={"job": REPLY}, headers=api.auth("acme")).json()["id"]
+    assert api.http.get(f"/v1/jobs/{job_id}", headers=api.auth("globex")).status_code == 404
+    assert api.http.delete(f"/v1/jobs/{job_id}", headers=api.auth("globex")).status_code == 404
+    assert api.http.get(f"/v1/jobs/{job_id}", headers=api.auth("acme")).status_code == 200
+
+
+def test_invalid_jobs_name_the_field(api: Gateway) -> None:
+    response = api.http.post("/v1/jobs/description", json={"job": {"sku": "A", "title": ""}}, headers=api.auth())
+    assert response.status_code == 422
+    fields = {f["field"] for f in response.json()["error"]["fields"]}
+    assert {"job.title", "job.category"} <= fields
+    bad_type = api.http.post("/v1/jobs/poem", json={"job": REPLY}, headers=api.auth())
+    assert bad_type.status_code == 422 and bad_type.json()["error"]["fields"][0]["field"] == "path.job_type"
+
+
+def test_idempotency_key_header(api: Gateway) -> None:
+    first = api.http.post("/v1/jobs/reply", json={"job": REPLY}, headers={**api.auth(), "Idempotency-Key": "t-1"})
+    again = api.http.post("/v1/jobs/reply", json={"job": REPLY}, headers={**api.auth(), "Idempotency-Key": "t-1"})
+    other = api.http.post("/v1/jobs/reply", json={"job": REPLY},
+                          headers={**api.auth("globex"), "Idempotency-Key": "t-1"})
+    assert first.json()["id"] == again.json()["id"] != other.json()["id"]
+    conflict = api.http.post("/v1/jobs/reply", json={"job": {"customer_message": "other"}},
+                             headers={**api.auth(), "Idempotency-Key": "t-1"})
+    assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "idempotency_conflict"
+
+
+def test_batch_reports_each_job(api: Gateway) -> None:
+    body = {"jobs": [{"type": "reply", "job": REPLY},
+                     {"type": "description", "job": {"sku": "X"}},
+                     {"type": "description", "job": {"sku": "M", "title": "Mug", "category": "Kitchen"}}]}
+    response = api.http.post("/v1/jobs:batch", json=body, headers=api.auth())
+    assert response.status_code == 202
+    entries = response.json()["jobs"]
+    assert [bool(e["id"]) for e in entries] == [True, False, True]
+    assert entries[1]["error"]["fields"][0]["field"].startswith("jobs.1.job.")
+    for entry in (entries[0], entries[2]):
+        assert api.http.get(f"/v1/jobs/{entry['id']}?wait=60", headers=api.auth()).json()["status"] == "succeeded"
+
+
+def test_cancel_a_queued_job_but_not_a_finished_one(api: Gateway) -> None:
+    queued = api.http.post("/v1/jobs/strategy", json={"job": {"period": "Q1", "metrics": {}}}, headers=api.auth())
+    job_id = queued.json()["id"]
+    assert api.http.get(f"/v1/jobs/{job_id}", headers=api.auth()).json()["status"] == "queued"
+    cancelled = api.http.delete(f"/v1/jobs/{job_id}", headers=api.auth())
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert api.http.get(f"/v1/jobs/{job_id}", headers=api.auth()).json()["status"] == "cancelled"
+    done = api.http.post("/v1/jobs/reply", json={"job": REPLY}, headers=api.auth()).json()["id"]
+    api.http.get(f"/v1/jobs/{done}?wait=60", headers=api.auth())
+    refused = api.http.delete(f"/v1/jobs/{done}", headers=api.auth())
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "already_started"
+
+
+def test_callback_is_signed(api: Gateway) -> None:
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((dict(self.headers), body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", free_port()), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/hook"
+        job_id = api.http.post("/v1/jobs/reply", json={"job": REPLY, "callback_url": url}, headers=api.auth()).json()["id"]
+        deadline = time.monotonic() + 60
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.2)
+        headers, body = received[0]
+        assert verify_signature(api.secrets["acme"], headers["X-Greenq-Timestamp"], body, headers["X-Greenq-Signature"])
+        assert not verify_signature(api.secrets["globex"], headers["X-Greenq-Timestamp"], body,
+                                    headers["X-Greenq-Signature"])
+        assert json.loads(body)["job_id"] == job_id and json.loads(body)["status"] == "succeeded"
+    finally:
+        server.shutdown()
+
+
+def test_limits_body_rate_and_backpressure(api: Gateway) -> None:
+    big = {"job": {"customer_message": "x" * 70_000}}
+    assert api.http.post("/v1/jobs/reply", json=big, headers=api.auth()).status_code == 413
+    codes = [api.http.post("/v1/jobs/reply", json={"job": REPLY}, headers=api.auth("slowpoke")).status_code
+             for _ in range(12)]
+    assert 429 in codes and 202 in codes
+    limited = next(r for r in [api.http.post("/v1/jobs/reply", json={"job": REPLY}, headers=api.auth("slowpoke"))
+                               for _ in range(6)] if r.status_code == 429)
+    assert limited.headers["Retry-After"] == "1"
+    statuses = []
+    for _ in range(8):  # nobody consumes strategy jobs here; the bound is 4
+        statuses.append(api.http.post("/v1/jobs/strategy", json={"job": {"period": "Q2", "metrics": {}}},
+                                      headers=api.auth("globex")))
+    full = [r for r in statuses if r.status_code == 429]
+    assert full and full[0].json()["error"]["code"] == "queue_full" and full[0].headers["Retry-After"]
+
+
+def test_health_ready_metrics_and_openapi(api: Gateway) -> None:
+    assert api.http.get("/readyz").status_code == 200
+    assert "greenq_gateway_requests_total" in api.http.get("/metrics").text
+    spec = api.http.get("/openapi.json").json()
+    assert {"/v1/jobs/{job_type}", "/v1/jobs:batch", "/v1/jobs/{job_id}"} <= set(spec["paths"])
+
+
+def test_schemathesis_finds_no_server_error(api: Gateway, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "schemathesis.cli", "run", f"{api.url}/openapi.json", "--checks", "not_a_server_error",
+         "--header", f"Authorization: Bearer {api.keys['acme']}", "--max-examples", "25", "--phases", "examples,fuzzing",
+         "--request-timeout", "100"],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_503_when_the_broker_is_down(tiny_model_dir: Path, tmp_path: Path) -> None:
+    server = start_redis(free_port())
+    with stack(server.port, tiny_model_dir, url=server.url) as s:
+        gateway = Gateway(s, tmp_path)
+        server.stop()
+        response = gateway.http.post("/v1/jobs/reply", json={"job": REPLY}, headers=gateway.auth())
+        assert response.status_code == 503 and response.json()["error"]["code"] == "broker_unavailable"
+        assert gateway.http.get("/readyz").status_code == 503

@@ -1,0 +1,106 @@
+"""Dashboards, alert rules, Prometheus configs and manifests: valid, tested, and only using metrics we export."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from shared.settings import Settings
+from tests.unit.test_metrics_doc import exported_names
+
+OPS = Path(__file__).resolve().parents[2] / "ops"
+PROMETHEUS = OPS / "prometheus"
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["promtool", *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("config", ["prometheus.yml", "prometheus-compose.yml"])
+def test_promtool_checks_configs(config: str) -> None:
+    result = promtool("check", "config", config)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_kubernetes_prometheus_config_parses() -> None:
+    # Debian's promtool is built without Kubernetes service discovery, so only parse this one.
+    config = yaml.safe_load((PROMETHEUS / "prometheus-kubernetes.yml").read_text())
+    assert all((PROMETHEUS / f).exists() for f in config["rule_files"])
+    assert {j["job_name"] for j in config["scrape_configs"]} == {"greenq-workers", "greenq-exporter"}
+
+
+def test_promtool_checks_and_unit_tests_the_rules() -> None:
+    for args in (("check", "rules", "alerts.yml"), ("test", "rules", "alerts_test.yml")):
+        result = promtool(*args)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_unit_test() -> None:
+    alerts = {r["alert"] for g in yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"] for r in g["rules"]}
+    tests = yaml.safe_load((PROMETHEUS / "alerts_test.yml").read_text())["tests"]
+    tested = {case["alertname"] for t in tests for case in t["alert_rule_test"] if case["exp_alerts"]}
+    assert tested == alerts
+
+
+def _expressions() -> list[str]:
+    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
+    exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    for dashboard in (OPS / "grafana" / "dashboards").glob("*.json"):
+        exprs += [t["expr"] for p in json.loads(dashboard.read_text())["panels"] for t in p["targets"]]
+    exprs.append(yaml.safe_load((OPS / "k8s" / "keda.yaml").read_text())["spec"]["triggers"][0]["metadata"]["query"])
+    return exprs
+
+
+def test_queries_use_only_exported_metrics() -> None:
+    exported = exported_names()
+    used = set()
+    for expr in _expressions():
+        for name in re.findall(r"\bgreenq_[a-z0-9_]+\b", expr):
+            base = next((name[: -len(s)] for s in HISTOGRAM_SUFFIXES if name.endswith(s)), name)
+            used.add(name if name in exported else base)
+    assert used <= exported, used - exported
+    assert len(used) >= 15  # the dashboards cover what SREs watch
+
+
+def _manifests() -> list[dict[str, Any]]:
+    docs = []
+    for path in sorted((OPS / "k8s").glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def test_core_manifests_validate_against_the_kubernetes_schema() -> None:
+    for doc in _manifests():
+        if doc["apiVersion"].startswith("keda.sh"):
+            continue  # a CRD: checked below
+        kubernetes_validate.validate(doc, "1.30", strict=True)
+
+
+def test_worker_pods_are_one_gpu_ready_when_warm_and_outlive_a_batch() -> None:
+    worker = next(d for d in _manifests() if d["metadata"]["name"] == "greenq-worker" and d["kind"] == "Deployment")
+    pod = worker["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert pod["terminationGracePeriodSeconds"] > Settings().max_batch_compute_s
+    keda = next(d for d in _manifests() if d["kind"] == "ScaledObject")
+    assert keda["spec"]["scaleTargetRef"]["name"] == "greenq-worker"
+
+
+def test_compose_file_refers_to_files_that_exist() -> None:
+    compose = yaml.safe_load((OPS / "compose.yaml").read_text())
+    assert {"redis", "worker", "exporter", "prometheus", "grafana"} <= set(compose["services"])
+    assert (OPS / ".." / compose["x-greenq"]["build"]["dockerfile"]).exists()
+    for service in compose["services"].values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (OPS / source).exists(), source
