@@ -301,11 +301,19 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     if settings.gateway_tenants_file is None:
-        print("greenq gateway: set GREENQ_GATEWAY_TENANTS_FILE (make keys with `greenq gateway-key NAME`)",
-              file=sys.stderr)
+        print(
+            "greenq gateway: set GREENQ_GATEWAY_TENANTS_FILE (make keys with `greenq gateway-key NAME`)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
-    uvicorn.run("producers.gateway.main:app", host=args.host, port=args.port or settings.gateway_port,
-                workers=args.workers, log_level=settings.log_level.lower(), proxy_headers=True)
+    uvicorn.run(
+        "producers.gateway.main:app",
+        host=args.host,
+        port=args.port or settings.gateway_port,
+        workers=args.workers,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+    )
     return 0
 
 
@@ -315,10 +323,15 @@ def _gateway_key(args: argparse.Namespace, settings: Settings) -> int:
     from producers.gateway.tenants import Tenant, hash_key, new_key
 
     key = new_key()
-    entry = Tenant(name=args.tenant, key_sha256=hash_key(key), rate_limit_per_s=args.rate_limit_per_s,
-                   max_outstanding=args.max_outstanding, callback_secret=secrets.token_hex(32))
+    entry = Tenant(
+        name=args.tenant,
+        key_sha256=hash_key(key),
+        rate_limit_per_s=args.rate_limit_per_s,
+        max_outstanding=args.max_outstanding,
+        callback_secret=secrets.token_hex(32),
+    )
     print(f"API key for {args.tenant} (shown once; greenq stores only its hash):\n  {key}\n")
-    print("Add to the tenants file (GREENQ_GATEWAY_TENANTS_FILE), under \"tenants\":")
+    print('Add to the tenants file (GREENQ_GATEWAY_TENANTS_FILE), under "tenants":')
     print("  " + entry.model_dump_json())
     print(f"\nGive the tenant its callback_secret to verify callback signatures: {entry.callback_secret}")
     return 0

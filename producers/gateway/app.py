@@ -1,13 +1,11 @@
 """The HTTP API: thin routes over the Python client, with tenants, limits and JSON errors.
 
-    POST   /v1/jobs/{type}     one job → 202 {id, status, links}
-    POST   /v1/jobs:batch      many jobs → 202, one entry per job (id or error)
-    GET    /v1/jobs/{id}       status and result; ?wait=N long-polls up to N seconds
-    DELETE /v1/jobs/{id}       cancel a job no worker has started
-    GET    /healthz /readyz /metrics /openapi.json
+POST   /v1/jobs/{type}     one job → 202 {id, status, links}
+POST   /v1/jobs:batch      many jobs → 202, one entry per job (id or error)
+GET    /v1/jobs/{id}       status and result; ?wait=N long-polls up to N seconds
+DELETE /v1/jobs/{id}       cancel a job no worker has started
+GET    /healthz /readyz /metrics /openapi.json
 """
-
-from __future__ import annotations
 
 import time
 from typing import Annotated, Any
@@ -16,7 +14,8 @@ import redis
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from kombu.exceptions import KombuError
+from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from producers.client import Client, JobSpec
 from producers.gateway import callbacks
 from producers.gateway.limits import Outstanding, QueueDepth, allow_request
+from producers.gateway.metrics import GatewayMetrics
 from producers.gateway.tenants import Tenant, TenantRegistry
 from shared import claims
 from shared.errors import BrokerUnavailable, IdempotencyConflict, InvalidJob, JobNotComputed
@@ -39,8 +39,14 @@ MAX_DEADLINE_S = 7 * 86400
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, fields: list[tuple[str, str]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        fields: list[tuple[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.fields = fields or []
@@ -48,8 +54,9 @@ class ApiError(Exception):
 
 
 def error_body(code: str, message: str, fields: list[tuple[str, str]] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message,
-                      "fields": [{"field": f, "problem": p} for f, p in (fields or [])]}}
+    return {
+        "error": {"code": code, "message": message, "fields": [{"field": f, "problem": p} for f, p in (fields or [])]}
+    }
 
 
 class SubmitRequest(BaseModel):
@@ -60,8 +67,12 @@ class SubmitRequest(BaseModel):
     job: dict[str, Any] = Field(description="the job payload, validated against the job type's schema")
     priority: int | None = Field(default=None, ge=0, le=9, description="0 least urgent … 9 most urgent")
     deadline_s: float | None = Field(default=None, gt=0, le=MAX_DEADLINE_S, description="expire after this long")
-    callback_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://",
-                                     description="POSTed the result, signed, when the job finishes")
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^https?://",
+        description="POSTed the result, signed, when the job finishes",
+    )
 
 
 class BatchItem(SubmitRequest):
@@ -146,14 +157,10 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
     backend = client.app.backend
     outstanding = Outstanding(store, backend)
     depth = QueueDepth(broker)
-    registry = CollectorRegistry()
-    requests = Counter("greenq_gateway_requests", "HTTP requests by route, method and status code.",
-                       ["route", "method", "code"], registry=registry)
-    latency = Histogram("greenq_gateway_request_seconds", "Time the gateway took to answer.", ["route"],
-                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
-                        registry=registry)
-    dispatcher = callbacks.CallbackDispatcher(store, backend, {t: s for t, s in tenants.secrets().items()},
-                                              settings.gateway_callback_attempts)
+    metrics = GatewayMetrics(CollectorRegistry())
+    dispatcher = callbacks.CallbackDispatcher(
+        store, backend, tenants.secrets(), settings.gateway_callback_attempts, on_outcome=metrics.callbacks
+    )
 
     app = FastAPI(title="greenq", version="1", description="LLM jobs for online stores, with energy receipts.")
     app.add_middleware(BodyLimit, max_bytes=settings.gateway_max_body_bytes)
@@ -174,8 +181,8 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
         response: Response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
-        requests.labels(path, request.method, str(response.status_code)).inc()
-        latency.labels(path).observe(time.perf_counter() - start)
+        metrics.requests.labels(path, request.method, str(response.status_code)).inc()
+        metrics.latency.labels(path).observe(time.perf_counter() - start)
         return response
 
     @app.exception_handler(ApiError)
@@ -191,33 +198,48 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(error_body("http_error", str(exc.detail)), exc.status_code)
 
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            error_body("broker_unavailable", "the job queue is unreachable; retry shortly"),
+            503,
+            headers={"Retry-After": "5"},
+        )
+
+    for unavailable in (BrokerUnavailable, redis.RedisError, KombuError, OSError):
+        app.add_exception_handler(unavailable, _unavailable)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, (BrokerUnavailable, redis.RedisError, OSError)):
-            return JSONResponse(error_body("broker_unavailable", "the job queue is unreachable; retry shortly"), 503,
-                                headers={"Retry-After": "5"})
         return JSONResponse(error_body("internal", redact_text(f"{type(exc).__name__}: {exc}")), 500)
 
-    def tenant(authorization: Annotated[str | None, Header()] = None,
-               x_api_key: Annotated[str | None, Header()] = None) -> Tenant:
+    def tenant(
+        authorization: Annotated[str | None, Header()] = None, x_api_key: Annotated[str | None, Header()] = None
+    ) -> Tenant:
         key = x_api_key or (authorization[7:] if authorization and authorization.startswith("Bearer ") else None)
         found = tenants.authenticate(key) if key else None
         if found is None:
-            raise ApiError(401, "unauthorized", "a valid API key is required (Authorization: Bearer <key>)",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "unauthorized",
+                "a valid API key is required (Authorization: Bearer <key>)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return found
 
     def admit(who: Tenant, job_types: list[JobType]) -> None:
         if not allow_request(store, who.name, who.rate_limit_per_s):
-            raise ApiError(429, "rate_limited", f"over {who.rate_limit_per_s} requests per second",
-                           headers={"Retry-After": "1"})
+            raise ApiError(
+                429, "rate_limited", f"over {who.rate_limit_per_s} requests per second", headers={"Retry-After": "1"}
+            )
         for job_type in set(job_types):
             if depth(job_type) >= settings.gateway_max_queue_depth:
-                raise ApiError(429, "queue_full", f"the {job_type.value} queue is full; retry later",
-                               headers={"Retry-After": "10"})
+                raise ApiError(
+                    429, "queue_full", f"the {job_type.value} queue is full; retry later", headers={"Retry-After": "10"}
+                )
         if not outstanding.has_room(who.name, len(job_types), who.max_outstanding):
-            raise ApiError(429, "too_many_outstanding", f"over {who.max_outstanding} unfinished jobs",
-                           headers={"Retry-After": "5"})
+            raise ApiError(
+                429, "too_many_outstanding", f"over {who.max_outstanding} unfinished jobs", headers={"Retry-After": "5"}
+            )
 
     def prepare(who: Tenant, job_type: JobType, body: SubmitRequest, key: str | None) -> Any:
         scoped = f"{who.name}:{key}" if key else None
@@ -255,15 +277,24 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
         started = claims.state(store, job_id) == claims.RECEIVED
         return JobView(id=job_id, status="running" if started else "queued")
 
+    Caller = Annotated[Tenant, Depends(tenant)]
     JobTypePath = Annotated[JobType, Path(description="description, reply or strategy")]
     JobIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
-    @app.post("/v1/jobs:batch", status_code=202, response_model=BatchAccepted,
-              responses={401: {}, 413: {}, 422: {}, 429: {}, 503: {}})
-    def submit_batch(body: BatchRequest, who: Tenant = Depends(tenant)) -> BatchAccepted:
+    @app.post(
+        "/v1/jobs:batch",
+        status_code=202,
+        response_model=BatchAccepted,
+        responses={401: {}, 413: {}, 422: {}, 429: {}, 503: {}},
+    )
+    def submit_batch(body: BatchRequest, who: Caller) -> BatchAccepted:
         if len(body.jobs) > settings.gateway_max_batch_jobs:
-            raise ApiError(422, "too_many_jobs", f"at most {settings.gateway_max_batch_jobs} jobs per batch",
-                           [("jobs", f"has {len(body.jobs)} items")])
+            raise ApiError(
+                422,
+                "too_many_jobs",
+                f"at most {settings.gateway_max_batch_jobs} jobs per batch",
+                [("jobs", f"has {len(body.jobs)} items")],
+            )
         admit(who, [item.type for item in body.jobs])
         entries: list[BatchEntry] = []
         prepared: list[tuple[Any, SubmitRequest]] = []
@@ -276,24 +307,38 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
                 fields = [(f"jobs.{index}.{f}", p) for f, p in exc.fields]
                 entries.append(BatchEntry(index=index, error=error_body(exc.code, exc.message, fields)["error"]))
         if not prepared:
-            raise ApiError(422, "invalid_job", "no job in the batch is valid",
-                           [(f["field"], f["problem"]) for e in entries for f in (e.error or {}).get("fields", [])])
+            raise ApiError(
+                422,
+                "invalid_job",
+                "no job in the batch is valid",
+                [(f["field"], f["problem"]) for e in entries for f in (e.error or {}).get("fields", [])],
+            )
         for index, job_id in zip(positions, enqueue(who, prepared), strict=True):
             entries.append(BatchEntry(index=index, id=job_id))
         return BatchAccepted(jobs=sorted(entries, key=lambda e: e.index))
 
-    @app.post("/v1/jobs/{job_type}", status_code=202, response_model=Accepted,
-              responses={401: {}, 409: {}, 413: {}, 422: {}, 429: {}, 503: {}})
-    def submit(job_type: JobTypePath, body: SubmitRequest, who: Tenant = Depends(tenant),
-               idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None) -> Accepted:
+    @app.post(
+        "/v1/jobs/{job_type}",
+        status_code=202,
+        response_model=Accepted,
+        responses={401: {}, 409: {}, 413: {}, 422: {}, 429: {}, 503: {}},
+    )
+    def submit(
+        job_type: JobTypePath,
+        body: SubmitRequest,
+        who: Caller,
+        idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+    ) -> Accepted:
         admit(who, [job_type])
         job_id = enqueue(who, [(prepare(who, job_type, body, idempotency_key), body)])[0]
         return Accepted(id=job_id, links={"self": f"/v1/jobs/{job_id}"})
 
     @app.get("/v1/jobs/{job_id}", response_model=JobView, responses={401: {}, 404: {}, 503: {}})
-    def get_job(job_id: JobIdPath, who: Tenant = Depends(tenant),
-                wait: Annotated[float, Query(ge=0, le=600, description="long-poll up to this many seconds")] = 0
-                ) -> JobView:
+    def get_job(
+        job_id: JobIdPath,
+        who: Caller,
+        wait: Annotated[float, Query(ge=0, le=600, description="long-poll up to this many seconds")] = 0,
+    ) -> JobView:
         owned(who, job_id)
         deadline = time.monotonic() + min(wait, settings.gateway_max_wait_s)
         current = view(job_id)
@@ -303,13 +348,18 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
         return current
 
     @app.delete("/v1/jobs/{job_id}", response_model=JobView, responses={401: {}, 404: {}, 409: {}, 503: {}})
-    def cancel_job(job_id: JobIdPath, who: Tenant = Depends(tenant)) -> JobView:
+    def cancel_job(job_id: JobIdPath, who: Caller) -> JobView:
         owned(who, job_id)
         if not claims.cancel(store, job_id, settings.result_ttl_s):
             current = view(job_id)
             raise ApiError(409, "already_started", f"job {job_id} is {current.status}; it can no longer be cancelled")
-        record = JobResult(job_id=job_id, job_type=None, status=JobStatus.cancelled,
-                           error="cancelled before a worker started it", finished_at=time.time())
+        record = JobResult(
+            job_id=job_id,
+            job_type=None,
+            status=JobStatus.cancelled,
+            error="cancelled before a worker started it",
+            finished_at=time.time(),
+        )
         backend.mark_as_failure(job_id, JobNotComputed(record.to_json()))
         return JobView(id=job_id, status=JobStatus.cancelled.value, result=record)
 
@@ -326,8 +376,8 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
         return PlainTextResponse("ok\n")
 
     @app.get("/metrics", response_class=PlainTextResponse)
-    def metrics() -> Response:
-        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+    def serve_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type="text/plain; version=0.0.4")
 
     app.state.dispatcher = dispatcher
     return app

@@ -52,7 +52,10 @@ class CallbackDispatcher:
     Several gateways may run: SREM decides which one sends a given callback.
     """
 
-    def __init__(self, client: Any, backend: Any, secrets_by_tenant: dict[str, str], max_attempts: int) -> None:
+    def __init__(
+        self, client: Any, backend: Any, secrets_by_tenant: dict[str, str], max_attempts: int, on_outcome: Any = None
+    ) -> None:
+        self._outcomes = on_outcome  # a Counter labelled by outcome, or None
         self._redis = client
         self._backend = backend
         self._secrets = secrets_by_tenant
@@ -102,9 +105,12 @@ class CallbackDispatcher:
             return
         body = json.dumps(result, ensure_ascii=False).encode()
         timestamp = int(time.time())
-        headers = {"Content-Type": "application/json", "X-Greenq-Timestamp": str(timestamp),
-                   "X-Greenq-Signature": sign(self._secrets.get(record["tenant"], ""), timestamp, body),
-                   "X-Greenq-Job-Id": job_id}
+        headers = {
+            "Content-Type": "application/json",
+            "X-Greenq-Timestamp": str(timestamp),
+            "X-Greenq-Signature": sign(self._secrets.get(record["tenant"], ""), timestamp, body),
+            "X-Greenq-Job-Id": job_id,
+        }
         request = urllib.request.Request(record["url"], data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310 (tenant's URL)
@@ -114,11 +120,15 @@ class CallbackDispatcher:
             ok = False
         if ok:
             self.sent += 1
+            if self._outcomes is not None:
+                self._outcomes.labels("sent").inc()
             self._redis.delete(key)
             return
         record["attempts"] += 1
         if record["attempts"] >= self._max_attempts:
             self.failed += 1
+            if self._outcomes is not None:
+                self._outcomes.labels("gave_up").inc()
             log.error("giving up on the callback for %s after %d attempts", job_id, record["attempts"])
             self._redis.delete(key)
             return

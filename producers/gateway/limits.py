@@ -12,7 +12,7 @@ from shared.queues import queue_name, redis_priority_lists
 
 RATE_KEY_PREFIX = "greenq:rate:"
 OUTSTANDING_KEY_PREFIX = "greenq:outstanding:"
-DEPTH_CACHE_S = 1.0
+DEPTH_CACHE_S = 0.25
 
 
 def allow_request(client: Any, tenant: str, limit_per_s: int, now: float | None = None) -> bool:
@@ -54,7 +54,7 @@ class Outstanding:
 
 
 class QueueDepth:
-    """Jobs waiting per queue (every priority sub-list), cached for a second."""
+    """Jobs waiting per queue (every priority sub-list), cached for a quarter second."""
 
     def __init__(self, client: Any) -> None:
         self._redis = client

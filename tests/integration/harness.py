@@ -52,7 +52,7 @@ class Stack:
         }
         self.settings = self._settings()
         self.client = Client(self.settings)
-        self.redis = redis.Redis.from_url(self.url)
+        self.redis = redis.Redis.from_url(self.settings.backend_url)
         self.processes: list[subprocess.Popen[bytes]] = []
         self.metrics_port = 0
 

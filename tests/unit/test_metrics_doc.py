@@ -6,8 +6,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily
 
+from producers.gateway.metrics import GatewayMetrics
 from workers import metrics
 from workers.exporter import QueueCollector
 
@@ -47,7 +49,8 @@ def exported_names() -> set[str]:
     worker = {n for n in _exposed(metrics.REGISTRY.collect()) if n.startswith("greenq_")}
     gpu = {f"greenq_gpu_{key}" for key in metrics.GPU_GAUGES}
     exporter = _exposed(QueueCollector(_EmptyRedis()).collect())  # type: ignore[arg-type]
-    return worker | gpu | exporter
+    gateway = _exposed(GatewayMetrics(CollectorRegistry()).registry.collect())
+    return worker | gpu | exporter | gateway
 
 
 def test_readme_metrics_match_the_code() -> None:
