@@ -24,6 +24,7 @@ from shared.jobs import JobType, parse_job
 from shared.local_redis import LocalRedis, start_redis
 from shared.results import JobResult, JobStatus
 from shared.settings import Settings
+from workers.carbon import co2e_grams
 from workers.local_model import resolve_model
 from workers.meters.detect import detect_meter
 from workers.prompts import build_messages
@@ -124,6 +125,7 @@ def measure_ceiling(
         "jobs_per_s": len(requests) / wall_s,
         "tokens_per_s": tokens / wall_s,
         "joules_per_job": energy_j / len(requests),
+        "co2e_grams_per_job": co2e_grams(energy_j / len(requests), settings.carbon_intensity_g_per_kwh, settings.pue),
         "energy_source": meter.source,
     }
 

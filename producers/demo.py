@@ -1,4 +1,5 @@
-"""`greenq demo`: Redis (started if nothing answers), one CPU worker, sample jobs, a summary."""
+"""`greenq demo`: Redis (started if nothing answers), one CPU worker, a realistic mix of jobs
+streaming back with timings and energy receipts, and a summary by job type."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import time
 from pathlib import Path
 
 from producers.client import Client, JobSpec
-from producers.samples import sample_mix
+from producers.report import report_table
+from producers.samples import demo_jobs
 from producers.summary import summarize
 from shared.local_redis import ensure_redis
 from shared.redact import redact_url
@@ -24,8 +26,7 @@ WORKER_READY_TIMEOUT_S = 300.0
 def run_demo(settings: Settings, job_count: int) -> int:
     local_redis = ensure_redis(settings.broker_url)
     print(f"broker: {redact_url(settings.broker_url)}" + (" (started a local redis-server)" if local_redis else ""))
-    print(f"model: {settings.model} (preparing it if needed)")
-    resolve_model(settings.model, settings.model_cache_dir)
+    print(f"model: {settings.model} → {resolve_model(settings.model, settings.model_cache_dir)}")
     log_path = Path(tempfile.gettempdir()) / "greenq-demo-worker.log"
     print(f"worker log: {log_path}")
     with log_path.open("wb") as log_file:
@@ -38,7 +39,7 @@ def run_demo(settings: Settings, job_count: int) -> int:
     try:
         with Client(settings) as client:
             _wait_for_worker(client, worker)
-            return _run_jobs(client, job_count)
+            return _run_jobs(client, job_count, settings)
     finally:
         worker.terminate()
         worker.wait(timeout=120)
@@ -57,11 +58,11 @@ def _wait_for_worker(client: Client, worker: subprocess.Popen[bytes]) -> None:
     raise SystemExit("the worker did not become ready in time")
 
 
-def _run_jobs(client: Client, job_count: int) -> int:
-    specs = [JobSpec(job_type, payload) for job_type, payload in sample_mix(job_count)]
+def _run_jobs(client: Client, job_count: int, settings: Settings) -> int:
+    specs = [JobSpec(job_type, payload) for job_type, payload in demo_jobs(job_count)]
     start = time.perf_counter()
     job_ids = client.submit_many(specs)
-    print(f"submitted {len(job_ids)} jobs of all three types\n")
+    print(f"submitted {len(job_ids)} jobs: replies, descriptions and strategies, in English and Chinese\n")
     results: list[JobResult] = []
     for result in client.as_completed(job_ids, timeout_s=600):
         results.append(result)
@@ -70,6 +71,9 @@ def _run_jobs(client: Client, job_count: int) -> int:
     print("\nsummary")
     for line in summarize(results, wall_s).lines():
         print(f"  {line}")
+    print()
+    print(report_table(results))
+    print(_next_steps(settings))
     return 0 if all(r.status.is_success for r in results) else 1
 
 
@@ -78,8 +82,21 @@ def _line(index: int, total: int, r: JobResult) -> str:
     head = f"[{index:>3}/{total}] {r.job_type.value if r.job_type else '?':<11} {r.status.value:<9}"
     if not r.status.is_success:
         return f"{head} {r.error}"
-    text = " ".join(r.text.split())[:60]
+    receipt = f"{r.energy_j:.2f} J, {r.co2e_g:.5f} gCO2e ({r.energy_source})" if r.energy_j is not None else "-"
+    text = " ".join(r.text.split())[:70]
     return (
-        f"{head} batch={r.batch_size:<2} queue {t.queue_s:.2f}s wait {t.batch_wait_s:.2f}s "
-        f"compute {t.compute_s:.2f}s e2e {t.end_to_end_s:.2f}s | {text}"
+        f"{head} batch {r.batch_size:<2} wait {t.batch_wait_s:.2f}s compute {t.compute_s:.2f}s "
+        f"e2e {t.end_to_end_s:.2f}s | {receipt}\n      {text}"
     )
+
+
+def _next_steps(settings: Settings) -> str:
+    return f"""
+where to look next
+  metrics:    the worker serves http://127.0.0.1:{settings.metrics_port}/metrics while it runs
+              (greenq exporter adds queue depth; greenq report summarises results or metrics)
+  dashboards: ops/grafana/ (Grafana) and ops/prometheus/ (scrape config, alerts) — README "Monitoring"
+  real model: GREENQ_MODEL=<hub name or local folder of a small instruction-tuned model> bash ops/dev/demo.sh
+              (the bundled store-assistant is a 4M-parameter model trained here in minutes: on topic, not wise)
+  energy:     on this machine J/job is an estimate from CPU time; on NVIDIA GPUs greenq reads NVML
+"""

@@ -37,10 +37,15 @@ def report_from_results(lines: Iterable[str]) -> str:
         if record and record.get("job_id") and record.get("status") != JobStatus.rejected.value:
             record.pop("line", None)
             results.append(JobResult.model_validate(record))
+    return report_table(results)
+
+
+def report_table(results: Sequence[JobResult]) -> str:
+    """J/job, gCO2e/job, throughput and latency percentiles by job type, and for all jobs."""
     groups: dict[str, list[JobResult]] = defaultdict(list)
     for r in results:
         groups[r.job_type.value if r.job_type else "unknown"].append(r)
-    groups["all"] = results
+    groups["all"] = list(results)
     out = [HEADER]
     for name, members in groups.items():
         ok = [r for r in members if r.status is JobStatus.succeeded]
@@ -51,18 +56,9 @@ def report_from_results(lines: Iterable[str]) -> str:
         carbon = [r.co2e_g for r in ok if r.co2e_g is not None]
         latencies = [r.timings.end_to_end_s for r in ok]
         sources = ",".join(sorted({r.energy_source for r in ok if r.energy_source})) or "-"
-        out.append(
-            _row(
-                name,
-                len(members),
-                len(ok),
-                len(ok) / span_s if span_s > 0 else math.nan,
-                _mean(energies),
-                _mean(carbon),
-                [percentile(latencies, q) for q in (50, 95, 99)],
-                sources,
-            )
-        )
+        rate = len(ok) / span_s if span_s > 0 else math.nan
+        percentiles = [percentile(latencies, q) for q in (50, 95, 99)]
+        out.append(_row(name, len(members), len(ok), rate, _mean(energies), _mean(carbon), percentiles, sources))
     return "\n".join(out)
 
 

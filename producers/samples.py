@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from importlib import resources
 from typing import Any
 
 from shared.jobs import JobType
@@ -118,12 +120,20 @@ SAMPLES: dict[JobType, list[dict[str, Any]]] = {
 }
 
 
-def sample_mix(count: int) -> list[tuple[JobType, dict[str, Any]]]:
-    """`count` jobs cycling through the types and their samples."""
-    types = list(JobType)
+def sample_mix(count: int, pattern: tuple[JobType, ...] = tuple(JobType)) -> list[tuple[JobType, dict[str, Any]]]:
+    """`count` jobs cycling through `pattern` (job types, repeats allowed) and each type's samples."""
+    seen: dict[JobType, int] = {}
     out = []
     for i in range(count):
-        job_type = types[i % len(types)]
+        job_type = pattern[i % len(pattern)]
         samples = SAMPLES[job_type]
-        out.append((job_type, samples[(i // len(types)) % len(samples)]))
+        out.append((job_type, samples[seen.get(job_type, 0) % len(samples)]))
+        seen[job_type] = seen.get(job_type, 0) + 1
     return out
+
+
+def demo_jobs(count: int) -> list[tuple[JobType, dict[str, Any]]]:
+    """`count` realistic store jobs (held out from the bundled model's training corpus), cycled."""
+    text = resources.files(__package__).joinpath("demo_jobs.jsonl").read_text("utf-8")
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [(JobType(rows[i % len(rows)]["type"]), rows[i % len(rows)]["job"]) for i in range(count)]

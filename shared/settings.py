@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     broker_url: str = "redis://127.0.0.1:6379/0"
     result_backend_url: str = ""  # empty: the broker URL
     tls_ca_file: Path | None = None
-    model: str = "local:tiny"
+    model: str = "local:store-assistant"
     models: dict[JobType, str] = Field(default_factory=dict)
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     model_cache_dir: Path = Path.home() / ".cache" / "greenq" / "models"

@@ -10,8 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from shared.errors import ModelLoadError
 
 LOCAL_PREFIX = "local:"
 EOS = "<|endoftext|>"
@@ -77,30 +81,37 @@ def training_corpus() -> list[str]:
     return _CORPUS_LINES * 8
 
 
-def build_local_model(shape_name: str, out_dir: Path, seed: int = 0) -> Path:
-    """Build a random-weight GPT-2-style model and a BPE tokenizer into `out_dir`."""
-    import torch
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
+    """A byte-level BPE tokenizer (any text encodes) with greenq's special tokens and chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-    from transformers.utils import logging as hf_logging
+    from transformers import PreTrainedTokenizerFast
 
-    hf_logging.disable_progress_bar()
-
-    shape = SHAPES[shape_name]
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=shape.tokenizer_vocab,
+        vocab_size=vocab_size,
         special_tokens=[EOS, PAD, *ROLE_TOKENS],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(training_corpus(), trainer=trainer)
+    bpe.train_from_iterator(texts, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe, eos_token=EOS, pad_token=PAD, additional_special_tokens=ROLE_TOKENS
     )
     tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_local_model(shape_name: str, out_dir: Path, seed: int = 0) -> Path:
+    """Build a random-weight GPT-2-style model and a BPE tokenizer into `out_dir`."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    shape = SHAPES[shape_name]
+    tokenizer = train_tokenizer(training_corpus(), shape.tokenizer_vocab)
 
     torch.manual_seed(seed)
     config = GPT2Config(
@@ -134,13 +145,26 @@ def build_local_model(shape_name: str, out_dir: Path, seed: int = 0) -> Path:
     return out_dir
 
 
+# Trained models shipped inside the package (ops/model/train.py makes them).
+BUNDLED = {"store-assistant": Path(__file__).parent / "models" / "store-assistant"}
+
+
 def resolve_model(ref: str, cache_dir: Path) -> str:
-    """A `from_pretrained` argument for a model reference, building `local:NAME` models on first use."""
+    """A `from_pretrained` argument for a model reference: `local:NAME` is a bundled model, or a
+    random-weight one built on first use."""
     if not ref.startswith(LOCAL_PREFIX):
         return ref
     shape_name = ref[len(LOCAL_PREFIX) :]
+    if shape_name in BUNDLED:
+        path = BUNDLED[shape_name]
+        if not (path / "config.json").exists():
+            raise ModelLoadError(f"the bundled model {ref} is missing from {path}; run ops/model/train.py")
+        return str(path)
     if shape_name not in SHAPES:
-        raise ValueError(f"unknown local model {ref!r}; choose one of: " + ", ".join(LOCAL_PREFIX + s for s in SHAPES))
+        choices = [*BUNDLED, *SHAPES]
+        raise ModelLoadError(
+            f"unknown local model {ref!r}; choose one of: " + ", ".join(LOCAL_PREFIX + s for s in choices)
+        )
     out_dir = cache_dir / shape_name
     if not (out_dir / "config.json").exists():
         build_local_model(shape_name, out_dir)

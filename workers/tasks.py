@@ -68,20 +68,22 @@ def _register(
         if not claims.claim_for_worker(backend.client, job_id, settings.result_ttl_s):
             return _finish(handler.cancelled(job_type, job_id))  # cancelled before it reached us
 
-        dead_letters = DeadLetterStore(backend.client)
         tried = attempts.attempts(job_id)
+
+        def dead_letter(result: JobResult) -> None:
+            letter = DeadLetter(
+                reason=result.error or "",
+                queue=queue_name(job_type),
+                task=task.name,
+                job_id=job_id,
+                args=list(args),
+                attempts=tried,
+            )
+            DeadLetterStore(backend.client).add(letter)
+
         if tried >= settings.max_attempts:
             result = handler.given_up(job_type, job_id, tried)
-            dead_letters.add(
-                DeadLetter(
-                    reason=result.error or "",
-                    queue=queue_name(job_type),
-                    task=task.name,
-                    job_id=job_id,
-                    args=list(args),
-                    attempts=tried,
-                )
-            )
+            dead_letter(result)
             on_finished(result)
             return _finish(result)
 
@@ -91,16 +93,7 @@ def _register(
             result = handler.handle(job_type, job_id, body, solo=tried > 0)
         except InvalidJob as exc:
             result = handler.invalid(job_type, job_id, exc)
-            dead_letters.add(
-                DeadLetter(
-                    reason=result.error or "",
-                    queue=queue_name(job_type),
-                    task=task.name,
-                    job_id=job_id,
-                    args=list(args),
-                    attempts=tried,
-                )
-            )
+            dead_letter(result)
         except Requeue:
             raise Reject("worker stopping", requeue=True) from None
         on_finished(result)

@@ -97,7 +97,7 @@ def test_password_and_tls_work_and_the_password_is_never_printed(tiny_model_dir:
     try:
         env = {"GREENQ_TLS_CA_FILE": str(certs / "ca.crt")}
         with stack(port, tiny_model_dir, env, url=url) as s:
-            _wait_tls(s.client)
+            _wait_answering(s.client)
             log = tmp_path / "worker.log"
             s.start_worker(log)
             assert _burst(s, 3, "secure")
@@ -119,7 +119,7 @@ def test_password_and_tls_work_and_the_password_is_never_printed(tiny_model_dir:
         server.stop()
 
 
-def _wait_tls(client: Client) -> None:
+def _wait_answering(client: Client) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -127,7 +127,7 @@ def _wait_tls(client: Client) -> None:
             return
         except redis.RedisError:
             time.sleep(0.2)
-    raise AssertionError("TLS Redis did not answer")
+    raise AssertionError("Redis did not answer")
 
 
 def _make_certs(root: Path) -> Path:
@@ -173,3 +173,15 @@ def _make_certs(root: Path) -> Path:
         "ext",
     )
     return d
+
+
+def test_worker_warns_when_redis_may_evict_queue_keys(tiny_model_dir: Path, tmp_path: Path) -> None:
+    server = start_redis(free_port(), extra_args=["--maxmemory-policy", "allkeys-lru"])
+    try:
+        with stack(server.port, tiny_model_dir, url=server.url) as s:
+            _wait_answering(s.client)
+            log = tmp_path / "worker.log"
+            s.start_worker(log)
+            assert "maxmemory-policy is 'allkeys-lru'" in log.read_text()
+    finally:
+        server.stop()

@@ -97,7 +97,7 @@ def test_worker_pods_are_one_gpu_ready_when_warm_and_outlive_a_batch() -> None:
 
 def test_compose_file_refers_to_files_that_exist() -> None:
     compose = yaml.safe_load((OPS / "compose.yaml").read_text())
-    assert {"redis", "worker", "exporter", "prometheus", "grafana"} <= set(compose["services"])
+    assert {"redis", "worker", "exporter", "gateway", "prometheus", "grafana"} <= set(compose["services"])
     assert (OPS / ".." / compose["x-greenq"]["build"]["dockerfile"]).exists()
     for service in compose["services"].values():
         for volume in service.get("volumes", []):

@@ -1,0 +1,37 @@
+"""The model shipped in the package loads through the normal loading code and writes text for every job type."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from producers.samples import SAMPLES, demo_jobs
+from shared.jobs import JobType, parse_job
+from shared.settings import GenerationSettings
+from workers.local_model import resolve_model
+from workers.prompts import build_messages
+from workers.runtime import GenerationRequest, HFRuntime
+
+
+@pytest.fixture(scope="module")
+def runtime() -> HFRuntime:
+    return HFRuntime(resolve_model("local:store-assistant", Path("/nonexistent")), "cpu", "float32")
+
+
+@pytest.mark.parametrize("job_type", list(JobType))
+def test_shipped_model_answers_every_job_type(runtime: HFRuntime, job_type: JobType) -> None:
+    gen = GenerationSettings(max_new_tokens=60)
+    requests = []
+    for payload in SAMPLES[job_type]:
+        messages = build_messages(job_type, parse_job(job_type, payload))
+        requests.append(GenerationRequest(tuple(runtime.encode(runtime.render(messages))), 60, gen))
+    outputs = runtime.generate(requests)
+    assert all(o.text.strip() for o in outputs)
+
+
+def test_demo_jobs_are_valid_and_cover_every_type() -> None:
+    jobs = demo_jobs(48)
+    assert {job_type for job_type, _ in jobs} == set(JobType)
+    for job_type, payload in jobs:
+        parse_job(job_type, payload)
