@@ -83,7 +83,7 @@ def _line(index: int, total: int, r: JobResult) -> str:
     if not r.status.is_success:
         return f"{head} {r.error}"
     receipt = f"{r.energy_j:.2f} J, {r.co2e_g:.5f} gCO2e ({r.energy_source})" if r.energy_j is not None else "-"
-    text = " ".join(r.text.split())[:70]
+    text = " ".join(r.text.split())[:70] + "".join(f"\n      ⚠ {w}" for w in r.warnings)
     return (
         f"{head} batch {r.batch_size:<2} wait {t.batch_wait_s:.2f}s compute {t.compute_s:.2f}s "
         f"e2e {t.end_to_end_s:.2f}s | {receipt}\n      {text}"

@@ -56,6 +56,7 @@ class JobResult(BaseModel):
     co2e_g: float | None = None
     energy_source: str | None = None
     error: str | None = None
+    warnings: list[str] = Field(default_factory=list)  # e.g. green claims the seller never stated
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

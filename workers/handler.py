@@ -14,11 +14,12 @@ from typing import Any
 
 from shared.envelope import Envelope
 from shared.errors import InvalidJob
-from shared.jobs import Job, JobType, parse_job
+from shared.jobs import DescriptionJob, Job, JobType, parse_job
 from shared.redact import redact_text
 from shared.results import JobResult, JobStatus, Timings
 from shared.settings import Settings
 from workers.batcher import Batcher, BatchOutcome, JobExpiredInBatcher, Requeue
+from workers.green_claims import unsupported_green_claims
 from workers.prompts import build_messages
 from workers.runtime import GenerationRequest, ModelRuntime
 
@@ -113,7 +114,13 @@ class JobHandler:
                 prompt_tokens=len(prompt_ids),
                 model=model,
             )
-        return self._succeeded(job_id, job_type, model, len(prompt_ids), outcome, submitted_at, received_at)
+        result = self._succeeded(job_id, job_type, model, len(prompt_ids), outcome, submitted_at, received_at)
+        if isinstance(job, DescriptionJob):
+            unsupported = unsupported_green_claims(job, result.text)
+            if unsupported:
+                warning = "green claims the seller did not state: " + ", ".join(unsupported)
+                result = result.model_copy(update={"warnings": [warning]})
+        return result
 
     def _check_limits(self, prompt_tokens: int, max_new_tokens: int, runtime: ModelRuntime) -> str | None:
         if prompt_tokens > self._settings.max_prompt_tokens:

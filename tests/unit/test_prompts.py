@@ -84,3 +84,22 @@ def test_custom_templates_replace_the_bundled_ones(tmp_path) -> None:  # type: i
     messages = build_messages(JobType.reply, job, tmp_path)
     assert [(m.role, m.content) for m in messages] == [("user", "Q: hi there")]
     assert build_messages(JobType.strategy, parse_job(JobType.strategy, {"period": "p", "metrics": {}}), tmp_path)
+
+
+def test_unsupported_green_claims_are_flagged() -> None:
+    from workers.green_claims import unsupported_green_claims
+
+    stated = parse_job(
+        JobType.description,
+        {
+            "sku": "S",
+            "title": "Shirt",
+            "category": "Clothing",
+            "materials": ["organic cotton"],
+            "certifications": ["GOTS"],
+        },
+    )
+    assert unsupported_green_claims(stated, "Made from organic cotton, GOTS certified.") == []
+    assert unsupported_green_claims(stated, "Organic cotton, FSC wood, recycled box.") == ["recycled", "fsc"]
+    bare = parse_job(JobType.description, {"sku": "M", "title": "杯子", "category": "厨房", "language": "zh"})
+    assert unsupported_green_claims(bare, "采用FSC 认证木材制成，环保。") == ["fsc", "环保", "认证"]
