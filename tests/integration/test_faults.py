@@ -52,9 +52,9 @@ def test_kill9_with_buffered_jobs_then_a_second_worker_completes_them(fast_redel
 def test_kill9_during_a_batch_then_a_second_worker_completes_it(fast_redelivery: Stack, tmp_path: Path) -> None:
     s = fast_redelivery
     port = free_port()
-    busy = s.start_worker(
-        tmp_path / "a.log", node="a@test", metrics_port=port, env={"GREENQ_CHAOS__BATCH_DELAY_S": "2.5"}
-    )
+    # A 1 s max wait makes the six jobs one batch however the messages trickle in.
+    env = {"GREENQ_CHAOS__BATCH_DELAY_S": "2.5", "GREENQ_BATCH__REPLY__MAX_WAIT_S": "1"}
+    busy = s.start_worker(tmp_path / "a.log", node="a@test", metrics_port=port, env=env)
     ids = s.client.submit_many(_replies(6, "computing"))
     s.wait_for(lambda: "greenq_current_batch_size 6.0" in s.metrics_text(port), what="the batch to start")
     s.kill(busy)
@@ -66,7 +66,11 @@ def test_kill9_during_a_batch_then_a_second_worker_completes_it(fast_redelivery:
 def test_sigterm_finishes_the_batch_and_hands_back_the_rest(fresh: Stack, tmp_path: Path) -> None:
     s = fresh
     port = free_port()
-    env = {"GREENQ_CHAOS__BATCH_DELAY_S": "2", "GREENQ_BATCH__REPLY__MAX_BATCH_SIZE": "4"}
+    env = {
+        "GREENQ_CHAOS__BATCH_DELAY_S": "2",
+        "GREENQ_BATCH__REPLY__MAX_BATCH_SIZE": "4",
+        "GREENQ_BATCH__REPLY__MAX_WAIT_S": "1",
+    }  # batches close full, not on a 20 ms timer
     first = s.start_worker(tmp_path / "a.log", node="a@test", metrics_port=port, env=env)
     ids = s.client.submit_many(_replies(12, "sigterm"))
     s.wait_for(lambda: "greenq_current_batch_size 4.0" in s.metrics_text(port), what="a batch to start")
