@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from shared.jobs import JobType
 from workers.devices import Device
@@ -84,7 +84,7 @@ class _Child:
     started_at: float = 0.0
     restarts: int = 0
     restart_at: float | None = None
-    quick_crashes: int = field(default=0)
+    quick_crashes: int = 0
 
 
 class Supervisor:
@@ -115,7 +115,7 @@ class Supervisor:
         child.process = subprocess.Popen(child.spec.argv, env=env)
         child.started_at = time.monotonic()
         child.restart_at = None
-        log.info("started %s (pid %d)", child.spec.node_name, child.process.pid)
+        log.info("started %s (pid %d, restarts so far: %d)", child.spec.node_name, child.process.pid, child.restarts)
 
     def _watch(self) -> None:
         now = time.monotonic()
