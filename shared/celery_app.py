@@ -25,8 +25,11 @@ def make_celery(settings: Settings, name: str = "greenq", producer: bool = False
         "priority_steps": REDIS_PRIORITY_STEPS,
         "health_check_interval": 10,
         "socket_connect_timeout": 5,
-        # Restore jobs of dead workers promptly: sweep every tenth of the visibility timeout.
-        "unacked_restore_interval": max(1, min(60, settings.visibility_timeout_s // 10)),
+        # The reliable fetch (shared/redis_transport.py): a dead worker's jobs come back after
+        # its lease; sweep for dead workers a few times per lease.
+        "consumer_lease_s": settings.consumer_lease_s,
+        "idle_poll_s": settings.idle_poll_s,
+        "unacked_restore_interval": max(1, min(60, int(settings.consumer_lease_s // 3))),
         "unacked_restore_throttle": 1,
     }
     queue_args = {} if is_redis_url(settings.broker_url) else {"x-max-priority": 9}

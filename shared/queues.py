@@ -9,6 +9,12 @@ TASK_PREFIX = "greenq.jobs."
 IDEMPOTENCY_KEY_PREFIX = "greenq:idem:"
 DEAD_LETTER_KEY = "greenq:dead"
 ATTEMPTS_KEY_PREFIX = "greenq:attempts:"
+LEASE_KEY_PREFIX = "greenq:lease:"  # job id → the worker computing it (workers/leases.py)
+# The reliable fetch (shared/redis_transport.py): who holds each unacked message, and who is alive.
+UNACKED_OWNER_KEY = "greenq:unacked:owner"
+INFLIGHT_KEY_PREFIX = "greenq:inflight:"
+CONSUMERS_KEY = "greenq:consumers"
+COMPUTATIONS_KEY = "greenq:chaos:computations"  # fault tests only: "<job id> <pid>" per computation
 # kombu's Redis transport keeps one list per priority step: "<queue>\x06\x16<step>".
 REDIS_PRIORITY_SEP = "\x06\x16"
 REDIS_PRIORITY_STEPS = list(range(10))

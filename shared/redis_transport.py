@@ -1,44 +1,260 @@
-"""kombu's Redis transport, hardened: a list item that is not JSON is dead-lettered, not fatal.
+"""kombu's Redis transport with a reliable fetch: no message is lost when a worker dies at any moment.
 
-Stock kombu decodes each BRPOP'd item inline, and a decode error escapes into Celery's
-event loop as an "Unrecoverable error" that ends the worker (seen with kombu 5.7). Anything
-can LPUSH into a Redis list, so a worker must survive that: the raw item goes to the
-dead-letter list with its reason and consumption continues.
+Stock kombu consumes with BRPOP: Redis removes the message when it sends the reply, and the
+client records it as unacked only after it has read that reply. A process killed (or too
+busy to read) in between loses the message for good. Here a Lua script moves a message from
+its queue into the in-flight record in one atomic step (the reliable-queue pattern), so a
+message is always either queued or recorded as held by a named consumer:
+
+* `unacked` / `unacked_index` keep kombu's own layout, so acks, rejects, `celery inspect`
+  and Flower see what they expect; greenq adds `greenq:unacked:owner` (tag → consumer) and
+  one set per consumer (`greenq:inflight:<consumer>`).
+* Each consumer (one per channel) heartbeats into `greenq:consumers` (a sorted set scored
+  by Redis' own clock). A sweep in every worker gives back the messages of consumers whose
+  heartbeat is older than `consumer_lease_s`: a dead worker's jobs come back in about that
+  long, and a live worker's jobs are never redelivered, however long they take.
+* Acks and requeues are conditional on the owner: when a copy was given back and claimed by
+  another consumer (same delivery tag), a late ack of the old copy no longer deletes the new
+  copy's record. Messages recorded by stock kombu consumers (no owner) still come back after
+  `visibility_timeout`, as before.
+
+The fetch cannot block (Lua scripts never do), so an idle channel polls every `idle_poll_s`
+(Sidekiq's reliable fetch does the same); a channel that found a message fetches again at once.
+A list item that is not a JSON message object is dead-lettered, not fatal.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import time
+import uuid
+from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
+from kombu.transport.virtual import QoS as VirtualQoS
 from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import dumps, loads
 
 from shared.deadletter import DeadLetter, DeadLetterStore, truncate
+from shared.queues import CONSUMERS_KEY, INFLIGHT_KEY_PREFIX, UNACKED_OWNER_KEY
 
 log = logging.getLogger(__name__)
 
+DEFAULT_CONSUMER_LEASE_S = 30.0
+DEFAULT_IDLE_POLL_S = 0.05
+
+# KEYS: the queue lists in fetch order, then unacked, unacked_index, owners, inflight, consumers.
+# ARGV: number of queue lists, consumer id. Returns {list, item} or nil.
+CLAIM_SCRIPT = """
+local n = tonumber(ARGV[1])
+local unacked, index, owners, inflight, consumers = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3], KEYS[n + 4], KEYS[n + 5]
+for i = 1, n do
+  local item = redis.call('RPOP', KEYS[i])
+  if item then
+    local ok, msg = pcall(cjson.decode, item)
+    if ok and type(msg) == 'table' and type(msg['properties']) == 'table' then
+      local props = msg['properties']
+      local tag = props['delivery_tag']
+      if type(tag) == 'string' then
+        local info = props['delivery_info']
+        local exchange, routing_key = '', ''
+        if type(info) == 'table' then
+          if type(info['exchange']) == 'string' then exchange = info['exchange'] end
+          if type(info['routing_key']) == 'string' then routing_key = info['routing_key'] end
+        end
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+        local record = '[' .. item .. ',' .. cjson.encode(exchange) .. ',' .. cjson.encode(routing_key) .. ']'
+        redis.call('HSET', unacked, tag, record)
+        redis.call('ZADD', index, now, tag)
+        redis.call('HSET', owners, tag, ARGV[2])
+        redis.call('SADD', inflight, tag)
+        redis.call('ZADD', consumers, now, ARGV[2])
+      end
+    end
+    return {KEYS[i], item}
+  end
+end
+return false
+"""
+
+# KEYS: unacked, unacked_index, owners, inflight. ARGV: tag, consumer id.
+ACK_SCRIPT = """
+local owner = redis.call('HGET', KEYS[3], ARGV[1])
+if owner and owner ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('SREM', KEYS[4], ARGV[1])
+return 1
+"""
+
+# KEYS: consumers. ARGV: consumer id.
+HEARTBEAT_SCRIPT = """
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[1], tonumber(t[1]) + tonumber(t[2]) / 1000000, ARGV[1])
+return 1
+"""
+
+UNOWNED = ""  # restore_by_tag's `owner` for a record that no greenq consumer holds
+
+
+def inflight_key(consumer_id: str) -> str:
+    return f"{INFLIGHT_KEY_PREFIX}{consumer_id}"
+
+
+def new_consumer_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def server_time_s(client: Any) -> float:
+    seconds, micros = client.time()
+    return float(seconds) + float(micros) / 1e6
+
+
+class QoS(kombu_redis.QoS):
+    channel: Channel
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        # The claim script has already recorded the message in Redis.
+        VirtualQoS.append(self, message, delivery_tag)
+
+    def ack(self, delivery_tag: str) -> None:
+        self.channel.release_tag(delivery_tag)
+        VirtualQoS.ack(self, delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        if requeue:
+            self.restore_by_tag(delivery_tag, leftmost=True, owner=self.channel.consumer_id)
+        else:
+            self.channel.release_tag(delivery_tag)
+        VirtualQoS.ack(self, delivery_tag)
+
+    def restore_unacked(self, client: Any = None) -> None:
+        with self.channel.conn_or_acquire(client) as client:
+            for tag in self._delivered:
+                self.restore_by_tag(tag, client=client, owner=self.channel.consumer_id)
+        self._delivered.clear()
+        self.channel.forget_consumer()
+
+    def restore_by_tag(self, tag: Any, client: Any = None, leftmost: bool = False, owner: str = UNOWNED) -> None:
+        """Put a held message back on its queue, only if `owner` (or nobody, for UNOWNED) still holds it."""
+        tag = bytes_to_str(tag)
+
+        def restore_transaction(pipe: Any) -> None:
+            payload = pipe.hget(self.unacked_key, tag)
+            holder = pipe.hget(UNACKED_OWNER_KEY, tag)
+            if (bytes_to_str(holder) if holder is not None else UNOWNED) != owner:
+                return  # another consumer holds this copy now: not ours to give back
+            pipe.multi()
+            pipe.zrem(self.unacked_index_key, tag).hdel(self.unacked_key, tag).hdel(UNACKED_OWNER_KEY, tag)
+            if owner:
+                pipe.srem(inflight_key(owner), tag)
+            if payload:
+                message, exchange, routing_key = loads(bytes_to_str(payload))
+                self.channel._do_restore_message(message, exchange, routing_key, pipe, leftmost)
+
+        with self.channel.conn_or_acquire(client) as client:
+            client.transaction(restore_transaction, self.unacked_key, UNACKED_OWNER_KEY)
+
+    def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        """The periodic sweep: give back the messages of dead consumers, and old unowned ones."""
+        self._vrestore_count += 1
+        if (self._vrestore_count - 1) % (interval or 1):
+            return
+        with self.channel.conn_or_acquire() as client:
+            try:
+                with kombu_redis.Mutex(client, self.unacked_mutex_key, self.unacked_mutex_expire):
+                    now = server_time_s(client)
+                    self._restore_dead_consumers(client, now)
+                    self._restore_unowned(client, now, num)
+            except kombu_redis.MutexHeld:
+                pass
+
+    def _restore_dead_consumers(self, client: Any, now: float) -> None:
+        lease_s = self.channel.consumer_lease_s
+        for raw in client.zrangebyscore(CONSUMERS_KEY, "-inf", now - lease_s):
+            dead = bytes_to_str(raw)
+            tags = client.smembers(inflight_key(dead))
+            if tags:
+                log.warning("consumer %s missed heartbeats for %.0f s: giving back %d jobs", dead, lease_s, len(tags))
+            for tag in tags:
+                self.restore_by_tag(tag, client=client, owner=dead)
+            if not client.scard(inflight_key(dead)):
+                client.zrem(CONSUMERS_KEY, dead)
+
+    def _restore_unowned(self, client: Any, now: float, num: int) -> None:
+        ceiling = now - self.visibility_timeout
+        limit = {"offset": 0, "num": num} if num else {}
+        old = client.zrange(self.unacked_index_key, ceiling, 0, desc=True, byscore=True, **limit)
+        for tag in old or []:
+            if not client.hexists(UNACKED_OWNER_KEY, tag):
+                self.restore_by_tag(tag, client=client, owner=UNOWNED)
+
 
 class Channel(kombu_redis.Channel):
-    def _brpop_read(self, **options):  # type: ignore[no-untyped-def]
-        # Mirrors kombu.transport.redis.Channel._brpop_read, with the decode guarded.
+    QoS = QoS
+    from_transport_options = kombu_redis.Channel.from_transport_options + ("consumer_lease_s", "idle_poll_s")
+    consumer_lease_s = DEFAULT_CONSUMER_LEASE_S
+    idle_poll_s = DEFAULT_IDLE_POLL_S
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.consumer_id = new_consumer_id()
+        self._idle_until = 0.0
+        super().__init__(*args, **kwargs)
+
+    # -- fetching ------------------------------------------------------------------------
+
+    def _claim_keys(self, queues: list[str]) -> list[str]:
+        lists = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
+        return [
+            *lists,
+            self.unacked_key,
+            self.unacked_index_key,
+            UNACKED_OWNER_KEY,
+            inflight_key(self.consumer_id),
+            CONSUMERS_KEY,
+        ]
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        """Send one claim (not BRPOP): it moves a message into our in-flight record atomically."""
+        if time.monotonic() < self._idle_until:
+            return
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return
+        keys = self._claim_keys(queues)
+        n_lists = len(keys) - 5
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = time.monotonic()
+        self.client.connection.send_command("EVAL", CLAIM_SCRIPT, len(keys), *keys, n_lists, self.consumer_id)
+
+    def _brpop_read(self, **options: Any) -> bool:
         try:
             try:
-                dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
+                reply = self.client.parse_response(self.client.connection, "EVAL", **options)
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
-            if not dest__item:
+            except self.ResponseError as exc:  # e.g. scripts refused: wait, and try again
+                log.warning("claiming a message failed: %s", exc)
+                reply = None
+            if not reply:
+                self._on_idle()
                 raise kombu_redis.Empty()
-            dest, item = dest__item
+            dest, item = reply
             dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
             try:
-                message = kombu_redis.loads(bytes_to_str(item))
-                if not isinstance(message, dict):
-                    raise ValueError(f"a transport message must be a JSON object, not {type(message).__name__}")
+                message = loads(bytes_to_str(item))
+                problem = _message_problem(message)
             except (ValueError, UnicodeDecodeError) as exc:
-                self._dead_letter(dest, item, f"undecodable message: {exc}")
+                problem = f"undecodable message: {exc}"
+            if problem:
+                self._dead_letter(dest, item, problem)
                 return True
             self.connection._deliver(message, dest)
             return True
@@ -48,17 +264,85 @@ class Channel(kombu_redis.Channel):
             if flush is not None:
                 flush()
 
+    def _on_idle(self) -> None:
+        if getattr(self.connection, "greenq_event_loop", False):
+            self._idle_until = time.monotonic() + self.idle_poll_s
+        else:  # drain_events without an event loop: nothing else would pace the polls
+            time.sleep(self.idle_poll_s)
+
+    def _get(self, queue: str) -> Any:
+        """basic_get: the same atomic claim, for one queue."""
+        keys = self._claim_keys([queue])
+        with self.conn_or_acquire() as client:
+            reply = client.eval(CLAIM_SCRIPT, len(keys), *keys, len(keys) - 5, self.consumer_id)
+        if not reply:
+            raise kombu_redis.Empty()
+        return loads(bytes_to_str(reply[1]))
+
+    # -- ownership -----------------------------------------------------------------------
+
+    def release_tag(self, delivery_tag: str) -> None:
+        """Drop a message's in-flight record (ack, or reject without requeue) if we still hold it."""
+        with self.conn_or_acquire() as client:
+            keys = [self.unacked_key, self.unacked_index_key, UNACKED_OWNER_KEY, inflight_key(self.consumer_id)]
+            client.eval(ACK_SCRIPT, len(keys), *keys, delivery_tag, self.consumer_id)
+
+    def heartbeat(self) -> None:
+        """Tell other workers this consumer is alive (only once it holds or held messages)."""
+        with self.conn_or_acquire() as client:
+            if client.zscore(CONSUMERS_KEY, self.consumer_id) is not None or self.qos._delivered:
+                client.eval(HEARTBEAT_SCRIPT, 1, CONSUMERS_KEY, self.consumer_id)
+
+    def forget_consumer(self) -> None:
+        """After a clean close: nothing is held any more, so stop being a consumer."""
+        with self.conn_or_acquire() as client:
+            if not client.scard(inflight_key(self.consumer_id)):
+                client.zrem(CONSUMERS_KEY, self.consumer_id)
+
     def _dead_letter(self, queue: str, item: bytes | str, reason: str) -> None:
         log.error("dead-lettered a message from %s: %s", queue, reason)
         with self.conn_or_acquire() as client:
             DeadLetterStore(client).add(DeadLetter(reason=reason, queue=queue, raw=truncate(item)))
 
 
+def _message_problem(message: Any) -> str | None:
+    if not isinstance(message, dict):
+        return f"a transport message must be a JSON object, not {type(message).__name__}"
+    properties = message.get("properties")
+    if not isinstance(properties, dict) or not isinstance(properties.get("delivery_tag"), str):
+        return "a transport message needs properties.delivery_tag (a string)"
+    return None
+
+
 class Transport(kombu_redis.Transport):
     Channel = Channel
 
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        super().register_with_event_loop(connection, loop)
+        connection.greenq_event_loop = True
+        options = self.client.transport_options
+        idle_poll_s = float(options.get("idle_poll_s", DEFAULT_IDLE_POLL_S))
+        lease_s = float(options.get("consumer_lease_s", DEFAULT_CONSUMER_LEASE_S))
+        # Wake the loop so idle channels poll again; heartbeat well inside the lease.
+        loop.call_repeatedly(idle_poll_s, _noop)
+        loop.call_repeatedly(max(0.2, lease_s / 3), self._heartbeat_all)
+
+    def _heartbeat_all(self) -> None:
+        for channel in list(self.cycle._channels):
+            try:
+                channel.heartbeat()
+            except channel.connection_errors:
+                log.debug("heartbeat: connection error, will retry", exc_info=True)
+
+
+def _noop() -> None:
+    pass
+
 
 def install() -> None:
-    """Route redis:// and rediss:// URLs in this process to the hardened transport."""
+    """Route redis:// and rediss:// URLs in this process to the reliable transport."""
     TRANSPORT_ALIASES["redis"] = f"{__name__}:Transport"
     TRANSPORT_ALIASES["rediss"] = f"{__name__}:Transport"
+
+
+__all__ = ["Channel", "QoS", "Transport", "dumps", "install"]

@@ -54,6 +54,7 @@ class ChaosSettings(BaseModel):
     fail_marker: str = ""  # a prompt containing it makes its batch raise
     oom_above_batch_size: int = Field(default=0, ge=0)  # batches larger than this raise OutOfMemoryError
     batch_delay_s: float = Field(default=0.0, ge=0, le=600)  # added to every batch's compute time
+    log_computations: bool = False  # push "<job id> <pid>" to greenq:chaos:computations per computation
 
     @property
     def enabled(self) -> bool:
@@ -108,6 +109,9 @@ class Settings(BaseSettings):
     max_prompt_tokens: int = Field(default=1024, ge=16, le=131072)
     result_ttl_s: int = Field(default=86400, ge=60)
     visibility_timeout_s: int = Field(default=3600, ge=2)
+    # A worker's held jobs go back to the queue once it has missed heartbeats for this long.
+    consumer_lease_s: float = Field(default=30.0, ge=1, le=3600)
+    idle_poll_s: float = Field(default=0.05, gt=0, le=5)  # how often an idle worker asks for work
     max_batch_compute_s: float = Field(default=600, gt=0)
     worker_threads: int = Field(default=0, ge=0, le=4096)
     torch_threads: int = Field(default=0, ge=0, le=1024)

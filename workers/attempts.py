@@ -5,14 +5,23 @@ new. greenq counts *unfinished attempts* in Redis (`greenq:attempts:<job id>`): 
 the job's batch starts, −1 when that batch returns or raises. What is left counts the
 batches that took their worker down with them. A job that was only waiting in a buffer,
 or whose batch had finished when another batch crashed the worker, is not charged.
+
+Counting is bookkeeping, not the job's work: when Redis cannot be reached, `record` and
+`finished` log and go on (the job is not failed for it); only poison-job detection is
+weaker for that batch.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
+import redis
+
 from shared.queues import ATTEMPTS_KEY_PREFIX
+
+log = logging.getLogger(__name__)
 
 
 class AttemptCounter:
@@ -31,14 +40,20 @@ class AttemptCounter:
             key = f"{ATTEMPTS_KEY_PREFIX}{job_id}"
             pipe.incr(key)
             pipe.expire(key, self._ttl_s)
-        pipe.execute()
+        self._execute(pipe, "record")
 
     def finished(self, job_ids: Sequence[str]) -> None:
         """The batch returned or raised: it did not take the worker down."""
         pipe = self._redis.pipeline()
         for job_id in job_ids:
             pipe.decr(f"{ATTEMPTS_KEY_PREFIX}{job_id}")
-        pipe.execute()
+        self._execute(pipe, "close")
+
+    def _execute(self, pipe: Any, what: str) -> None:
+        try:
+            pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            log.warning("could not %s attempts (Redis unreachable: %s); the batch goes on", what, exc)
 
     def reset(self, job_id: str) -> None:
         self._redis.delete(f"{ATTEMPTS_KEY_PREFIX}{job_id}")

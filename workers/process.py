@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import threading
 import time
+from collections.abc import Callable, Sequence
 
 import redis
 from celery.signals import worker_ready, worker_shutting_down
@@ -18,7 +21,7 @@ from celery.signals import worker_ready, worker_shutting_down
 from shared import redis_transport
 from shared.celery_app import make_celery
 from shared.jobs import JobType
-from shared.queues import is_redis_url, parse_queues, queue_name
+from shared.queues import COMPUTATIONS_KEY, is_redis_url, parse_queues, queue_name
 from shared.redact import redact_url
 from shared.redis_client import redis_client
 from shared.results import JobResult
@@ -31,6 +34,7 @@ from workers.chaos import ChaosRuntime
 from workers.control import WorkerContext
 from workers.energy import EnergyAccountant
 from workers.handler import JobHandler, WorkerIdentity
+from workers.leases import JobLeases
 from workers.local_model import resolve_model
 from workers.meters.detect import detect_meter
 from workers.meters.nvml import NvmlMeter
@@ -80,12 +84,27 @@ def _on_ready(context: WorkerContext) -> None:
     metrics.set_ready(True)
 
 
-def _on_shutdown(batcher: Batcher, context: WorkerContext) -> None:
+def _on_shutdown(batcher: Batcher, context: WorkerContext, stopping: threading.Event) -> None:
     """Warm shutdown: the batch in progress finishes; jobs not yet in a batch go back to the queue."""
+    stopping.set()
     context.ready = False
     metrics.set_ready(False)
     handed_back = batcher.drain()
     log.info("stopping: %d buffered jobs handed back to the queue", handed_back)
+
+
+def _with_computation_log(
+    record: Callable[[Sequence[str]], None], client: redis.Redis, settings: Settings
+) -> Callable[[Sequence[str]], None]:
+    """With GREENQ_CHAOS__LOG_COMPUTATIONS, also log "<job id> <pid>" per computation (fault tests count them)."""
+    if not settings.chaos.log_computations:
+        return record
+
+    def record_and_log(job_ids: Sequence[str]) -> None:
+        record(job_ids)
+        client.rpush(COMPUTATIONS_KEY, *(f"{job_id} {os.getpid()}" for job_id in job_ids))
+
+    return record_and_log
 
 
 def warn_if_evicting(settings: Settings) -> None:
@@ -156,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         {},
         settings.batch,
         energy=energy,
-        before_batch=attempts.record,
+        before_batch=_with_computation_log(attempts.record, app.backend.client, settings),
         after_batch=attempts.finished,
         on_batch=lambda model, size: metrics.BATCH_SIZE.labels(model).observe(size),
         oom_backoff_s=settings.oom_backoff_s,
@@ -167,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     runtimes = batcher.wait_ready()
     metrics.CURRENT_BATCH.set_function(lambda: batcher.current_batch_size)
     handler = JobHandler(settings, runtimes, batcher, WorkerIdentity(worker=args.node_name, device=args.device))
-    from workers.tasks import register_job_tasks
+    from workers.tasks import TaskContext, register_job_tasks
 
     context = WorkerContext(node=args.node_name, device=args.device, batcher=batcher)
     control.install(context)
@@ -176,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         metrics.record_result(result)
         context.job_finished()
 
-    register_job_tasks(app, handler, settings, attempts, on_finished=finished)
+    stopping = threading.Event()
+    leases = JobLeases(app.backend.client, settings.consumer_lease_s, owner=args.node_name).start()
+    register_job_tasks(app, TaskContext(handler, settings, attempts, leases, finished, stopping))
     log.info(
         "%s consuming %s from %s", args.node_name, ",".join(q.value for q in queues), redact_url(settings.broker_url)
     )
@@ -190,10 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         without_gossip=True,
     )
     worker_ready.connect(lambda **_: _on_ready(context), weak=False)
-    worker_shutting_down.connect(lambda **_: _on_shutdown(batcher, context), weak=False)
+    worker_shutting_down.connect(lambda **_: _on_shutdown(batcher, context, stopping), weak=False)
     warn_if_evicting(settings)
     worker.start()  # blocks; SIGTERM → warm shutdown: task threads finish their jobs first
     batcher.stop()
+    leases.stop()
     energy.meter.close()
     return int(worker.exitcode or 0)
 

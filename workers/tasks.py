@@ -1,46 +1,89 @@
 """The Celery edge of a worker: one task per job type, each a thin call into `JobHandler`.
 
-Per message: a job whose final result is already stored is not computed again; a job
-whose batch already started `max_attempts` times (its worker died each time) is
-dead-lettered; a job attempted before runs alone; a bad body fails alone and is
-dead-lettered; a job handed back on shutdown is requeued.
+Per message, in order:
+1. a job whose final result is already stored is not computed again;
+2. a job another live worker is computing (it holds the job's lease) is not computed here:
+   this copy waits for that worker's result, or for its lease to lapse;
+3. a job cancelled before any worker started it ends `cancelled`;
+4. a job whose batch already started `max_attempts` times (its worker died each time) is
+   dead-lettered; a job attempted before runs alone;
+5. the job is computed; a bad body fails alone and is dead-lettered; a job handed back on
+   shutdown is requeued;
+6. the final record is stored once (first writer wins) and only then is the message acked.
 
-A succeeded job's record is the task's return value. A failed or expired job raises
-`JobNotComputed` carrying its record, so Celery stores a FAILURE that Flower and
-celery-exporter count, and clients still read the whole record.
+Redis trouble (broker, backend) is never a job's failure: every call to Redis here is
+retried with back-off until it goes through, and while the worker stops, the job is handed
+back to the queue instead. A succeeded job's record is the task's return value; a failed or
+expired one raises `JobNotComputed` (declared in `throws`, so Celery logs one line) after
+it was stored, so Flower and celery-exporter count it.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from celery import Celery, Task, states
+import redis
+from celery import Celery, Task
 from celery.exceptions import Reject
+from kombu.exceptions import OperationalError
 
 from shared import claims
 from shared.deadletter import DeadLetter, DeadLetterStore
 from shared.errors import InvalidJob, JobNotComputed
 from shared.jobs import JobType
 from shared.queues import queue_name, task_name
-from shared.results import JobResult, result_from_meta
+from shared.redact import redact_text
+from shared.results import JobResult
 from shared.settings import Settings
-from workers import metrics
 from workers.attempts import AttemptCounter
 from workers.batcher import Requeue
 from workers.handler import JobHandler
+from workers.leases import JobLeases
+from workers.result_store import ResultStore
+
+log = logging.getLogger(__name__)
+INFRA_ERRORS = (redis.RedisError, OperationalError, OSError)
+RETRY_FIRST_S = 0.2
+RETRY_MAX_S = 10.0
+HOLDER_POLL_S = 0.5
+T = TypeVar("T")
 
 
-def register_job_tasks(
-    app: Celery,
-    handler: JobHandler,
-    settings: Settings,
-    attempts: AttemptCounter,
-    on_finished: Callable[[JobResult], None] = metrics.record_result,
-) -> None:
-    """One task per job type; `on_finished` sees every final result this worker makes."""
+@dataclass
+class TaskContext:
+    """What the job tasks share with the rest of the worker."""
+
+    handler: JobHandler
+    settings: Settings
+    attempts: AttemptCounter
+    leases: JobLeases
+    on_finished: Callable[[JobResult], None]
+    stopping: threading.Event  # set when the worker starts its warm shutdown
+
+
+def register_job_tasks(app: Celery, context: TaskContext) -> None:
+    """One task per job type; `context.on_finished` sees every final result this worker stores."""
     for job_type in JobType:
-        _register(app, handler, settings, attempts, job_type, on_finished)
+        _register(app, context, job_type)
+
+
+def retry_infra(call: Callable[[], T], what: str, stopping: threading.Event) -> T:
+    """`call()` until Redis lets it through; hand the job back if the worker stops meanwhile."""
+    delay_s = RETRY_FIRST_S
+    while True:
+        try:
+            return call()
+        except INFRA_ERRORS as exc:
+            if stopping.is_set():
+                raise Reject(f"worker stopping while Redis is unreachable ({what})", requeue=True) from None
+            log.warning("%s: %s; retrying in %.1f s", what, redact_text(str(exc)), delay_s)
+            time.sleep(delay_s)
+            delay_s = min(RETRY_MAX_S, delay_s * 2)
 
 
 def _finish(result: JobResult) -> dict[str, Any]:
@@ -49,52 +92,88 @@ def _finish(result: JobResult) -> dict[str, Any]:
     return result.to_json()
 
 
-def _register(
-    app: Celery,
-    handler: JobHandler,
-    settings: Settings,
-    attempts: AttemptCounter,
-    job_type: JobType,
-    on_finished: Callable[[JobResult], None],
-) -> None:
-    @app.task(name=task_name(job_type), bind=True, acks_late=True, typing=False)
+def _register(app: Celery, context: TaskContext, job_type: JobType) -> None:
+    @app.task(
+        name=task_name(job_type),
+        bind=True,
+        acks_late=True,
+        typing=False,
+        ignore_result=True,  # stored by ResultStore, once; see workers/result_store.py
+        throws=(JobNotComputed,),
+    )
     def run_job(task: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
         job_id: str = task.request.id
-        backend = task.app.backend
-        stored = backend.get_task_meta(job_id, cache=False)
-        if stored.get("status") in states.READY_STATES:
-            return _finish(result_from_meta(job_id, stored))  # a redelivery of a finished job: no recompute
+        store = ResultStore(task.app.backend, context.settings.result_ttl_s)
 
-        if not claims.claim_for_worker(backend.client, job_id, settings.result_ttl_s):
-            return _finish(handler.cancelled(job_type, job_id))  # cancelled before it reached us
+        def infra(call: Callable[[], T], what: str) -> T:
+            return retry_infra(call, f"job {job_id}: {what}", context.stopping)
 
-        tried = attempts.attempts(job_id)
+        stored = infra(lambda: store.get(job_id), "reading its stored result")
+        if stored is not None:
+            return _finish(stored)  # a redelivery of a finished job: no recompute
 
-        def dead_letter(result: JobResult) -> None:
-            letter = DeadLetter(
-                reason=result.error or "",
-                queue=queue_name(job_type),
-                task=task.name,
-                job_id=job_id,
-                args=list(args),
-                attempts=tried,
-            )
-            DeadLetterStore(backend.client).add(letter)
-
-        if tried >= settings.max_attempts:
-            result = handler.given_up(job_type, job_id, tried)
-            dead_letter(result)
-            on_finished(result)
-            return _finish(result)
-
-        # Producers send one positional argument, the envelope; anything else is malformed.
-        body = args[0] if len(args) == 1 and not kwargs else {"args": list(args), "kwargs": kwargs}
+        token = infra(lambda: context.leases.acquire(job_id), "taking its lease")
+        while token is None:  # a live worker is computing it: wait for its result, or for it to die
+            if context.stopping.is_set():
+                raise Reject("worker stopping while another worker computes this job", requeue=True)
+            time.sleep(HOLDER_POLL_S)
+            stored = infra(lambda: store.get(job_id), "reading its stored result")
+            if stored is not None:
+                return _finish(stored)
+            token = infra(lambda: context.leases.acquire(job_id), "taking its lease")
         try:
-            result = handler.handle(job_type, job_id, body, solo=tried > 0)
-        except InvalidJob as exc:
-            result = handler.invalid(job_type, job_id, exc)
-            dead_letter(result)
-        except Requeue:
-            raise Reject("worker stopping", requeue=True) from None
-        on_finished(result)
-        return _finish(result)
+            result = _compute(task, context, job_type, job_id, args, kwargs, infra)
+            final, ours = infra(lambda: store.put_once(result), "storing its result")
+        finally:
+            try:
+                context.leases.release(job_id, token)
+            except INFRA_ERRORS:
+                pass  # it lapses by itself
+        if ours:
+            context.on_finished(final)
+        return _finish(final)
+
+
+def _compute(
+    task: Task,
+    context: TaskContext,
+    job_type: JobType,
+    job_id: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    infra: Callable[[Callable[[], Any], str], Any],
+) -> JobResult:
+    """The job's final record (not yet stored). Raises Reject to hand the job back."""
+    handler, settings = context.handler, context.settings
+    client = task.app.backend.client
+    if not infra(lambda: claims.claim_for_worker(client, job_id, settings.result_ttl_s), "claiming it"):
+        return handler.cancelled(job_type, job_id)  # cancelled before it reached us
+
+    tried: int = infra(lambda: context.attempts.attempts(job_id), "reading its attempts")
+
+    def dead_letter(result: JobResult) -> None:
+        letter = DeadLetter(
+            reason=result.error or "",
+            queue=queue_name(job_type),
+            task=task.name,
+            job_id=job_id,
+            args=list(args),
+            attempts=tried,
+        )
+        infra(lambda: DeadLetterStore(client).add(letter), "dead-lettering it")
+
+    if tried >= settings.max_attempts:
+        result = handler.given_up(job_type, job_id, tried)
+        dead_letter(result)
+        return result
+
+    # Producers send one positional argument, the envelope; anything else is malformed.
+    body = args[0] if len(args) == 1 and not kwargs else {"args": list(args), "kwargs": kwargs}
+    try:
+        return handler.handle(job_type, job_id, body, solo=tried > 0)
+    except InvalidJob as exc:
+        result = handler.invalid(job_type, job_id, exc)
+        dead_letter(result)
+        return result
+    except Requeue:
+        raise Reject("worker stopping", requeue=True) from None

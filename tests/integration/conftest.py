@@ -28,12 +28,16 @@ def live(redis_port: int, tiny_model_dir: Path, tmp_path_factory: pytest.TempPat
         yield s
 
 
-FAST_REDELIVERY = {"GREENQ_VISIBILITY_TIMEOUT_S": "8", "GREENQ_MAX_BATCH_COMPUTE_S": "3"}
+FAST_REDELIVERY = {
+    "GREENQ_VISIBILITY_TIMEOUT_S": "8",
+    "GREENQ_MAX_BATCH_COMPUTE_S": "3",
+    "GREENQ_CONSUMER_LEASE_S": "3",
+}
 
 
 @pytest.fixture
 def fast_redelivery(redis_port: int, tiny_model_dir: Path) -> Iterator[Stack]:
-    """A stack whose unacked jobs come back 8 s after their worker died."""
+    """A stack whose held jobs come back about 3 s after their worker died."""
     with stack(redis_port, tiny_model_dir, FAST_REDELIVERY) as s:
         yield s
 
