@@ -55,10 +55,17 @@ class ChaosSettings(BaseModel):
     oom_above_batch_size: int = Field(default=0, ge=0)  # batches larger than this raise OutOfMemoryError
     batch_delay_s: float = Field(default=0.0, ge=0, le=600)  # added to every batch's compute time
     log_computations: bool = False  # push "<job id> <pid>" to greenq:chaos:computations per computation
+    device_fault_file: Path | None = None  # while this file exists, every batch raises a CUDA error
 
     @property
     def enabled(self) -> bool:
-        return bool(self.crash_marker or self.fail_marker or self.oom_above_batch_size or self.batch_delay_s)
+        return bool(
+            self.crash_marker
+            or self.fail_marker
+            or self.oom_above_batch_size
+            or self.batch_delay_s
+            or self.device_fault_file
+        )
 
 
 DEFAULT_BATCH: dict[JobType, dict[str, Any]] = {

@@ -3,7 +3,9 @@
 Celery task threads `submit` a job and block on the returned future; the batcher thread
 forms batches with `workers.batching` and runs them on the job's model. A batch that
 raises is split in halves and retried until the failing job stands alone, so one bad
-job never fails the jobs that would have succeeded without it.
+job never fails the jobs that would have succeeded without it. A batch that raises a
+device fault (`workers.breaker`) trips the breaker instead: every job held goes back to
+the queue and `on_device_fault` tells the worker to restart.
 
 >>> batcher = Batcher({"m": runtime}, settings.batch)
 >>> batcher.start()
@@ -25,6 +27,7 @@ from shared.errors import GreenqError
 from shared.jobs import JobType
 from shared.settings import BatchPolicy
 from workers.batching import PendingJob, next_wakeup, select_batch, split_expired
+from workers.breaker import is_device_fault
 from workers.energy import EnergyAccountant, EnergyShare
 from workers.runtime import Generation, GenerationRequest, ModelRuntime
 
@@ -36,7 +39,7 @@ class JobExpiredInBatcher(GreenqError):
 
 
 class Requeue(GreenqError):
-    """The worker is shutting down before this job's batch started: give the job back to the queue."""
+    """The worker is shutting down before this job's batch started, or its device failed: give the job back."""
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -74,7 +77,10 @@ class Batcher:
         on_oom: Callable[[int], None] | None = None,
         before_batch: Callable[[list[str]], None] | None = None,
         after_batch: Callable[[list[str]], None] | None = None,
+        on_device_fault: Callable[[BaseException], None] | None = None,
     ) -> None:
+        self._on_device_fault = on_device_fault
+        self._device_fault: BaseException | None = None
         self._before_batch = before_batch
         self._after_batch = after_batch
         self._runtimes = runtimes
@@ -133,6 +139,30 @@ class Batcher:
         for item in waiting:
             item.future.set_exception(Requeue("the worker is stopping; the job goes back to the queue"))
         return len(waiting)
+
+    @property
+    def device_fault(self) -> BaseException | None:
+        """The device fault that tripped the breaker, if one did; this batcher then runs nothing more."""
+        return self._device_fault
+
+    def _trip(self, exc: BaseException, items: list[_Item]) -> None:
+        """The device is sick: take no more jobs, hand back this batch and every waiting job, tell the worker."""
+        self._device_fault = exc
+        waiting = self.drain()
+        self._hand_back(items)
+        log.error(
+            "device fault in a batch of %d (%s): %d jobs handed back to the queue; this worker must restart",
+            len(items),
+            exc,
+            len(items) + waiting,
+        )
+        if self._on_device_fault is not None:
+            self._on_device_fault(exc)
+
+    @staticmethod
+    def _hand_back(items: list[_Item]) -> None:
+        for item in items:
+            item.future.set_exception(Requeue("the device failed; the job goes back to the queue"))
 
     def policies(self) -> dict[JobType, BatchPolicy]:
         with self._cond:
@@ -249,6 +279,9 @@ class Batcher:
 
     def _run_isolated(self, items: list[_Item]) -> None:
         """Run a batch; on an exception, bisect so only jobs that fail on their own fail."""
+        if self._device_fault is not None:  # tripped while running the other half of this batch
+            self._hand_back(items)
+            return
         started = self._clock()
         self.current_batch_size = len(items)
         meter_start = self._energy.batch_started() if self._energy else None
@@ -257,16 +290,25 @@ class Batcher:
             if self._before_batch is not None:
                 self._before_batch(job_ids)
             runtime = self._runtimes[items[0].model]
+            device_failed = False
             try:
                 generations = runtime.generate([item.request for item in items])
+            except Exception as exc:
+                device_failed = is_device_fault(exc)
+                raise
             finally:
-                if self._after_batch is not None:
+                # A device fault takes the worker down with this batch, as a crash would: its attempts stay
+                # counted, so a job that breaks devices runs alone next time and is given up on in the end.
+                if self._after_batch is not None and not device_failed:
                     self._after_batch(job_ids)
             if len(generations) != len(items):
                 raise RuntimeError(f"runtime returned {len(generations)} outputs for {len(items)} inputs")
         except Exception as exc:
             if self._energy is not None and meter_start is not None:
                 self._energy.batch_finished(meter_start, None)  # spent, but on no job's receipt
+            if is_device_fault(exc):
+                self._trip(exc, items)
+                return
             if len(items) == 1:
                 log.warning("job failed on its own: %s", exc)
                 items[0].future.set_exception(exc)

@@ -36,6 +36,12 @@ class ChaosRuntime:
         return ids
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        fault_file = self._chaos.device_fault_file
+        if fault_file is not None and fault_file.exists():
+            raise RuntimeError(  # a plain RuntimeError, as torch < 2.8 raises it; the message is what tells
+                "CUDA error: an illegal memory access was encountered\n"
+                "CUDA kernel errors might be asynchronously reported at some other API call (injected)"
+            )
         kinds = {self._marked.get(tuple(r.prompt_ids)) for r in requests}
         if "crash" in kinds:
             os.kill(os.getpid(), signal.SIGKILL)

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from shared.jobs import JobType
+from workers.breaker import DEVICE_FAULT_EXIT_CODE
 from workers.devices import Device
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class _Child:
     restarts: int = 0
     restart_at: float | None = None
     quick_crashes: int = 0
+    device_faults: int = 0  # exits after a device fault, passed on so the worker's counter survives restarts
 
 
 class Supervisor:
@@ -112,7 +114,10 @@ class Supervisor:
 
     def _start(self, child: _Child) -> None:
         env = {**os.environ, **child.spec.env}
-        child.process = subprocess.Popen(child.spec.argv, env=env)
+        argv = list(child.spec.argv)
+        if child.device_faults:
+            argv += ["--device-faults", str(child.device_faults)]
+        child.process = subprocess.Popen(argv, env=env)
         child.started_at = time.monotonic()
         child.restart_at = None
         log.info("started %s (pid %d, restarts so far: %d)", child.spec.node_name, child.process.pid, child.restarts)
@@ -131,7 +136,11 @@ class Supervisor:
                 continue
             child.quick_crashes = child.quick_crashes + 1 if now - child.started_at < STABLE_AFTER_S else 0
             delay = RESTART_BACKOFF_S[min(child.quick_crashes, len(RESTART_BACKOFF_S) - 1)]
-            log.warning("%s exited with %s; restarting in %.0f s", child.spec.node_name, code, delay)
+            reason = ""
+            if code == DEVICE_FAULT_EXIT_CODE:
+                child.device_faults += 1
+                reason = " (device fault)"
+            log.warning("%s exited with %s%s; restarting in %.0f s", child.spec.node_name, code, reason, delay)
             child.restart_at = now + delay
 
     def _stop_all(self) -> int:

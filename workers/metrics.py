@@ -116,6 +116,12 @@ OOM = Counter("greenq_out_of_memory", "Batches that ran out of memory (each is s
 SIZE_CAP = Gauge(
     "greenq_batch_size_cap", "Max batch size lowered after an out-of-memory error; 0 when none.", registry=REGISTRY
 )
+DEVICE_FAULTS = Counter(
+    "greenq_device_faults",
+    "Device faults (CUDA errors) after which the worker handed its jobs back and restarted; "
+    "counted across the launcher's restarts of this worker, so a scrape after the restart sees it.",
+    registry=REGISTRY,
+)
 
 GPU_GAUGES = {
     "power_watts": "GPU board power draw (NVML).",

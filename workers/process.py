@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -29,6 +30,7 @@ from shared.settings import Settings
 from workers import control, metrics
 from workers.attempts import AttemptCounter
 from workers.batcher import Batcher
+from workers.breaker import DEVICE_FAULT_EXIT_CODE
 from workers.carbon import intensity_source
 from workers.chaos import ChaosRuntime
 from workers.control import WorkerContext
@@ -107,6 +109,14 @@ def _with_computation_log(
     return record_and_log
 
 
+def _on_device_fault(context: WorkerContext) -> None:
+    """The breaker tripped: not ready at once, then the warm shutdown, whose task threads hand their jobs back."""
+    context.ready = False
+    metrics.set_ready(False)
+    metrics.DEVICE_FAULTS.inc()
+    os.kill(os.getpid(), signal.SIGTERM)  # Celery's own warm shutdown, as the launcher would ask for it
+
+
 def warn_if_evicting(settings: Settings) -> None:
     """Redis must never evict queue keys: warn unless maxmemory-policy is noeviction."""
     if not is_redis_url(settings.broker_url):
@@ -134,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queues", default="")
     parser.add_argument("--model", default=None)
     parser.add_argument("--metrics-port", type=int, default=None, help="default: GREENQ_METRICS_PORT; 0 disables")
+    parser.add_argument("--device-faults", type=int, default=0, help="device faults before this start (launcher)")
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -153,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("metrics on :%d/metrics", metrics_port)
     metrics.initialise_labels()
     metrics.record_policies(settings.batch)
+    metrics.DEVICE_FAULTS.inc(args.device_faults)
 
     def load() -> dict[str, ModelRuntime]:
         if settings.torch_threads:
@@ -180,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         on_batch=lambda model, size: metrics.BATCH_SIZE.labels(model).observe(size),
         oom_backoff_s=settings.oom_backoff_s,
         on_oom=lambda cap: metrics.OOM.inc(),
+        on_device_fault=lambda exc: _on_device_fault(context),  # only once consuming, when `context` exists
     )
     metrics.SIZE_CAP.set_function(lambda: batcher.size_cap() or 0)
     batcher.start(load)  # torch lives on the batch thread alone: loading, warm-up, generation
@@ -217,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     batcher.stop()
     leases.stop()
     energy.meter.close()
+    if batcher.device_fault is not None:  # every task thread has rejected its message (requeue) by now
+        log.error("exiting with %d after a device fault: the launcher restarts this worker", DEVICE_FAULT_EXIT_CODE)
+        return DEVICE_FAULT_EXIT_CODE
     return int(worker.exitcode or 0)
 
 

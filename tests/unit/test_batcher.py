@@ -146,3 +146,48 @@ def test_attempts_are_opened_and_closed_around_each_batch() -> None:
     starts = [ids for kind, ids in events if kind == "start"]
     ends = [ids for kind, ids in events if kind == "end"]
     assert starts == ends == [["a", "bad"], ["a"], ["bad"]]  # raising is finishing: only a crash leaves one open
+
+
+def cuda_error_when(marker: str):  # type: ignore[no-untyped-def]
+    def check(requests: Sequence[GenerationRequest]) -> None:
+        if any(marker in "".join(chr(t) for t in r.prompt_ids) for r in requests):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    return check
+
+
+def test_device_fault_hands_back_every_job_and_trips_once() -> None:
+    events: list[tuple[str, list[str]]] = []
+    faults: list[BaseException] = []
+    # A long max wait: the first batch closes full (4), however slowly a loaded machine submits.
+    policies = {t: BatchPolicy(max_batch_size=4, max_wait_s=2.0) for t in JobType}
+    runtime = EchoRuntime(fail_when=cuda_error_when("job"))
+    batcher = Batcher(
+        {"echo": runtime},
+        policies,
+        before_batch=lambda ids: events.append(("start", ids)),
+        after_batch=lambda ids: events.append(("end", ids)),
+        on_device_fault=faults.append,
+    )
+    batcher.start()
+    outcomes = run(batcher, [f"job-{i}" for i in range(8)])  # a batch of four faults; four more wait
+    assert all(isinstance(o, Requeue) for o in outcomes)  # none failed: the faulting batch's jobs go back too
+    assert len(faults) == 1 and batcher.device_fault is faults[0]
+    assert events == [("start", ["job-0", "job-1", "job-2", "job-3"])]  # not bisected; its attempts stay open
+    with pytest.raises(Requeue):
+        batcher.submit("late", JobType.reply, "echo", request("late"), priority=5)
+    batcher.stop(timeout_s=5)
+
+
+def test_device_fault_while_bisecting_hands_back_the_other_half() -> None:
+    def check(requests: Sequence[GenerationRequest]) -> None:
+        poison_when("bad")(requests)  # the whole batch fails for a job's own fault first
+        cuda_error_when("sick")(requests)
+
+    runtime = EchoRuntime(fail_when=check)
+    batcher = Batcher({"echo": runtime}, POLICIES)
+    batcher.start()
+    outcomes = run(batcher, ["sick", "ok-1", "bad", "ok-2"])
+    batcher.stop(timeout_s=5)
+    assert all(isinstance(o, Requeue) for o in outcomes)  # the second half never ran on the sick device
+    assert runtime.batches == []
