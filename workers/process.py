@@ -104,7 +104,12 @@ def _with_computation_log(
 
     def record_and_log(job_ids: Sequence[str]) -> None:
         record(job_ids)
-        client.rpush(COMPUTATIONS_KEY, *(f"{job_id} {os.getpid()}" for job_id in job_ids))
+        while True:  # the count must be complete, also across a backend restart
+            try:
+                client.rpush(COMPUTATIONS_KEY, *(f"{job_id} {os.getpid()}" for job_id in job_ids))
+                return
+            except (redis.RedisError, OSError):
+                time.sleep(0.2)
 
     return record_and_log
 
