@@ -8,11 +8,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,10 +21,18 @@ import redis
 from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import KombuError, OperationalError
 
-from producers.idempotency import IdempotencyStore
+from producers.idempotency import PENDING_TTL_S, Claim, ClaimState, IdempotencyStore
 from shared.celery_app import make_celery
 from shared.envelope import Envelope
-from shared.errors import BrokerUnavailable, ConfigError, ResultTimeout
+from shared.errors import (
+    BatchBrokerUnavailable,
+    BatchIdempotencyConflict,
+    BrokerUnavailable,
+    ConfigError,
+    GreenqError,
+    IdempotencyConflict,
+    ResultTimeout,
+)
 from shared.jobs import JobType, parse_job, parse_job_type
 from shared.queues import broker_priority, is_redis_url, queue_name, task_name
 from shared.redact import redact_text, redact_url
@@ -34,6 +43,9 @@ from shared.settings import Settings
 PUBLISH_RETRY_POLICY = {"max_retries": 4, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
 RESULT_POLL_S = 0.05
 PUBLISH_BATCH_SIZE = 500
+_NO_AUTO_FLUSH = 1 << 30  # kombu's batch limit counts Redis commands; publish ends each batch itself
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -107,51 +119,104 @@ class Client:
     def publish(self, envelopes: list[Envelope], progress: bool = False, pipelined: bool = True) -> list[str]:
         """Enqueue prepared envelopes; returns their job ids in the same order.
 
-        `pipelined` sends up to PUBLISH_BATCH_SIZE messages per Redis round trip.
+        `pipelined` sends up to PUBLISH_BATCH_SIZE messages per Redis round trip. A job counts as enqueued,
+        and its idempotency key names it, only once the flush that carried it has returned. A conflicting
+        key fails its own job only; a broker failure fails that flush and every later job. Then the error
+        is a NotAllEnqueued (BatchIdempotencyConflict or BatchBrokerUnavailable) that says which jobs
+        were enqueued; a single job raises its own IdempotencyConflict or BrokerUnavailable.
         """
-        job_ids: list[str] = []
-        bar = _progress(len(envelopes), "submitting", progress)
+        run = _Publication(_progress(len(envelopes), "submitting", progress))
         try:
             with self.app.producer_or_acquire() as producer:
-                with producer.batch(PUBLISH_BATCH_SIZE) if pipelined else nullcontext():
-                    for envelope in envelopes:
-                        job_ids.append(self._publish_one(envelope, producer))
-                        bar.update(1)
+                with producer.batch(_NO_AUTO_FLUSH) if pipelined else nullcontext() as batch:
+                    for index, envelope in enumerate(envelopes):
+                        self._publish_one(index, envelope, producer, batch, run)
+                        if len(run.unflushed) >= (PUBLISH_BATCH_SIZE if pipelined else 1):
+                            self._flush(batch, run)
+                    self._flush(batch, run)
         except (KombuError, redis.RedisError, OSError) as exc:
-            raise BrokerUnavailable(
+            reason = BrokerUnavailable(
                 f"could not reach the broker at {redact_url(self.settings.broker_url)} after retries: "
-                f"{redact_text(str(exc))}. {len(job_ids)} of {len(envelopes)} jobs were enqueued before it failed."
-            ) from None
-        finally:
-            bar.close()
-        return job_ids
-
-    def _publish_one(self, envelope: Envelope, producer: Any) -> str:
-        job_type = envelope.job_type
-        key = envelope.idempotency_key
-        if key is not None:
-            job_id, must_send = self._idempotency_store().claim(job_type, key, envelope.payload)
-            if not must_send:
-                return job_id
-        else:
-            job_id = _new_job_id()
-        body = envelope.model_copy(update={"job_id": job_id}).encode()
-        try:
-            self.app.send_task(
-                task_name(job_type),
-                args=[body],
-                task_id=job_id,
-                queue=queue_name(job_type),
-                priority=broker_priority(envelope.priority, self.settings.broker_url),
-                producer=producer,
-                retry=True,
-                retry_policy=PUBLISH_RETRY_POLICY,
+                f"{redact_text(str(exc))}"
             )
-        except Exception:
-            if key is not None:
-                self._idempotency_store().release(job_type, key)
-            raise
-        return job_id
+            run.failed.update(
+                (i, reason) for i in range(len(envelopes)) if i not in run.enqueued and i not in run.failed
+            )
+        finally:
+            unconfirmed = [claim for _, _, claim in run.unflushed if claim is not None]
+            if unconfirmed:  # sent, but the flush did not return: their keys must not name them
+                self._release(unconfirmed)
+            run.bar.close()
+        return run.job_ids(len(envelopes))
+
+    def _publish_one(self, index: int, envelope: Envelope, producer: Any, batch: Any, run: _Publication) -> None:
+        job_id, claim = _new_job_id(), None
+        if envelope.idempotency_key is not None:
+            claim = self._claim(index, envelope, batch, run)
+            if claim is None:
+                return
+            job_id = claim.job_id
+        run.unflushed.append((index, job_id, claim))
+        self.app.send_task(
+            task_name(envelope.job_type),
+            args=[envelope.model_copy(update={"job_id": job_id}).encode()],
+            task_id=job_id,
+            queue=queue_name(envelope.job_type),
+            priority=broker_priority(envelope.priority, self.settings.broker_url),
+            producer=producer,
+            retry=True,
+            retry_policy=PUBLISH_RETRY_POLICY,
+        )
+
+    def _claim(self, index: int, envelope: Envelope, batch: Any, run: _Publication) -> Claim | None:
+        """Claim the job's key for this caller to push; None (and the outcome recorded) when not to push it."""
+        assert envelope.idempotency_key is not None
+        store = self._idempotency_store()
+        while True:
+            try:
+                claim = store.claim(envelope.job_type, envelope.idempotency_key, envelope.payload)
+            except IdempotencyConflict as exc:
+                run.failed[index] = exc
+                return None
+            if claim.state is ClaimState.MINE:
+                return claim
+            if claim.state is ClaimState.ENQUEUED:
+                run.enqueued[index] = claim.job_id
+                return None
+            # Another producer, or this batch, is pushing it. Flush first: two producers that each wait
+            # while holding pending claims could wait on each other.
+            self._flush(batch, run)
+            store.wait_settled(claim)
+
+    def _flush(self, batch: Any, run: _Publication) -> None:
+        """Send what is buffered; only then do those jobs count as enqueued, and their keys name them."""
+        if batch is not None:
+            batch.flush()
+        claims = [claim for _, _, claim in run.unflushed if claim is not None]
+        if claims:
+            try:
+                self._idempotency_store().confirm(claims)
+            except redis.RedisError as exc:  # the jobs are enqueued all the same
+                log.warning(
+                    "could not confirm %d idempotency keys (they expire in %d s): %s",
+                    len(claims),
+                    PENDING_TTL_S,
+                    redact_text(str(exc)),
+                )
+        run.enqueued.update((index, job_id) for index, job_id, _ in run.unflushed)
+        run.bar.update(len(run.unflushed))
+        run.unflushed.clear()
+
+    def _release(self, claims: list[Claim]) -> None:
+        try:
+            self._idempotency_store().release(claims)
+        except redis.RedisError as exc:  # they expire by themselves
+            log.warning(
+                "could not release %d idempotency keys (they expire in %d s): %s",
+                len(claims),
+                PENDING_TTL_S,
+                redact_text(str(exc)),
+            )
 
     def _idempotency_store(self) -> IdempotencyStore:
         if self._idempotency is None:
@@ -194,6 +259,25 @@ class Client:
 
 def _new_job_id() -> str:
     return str(uuid.uuid4())
+
+
+@dataclass
+class _Publication:
+    """One `publish` call: jobs enqueued, jobs failed and why, and jobs sent since the last flush."""
+
+    bar: Any
+    enqueued: dict[int, str] = field(default_factory=dict)
+    failed: dict[int, GreenqError] = field(default_factory=dict)
+    unflushed: list[tuple[int, str, Claim | None]] = field(default_factory=list)
+
+    def job_ids(self, total: int) -> list[str]:
+        if not self.failed:
+            return [self.enqueued[index] for index in range(total)]
+        if total == 1:
+            raise self.failed[0]
+        broken = any(isinstance(reason, BrokerUnavailable) for reason in self.failed.values())
+        error = BatchBrokerUnavailable if broken else BatchIdempotencyConflict
+        raise error(total, self.enqueued, self.failed)
 
 
 class _NoBar:

@@ -25,6 +25,49 @@ class BrokerUnavailable(GreenqError):
     """The broker (or result backend) could not be reached."""
 
 
+class NotAllEnqueued(GreenqError):
+    """Some jobs of a batch were not enqueued. Those that were will run; no key names one that was not.
+
+    `enqueued` maps a job's index in the batch to its job id; `failed` maps an index to why that job was
+    not enqueued. A job in a flush the broker failed may have reached it all the same: resubmitting it
+    with the same idempotency key cannot make a second job, without one it can.
+    """
+
+    def __init__(self, total: int, enqueued: dict[int, str], failed: dict[int, GreenqError]) -> None:
+        self.total, self.enqueued, self.failed = total, enqueued, failed
+        reasons: dict[str, list[int]] = {}
+        for index, reason in sorted(failed.items()):
+            reasons.setdefault(str(reason), []).append(index)
+        shown = [
+            f"{'job' if len(indices) == 1 else 'jobs'} {_indices(indices)}: {reason}"
+            for reason, indices in list(reasons.items())[:5]
+        ]
+        more = f"; and {len(reasons) - 5} more reasons" if len(reasons) > 5 else ""
+        super().__init__(
+            f"{len(enqueued)} of {total} jobs were enqueued; the other {len(failed)} were not, and any key they "
+            f"claimed was released. {'; '.join(shown)}{more}"
+        )
+
+
+class BatchBrokerUnavailable(NotAllEnqueued, BrokerUnavailable):
+    """The broker failed part-way through a batch (also a BrokerUnavailable, for existing handlers)."""
+
+
+class BatchIdempotencyConflict(NotAllEnqueued, IdempotencyConflict):
+    """Some keys of a batch were used for other payloads; the other jobs were enqueued."""
+
+
+def _indices(indices: list[int]) -> str:
+    """[0, 1, 2, 5] → "0-2, 5"."""
+    runs: list[list[int]] = []
+    for index in indices:
+        if runs and index == runs[-1][-1] + 1:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
+
+
 class ModelLoadError(GreenqError):
     """A model or tokenizer could not be loaded."""
 

@@ -26,7 +26,14 @@ from producers.gateway.limits import Outstanding, QueueDepth, allow_request
 from producers.gateway.metrics import GatewayMetrics
 from producers.gateway.tenants import Tenant, TenantRegistry
 from shared import claims
-from shared.errors import BrokerUnavailable, IdempotencyConflict, InvalidJob, JobNotComputed
+from shared.errors import (
+    BrokerUnavailable,
+    GreenqError,
+    IdempotencyConflict,
+    InvalidJob,
+    JobNotComputed,
+    NotAllEnqueued,
+)
 from shared.jobs import JobType
 from shared.redact import redact_text
 from shared.redis_client import redis_client
@@ -250,19 +257,26 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
             raise ApiError(422, "invalid_job", "the job does not match its schema", fields) from None
 
     def enqueue(who: Tenant, prepared: list[tuple[Any, SubmitRequest]]) -> list[str]:
+        """Publish; a batch enqueued in part raises NotAllEnqueued once its enqueued jobs are recorded."""
         try:
             ids = client.publish([envelope for envelope, _ in prepared], pipelined=len(prepared) > 1)
+        except NotAllEnqueued as exc:
+            record(who, [(job_id, prepared[index][1]) for index, job_id in exc.enqueued.items()])
+            raise
         except IdempotencyConflict as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from None
+        record(who, [(job_id, body) for job_id, (_, body) in zip(ids, prepared, strict=True)])
+        return ids
+
+    def record(who: Tenant, jobs: list[tuple[str, SubmitRequest]]) -> None:
         pipe = store.pipeline()
-        for job_id in ids:
+        for job_id, _ in jobs:
             pipe.set(f"{OWNER_KEY_PREFIX}{job_id}", who.name, ex=settings.result_ttl_s)
         pipe.execute()
-        for job_id, (_, body) in zip(ids, prepared, strict=True):
+        for job_id, body in jobs:
             if body.callback_url:
                 callbacks.register(store, job_id, body.callback_url, who.name, settings.result_ttl_s)
-        outstanding.add(who.name, ids)
-        return ids
+        outstanding.add(who.name, [job_id for job_id, _ in jobs])
 
     def owned(who: Tenant, job_id: str) -> None:
         owner = store.get(f"{OWNER_KEY_PREFIX}{job_id}")
@@ -313,8 +327,24 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
                 "no job in the batch is valid",
                 [(f["field"], f["problem"]) for e in entries for f in (e.error or {}).get("fields", [])],
             )
-        for index, job_id in zip(positions, enqueue(who, prepared), strict=True):
-            entries.append(BatchEntry(index=index, id=job_id))
+        failed: dict[int, GreenqError] = {}
+        try:
+            enqueued = dict(enumerate(enqueue(who, prepared)))
+        except NotAllEnqueued as exc:
+            if not exc.enqueued:  # nothing was enqueued: answer as for one job (409 or 503)
+                if isinstance(exc, BrokerUnavailable):
+                    raise
+                raise ApiError(409, "idempotency_conflict", str(exc)) from None
+            enqueued, failed = exc.enqueued, exc.failed
+        for index, job_id in enqueued.items():
+            entries.append(BatchEntry(index=positions[index], id=job_id))
+        for index, reason in failed.items():
+            error = (
+                error_body("idempotency_conflict", str(reason))
+                if isinstance(reason, IdempotencyConflict)
+                else error_body("broker_unavailable", "the job queue became unreachable; resubmit this job")
+            )
+            entries.append(BatchEntry(index=positions[index], error=error["error"]))
         return BatchAccepted(jobs=sorted(entries, key=lambda e: e.index))
 
     @app.post(
