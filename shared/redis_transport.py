@@ -30,6 +30,7 @@ import os
 import socket
 import time
 import uuid
+from queue import Empty
 from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES
@@ -244,7 +245,7 @@ class Channel(kombu_redis.Channel):
                 reply = None
             if not reply:
                 self._on_idle()
-                raise kombu_redis.Empty()
+                raise Empty()
             dest, item = reply
             dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
@@ -270,13 +271,13 @@ class Channel(kombu_redis.Channel):
         else:  # drain_events without an event loop: nothing else would pace the polls
             time.sleep(self.idle_poll_s)
 
-    def _get(self, queue: str) -> Any:
+    def _get(self, queue: str, timeout: Any = None) -> Any:
         """basic_get: the same atomic claim, for one queue."""
         keys = self._claim_keys([queue])
         with self.conn_or_acquire() as client:
             reply = client.eval(CLAIM_SCRIPT, len(keys), *keys, len(keys) - 5, self.consumer_id)
         if not reply:
-            raise kombu_redis.Empty()
+            raise Empty()
         return loads(bytes_to_str(reply[1]))
 
     # -- ownership -----------------------------------------------------------------------

@@ -57,6 +57,10 @@ class JobHandler:
     def invalid(self, job_type: JobType, job_id: str, error: InvalidJob) -> JobResult:
         return self._final(job_id, job_type, JobStatus.failed, error=f"invalid job: {error}")
 
+    def crashed(self, job_type: JobType, job_id: str, exc: Exception) -> JobResult:
+        """An error greenq did not expect (a bug, not the job's input): the job fails with it, once."""
+        return self._final(job_id, job_type, JobStatus.failed, error=redact_text(f"internal error: {exc!r}"))
+
     def cancelled(self, job_type: JobType, job_id: str) -> JobResult:
         return self._final(job_id, job_type, JobStatus.cancelled, error="cancelled before a worker started it")
 

@@ -177,3 +177,8 @@ def _compute(
         return result
     except Requeue:
         raise Reject("worker stopping", requeue=True) from None
+    except INFRA_ERRORS as exc:  # not the job's fault: hand it back rather than ack it without a result
+        raise Reject(f"infrastructure error: {redact_text(str(exc))}", requeue=True) from None
+    except Exception as exc:  # a bug: fail this job with a stored reason rather than ack it with none
+        log.exception("job %s: unexpected error", job_id)
+        return handler.crashed(job_type, job_id, exc)
