@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import TypeVar
 
 from shared.errors import GreenqError
 from shared.jobs import JobType
@@ -284,7 +285,7 @@ class Batcher:
             return
         started = self._clock()
         self.current_batch_size = len(items)
-        meter_start = self._energy.batch_started() if self._energy else None
+        meter_start = _metering(self._energy.batch_started) if self._energy else None
         job_ids = [item.job_id for item in items]
         try:
             if self._before_batch is not None:
@@ -305,7 +306,8 @@ class Batcher:
                 raise RuntimeError(f"runtime returned {len(generations)} outputs for {len(items)} inputs")
         except Exception as exc:
             if self._energy is not None and meter_start is not None:
-                self._energy.batch_finished(meter_start, None)  # spent, but on no job's receipt
+                energy = self._energy
+                _metering(lambda: energy.batch_finished(meter_start, None))  # spent, but on no job's receipt
             if is_device_fault(exc):
                 self._trip(exc, items)
                 return
@@ -327,8 +329,21 @@ class Batcher:
         if self._energy is not None and meter_start is not None:
             pairs = zip(items, generations, strict=True)
             tokens = [len(item.request.prompt_ids) + g.generated_tokens for item, g in pairs]
-            shares = list(self._energy.batch_finished(meter_start, tokens))
+            energy = self._energy
+            shares = list(_metering(lambda: energy.batch_finished(meter_start, tokens)) or shares)
         if self._on_batch is not None:
             self._on_batch(items[0].model, len(items))
         for item, generation, share in zip(items, generations, shares, strict=True):
             item.future.set_result(BatchOutcome(generation, len(items), started, finished, share))
+
+
+T = TypeVar("T")
+
+
+def _metering(call: Callable[[], T]) -> T | None:
+    """Energy accounting is not the job's work: a meter that fails costs the receipt, never the job."""
+    try:
+        return call()
+    except Exception:
+        log.exception("energy meter failed; this batch gets no energy receipt")
+        return None

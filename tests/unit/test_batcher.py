@@ -191,3 +191,30 @@ def test_device_fault_while_bisecting_hands_back_the_other_half() -> None:
     batcher.stop(timeout_s=5)
     assert all(isinstance(o, Requeue) for o in outcomes)  # the second half never ran on the sick device
     assert runtime.batches == []
+
+
+class BrokenMeter:
+    """A meter whose device read fails (e.g. NVML lost the GPU's power sensor)."""
+
+    source = "broken"
+    reads = 0
+
+    def read(self) -> dict[str, float]:
+        self.reads += 1
+        if self.reads > 1:  # the first read, at start, worked
+            raise OSError("power sensor unreadable")
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_failing_energy_meter_costs_the_receipt_not_the_jobs() -> None:
+    from workers.carbon import StaticIntensity
+    from workers.energy import EnergyAccountant
+
+    batcher = Batcher({"echo": EchoRuntime()}, POLICIES, energy=EnergyAccountant(BrokenMeter(), StaticIntensity(400)))
+    batcher.start()
+    outcomes = run(batcher, [f"job-{i}" for i in range(4)])
+    batcher.stop()
+    assert all(not isinstance(o, Exception) and o.energy is None for o in outcomes)  # type: ignore[attr-defined]
