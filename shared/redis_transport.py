@@ -30,6 +30,7 @@ import os
 import socket
 import time
 import uuid
+import weakref
 from queue import Empty
 from typing import Any
 
@@ -324,9 +325,14 @@ class Transport(kombu_redis.Transport):
         options = self.client.transport_options
         idle_poll_s = float(options.get("idle_poll_s", DEFAULT_IDLE_POLL_S))
         lease_s = float(options.get("consumer_lease_s", DEFAULT_CONSUMER_LEASE_S))
-        # Wake the loop so idle channels poll again; heartbeat well inside the lease.
-        loop.call_repeatedly(idle_poll_s, _noop)
-        loop.call_repeatedly(max(0.2, lease_s / 3), self._heartbeat_all)
+        # Wake the loop so idle channels poll again; heartbeat well inside the lease. A reconnect
+        # registers a new transport with the same loop: the old one's timers go.
+        for tref in _timers.pop(loop, []):
+            tref.cancel()
+        _timers[loop] = [
+            loop.call_repeatedly(idle_poll_s, _noop),
+            loop.call_repeatedly(max(0.2, lease_s / 3), self._heartbeat_all),
+        ]
 
     def _heartbeat_all(self) -> None:
         for channel in list(self.cycle._channels):
@@ -338,6 +344,9 @@ class Transport(kombu_redis.Transport):
 
 def _noop() -> None:
     pass
+
+
+_timers: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
 
 
 def install() -> None:
