@@ -78,7 +78,7 @@ class Delivery:
 
 class Receiver:
     """A callback endpoint on 127.0.0.1 that records each POST, then answers as `behave(n)` says for the n-th:
-    "ok" (204), "hang" (never answers), "drip" (a header byte a second, never finishing) or "redirect:URL" (302)."""
+    "ok" (204), "hang" (never answers), "drip" (a status-line byte a second, never finishing) or "redirect:URL" (302)."""
 
     def __init__(self, behave: Callable[[int], str] = lambda n: "ok") -> None:
         self.behave = behave
@@ -133,11 +133,11 @@ class Receiver:
                 location = action.split(":", 1)[1]
                 conn.sendall(f"HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n".encode())
             elif action == "drip":
-                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                conn.sendall(b"HTTP/1.1 200 O")  # the status line itself never ends
                 while not self._closed.is_set():
                     if select.select([conn], [], [], 1.0)[0] and not conn.recv(1):
                         return  # the sender hung up
-                    conn.sendall(b"a")
+                    conn.sendall(b"K")
             else:  # hang
                 self._closed.wait()
         except OSError:

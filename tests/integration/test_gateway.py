@@ -253,7 +253,9 @@ def test_a_chunked_body_over_the_limit_is_413(api: Gateway) -> None:
     print("chunked 70 kB body, limit 64 KiB:", response.status_code, response.text[:200])
     assert response.status_code == 413 and response.json()["error"]["code"] == "body_too_large"
     small = api.http.post(
-        "/v1/jobs/reply", content=iter([json.dumps({"job": REPLY}).encode()]), headers=api.auth()
+        "/v1/jobs/reply",
+        content=iter([json.dumps({"job": REPLY}).encode()]),
+        headers={**api.auth(), "Content-Type": "application/json"},
     )
     assert small.status_code == 202
 

@@ -146,7 +146,7 @@ def test_redirects_are_not_followed(fresh: Stack, tmp_path: Path) -> None:
 
 
 def test_a_slow_endpoint_does_not_delay_other_tenants(fresh: Stack, tmp_path: Path) -> None:
-    slow = Receiver(lambda n: "drip")  # a header byte a second, for ever: only a total deadline ends it
+    slow = Receiver(lambda n: "drip")  # a byte a second, for ever: only a total deadline ends it
     fast = Receiver()
     env = {**LOOPBACK_ALLOWED, "GREENQ_GATEWAY_CALLBACK_TIMEOUT_S": "2", "GREENQ_GATEWAY_CALLBACK_CONCURRENCY": "2"}
     try:
