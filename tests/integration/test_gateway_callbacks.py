@@ -6,6 +6,7 @@ are used because nothing here consumes them, so no job ever finishes unless a te
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from producers.gateway.addresses import AllowList, parse_callback_url
 from producers.gateway.callbacks import verify_signature
+from producers.gateway.sender import Outcome, post
 from tests.integration.gateways import LOOPBACK_ALLOWED, Gateway, Receiver
 from tests.integration.harness import Stack, stack
 
@@ -192,3 +195,24 @@ def test_a_callback_survives_a_gateway_killed_mid_send(fresh: Stack, tmp_path: P
     finally:
         receiver.close()
 
+
+
+def test_an_attempt_connects_to_the_address_it_checked() -> None:
+    """The sender itself: a name is resolved once per attempt, checked, and that address is the one used."""
+    receiver = Receiver()
+    asked: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["127.0.0.1"]
+
+    try:
+        target = parse_callback_url(f"http://hooks.test:{receiver.port}/hook?k=1")
+        allowed = asyncio.run(post(target, b"{}", {}, AllowList.parse(["127.0.0.1/32"]), 2, resolver))
+        refused = asyncio.run(post(target, b"{}", {}, AllowList(), 2, resolver))
+        print(allowed, refused, asked)
+        assert allowed.outcome is Outcome.delivered and refused.outcome is Outcome.refused
+        assert asked == ["hooks.test", "hooks.test"] and len(receiver.deliveries) == 1
+        assert receiver.deliveries[0].headers["host"] == f"hooks.test:{receiver.port}"
+    finally:
+        receiver.close()
