@@ -352,9 +352,7 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
             current = await run_in_threadpool(view, job_id)
         return current
 
-    @app.delete(
-        "/v1/jobs/{job_id}", response_model=JobView, responses={401: {}, 404: {}, 409: {}, 429: {}, 503: {}}
-    )
+    @app.delete("/v1/jobs/{job_id}", response_model=JobView, responses={401: {}, 404: {}, 409: {}, 429: {}, 503: {}})
     def cancel_job(job_id: JobIdPath, who: Caller) -> JobView:
         throttle(who)
         owned(who, job_id)

@@ -78,7 +78,7 @@ class Delivery:
 
 class Receiver:
     """A callback endpoint on 127.0.0.1 that records each POST, then answers as `behave(n)` says for the n-th:
-    "ok" (204), "hang" (never answers), "drip" (a status-line byte a second, never finishing) or "redirect:URL" (302)."""
+    "ok" (204), "hang" (never answers), "drip" (a status-line byte a second, never ending) or "redirect:URL"."""
 
     def __init__(self, behave: Callable[[int], str] = lambda n: "ok") -> None:
         self.behave = behave

@@ -308,6 +308,8 @@ def test_long_polls_do_not_hold_worker_threads(api: Gateway) -> None:
 
     latencies = sorted(asyncio.run(measure()))
     p50, p95 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.95) - 1]
-    print(f"/healthz with {polls} long-polls open: p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, "
-          f"max {latencies[-1] * 1000:.1f} ms")
+    print(
+        f"/healthz with {polls} long-polls open: p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, "
+        f"max {latencies[-1] * 1000:.1f} ms"
+    )
     assert p95 < 0.25

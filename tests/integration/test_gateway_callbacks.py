@@ -107,7 +107,9 @@ def test_a_tenant_without_a_callback_secret_cannot_ask_for_callbacks(fresh: Stac
         assert refused.status_code == 422
         field = refused.json()["error"]["fields"][0]
         assert field["field"] == "callback_url" and "callback_secret" in field["problem"]
-        assert gateway.http.post("/v1/jobs/strategy", json={"job": STRATEGY}, headers=gateway.auth("nosecret")).is_success
+        assert gateway.http.post(
+            "/v1/jobs/strategy", json={"job": STRATEGY}, headers=gateway.auth("nosecret")
+        ).is_success
     finally:
         receiver.close()
 
@@ -164,8 +166,10 @@ def test_a_slow_endpoint_does_not_delay_other_tenants(fresh: Stack, tmp_path: Pa
         assert arrived and delay_s < 3.0
         assert fast.job_ids() == [fast_id]
         retried = wait_until(lambda: len(slow.job_ids()) > len(set(slow.job_ids())), 15)
-        print(f"acme attempts: {len(slow.deliveries)} for {len(set(slow.job_ids()))} jobs; "
-              f"at most {slow.open_max} open at once")
+        print(
+            f"acme attempts: {len(slow.deliveries)} for {len(set(slow.job_ids()))} jobs; "
+            f"at most {slow.open_max} open at once"
+        )
         assert retried, "an attempt that never ends was not cut off"
         assert set(slow.job_ids()) <= set(slow_ids) and slow.open_max == 2
     finally:
@@ -194,7 +198,6 @@ def test_a_callback_survives_a_gateway_killed_mid_send(fresh: Stack, tmp_path: P
         assert len(receiver.deliveries) == 2  # delivered, and not again
     finally:
         receiver.close()
-
 
 
 def test_an_attempt_connects_to_the_address_it_checked() -> None:

@@ -10,8 +10,8 @@ import pytest
 from producers import cli
 from producers.gateway.callbacks import retry_after_s, sign, verify_signature
 from producers.gateway.sender import parse_status_line
-from producers.gateway.waiting import ResultWaiter
 from producers.gateway.tenants import Tenant, TenantRegistry, hash_key, new_key
+from producers.gateway.waiting import ResultWaiter
 
 
 def test_keys_are_random_and_only_their_hash_is_kept() -> None:
