@@ -14,7 +14,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Iterable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -175,11 +177,42 @@ def resolve(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
 
 
-def check_url(url: str, allow: AllowList) -> CallbackTarget:
+class RecentAnswers:
+    """A resolver that remembers answers for `ttl_s`, so a batch of jobs with one callback host costs one lookup.
+
+    Used at submit only; every attempt resolves afresh, and that check is the one that decides.
+    """
+
+    def __init__(
+        self,
+        ttl_s: float = 10.0,
+        most: int = 1024,
+        lookup: Callable[[str, int], list[str]] = resolve,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl_s, self._most, self._lookup, self._clock = ttl_s, most, lookup, clock
+        self._answers: dict[tuple[str, int], tuple[float, list[str]]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        now = self._clock()
+        with self._lock:
+            kept = self._answers.get((host, port))
+        if kept is not None and now - kept[0] < self._ttl_s:
+            return kept[1]
+        answer = self._lookup(host, port)
+        with self._lock:
+            if len(self._answers) >= self._most:
+                self._answers.clear()
+            self._answers[(host, port)] = (now, answer)
+        return answer
+
+
+def check_url(url: str, allow: AllowList, resolver: Callable[[str, int], list[str]] = resolve) -> CallbackTarget:
     """What the gateway runs at submit: a well-formed URL whose host resolves only to allowed addresses."""
     target = parse_callback_url(url)
     try:
-        resolved = resolve(target.host, target.port)
+        resolved = resolver(target.host, target.port)
     except OSError as exc:
         raise CallbackRefused(f"{target.host} does not resolve ({exc})") from None
     check_addresses(target.host, resolved, allow)

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from producers.client import Client, JobSpec
-from producers.gateway.addresses import AllowList, CallbackRefused, check_url
+from producers.gateway.addresses import AllowList, CallbackRefused, RecentAnswers, check_url
 from producers.gateway.bodylimit import BodyLimit
 from producers.gateway.callbacks import CallbackQueue
 from producers.gateway.dispatcher import CallbackDispatcher, DeliveryPolicy
@@ -120,6 +120,7 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
     depth = QueueDepth(broker)
     metrics = GatewayMetrics(CollectorRegistry())
     allow = AllowList.parse(settings.gateway_callback_allow)
+    resolver = RecentAnswers()
     callbacks = CallbackQueue(store, backend, settings.result_ttl_s)
     policy = DeliveryPolicy(
         allow=allow,
@@ -232,7 +233,7 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
                 "file (`greenq gateway-key` makes one)"
             )
         try:
-            check_url(url, allow)
+            check_url(url, allow, resolver)
         except CallbackRefused as exc:
             return str(exc)
         return None

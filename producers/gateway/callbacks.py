@@ -31,7 +31,7 @@ from producers.gateway.waiting import is_final
 from shared.results import result_from_meta
 
 log = logging.getLogger(__name__)
-RECHECK_S = 1.0  # how often an unfinished job's callback is looked at again
+RECHECK_S = 0.5  # how often an unfinished job's callback is looked at again
 BUSY_S = 0.5  # how long a due callback waits when its tenant already has its attempts in flight
 FIRST_RETRY_S = 2.0
 MAX_RETRY_S = 60.0

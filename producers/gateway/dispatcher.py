@@ -24,6 +24,7 @@ from producers.gateway.callbacks import CallbackQueue, Claim, retry_after_s, sig
 
 log = logging.getLogger(__name__)
 POLL_S = 0.2
+UNAVAILABLE_PAUSE_S = 2.0
 LEASE_MARGIN_S = 5.0  # a claim outlives its attempt's deadline by this much before another gateway retries it
 MAX_IN_FLIGHT = 256  # attempts in flight per gateway, all tenants together
 
@@ -95,16 +96,19 @@ class CallbackDispatcher:
                     self._policy.concurrency,
                     MAX_IN_FLIGHT - sum(self._in_flight.values()),
                 )
-            except Exception:
+            except Exception:  # Redis away, most likely: say so, and look again a little later
                 log.exception("could not claim due callbacks")
                 claims = []
+                pause_s = UNAVAILABLE_PAUSE_S
+            else:
+                pause_s = POLL_S
             for claim in claims:
                 self._in_flight[claim.tenant] += 1
                 task = asyncio.create_task(self._deliver(claim))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             try:
-                await asyncio.wait_for(self._stopping.wait(), POLL_S)
+                await asyncio.wait_for(self._stopping.wait(), pause_s)
             except asyncio.TimeoutError:
                 pass
         for task in tasks:

@@ -9,7 +9,9 @@ import pytest
 from producers.gateway.addresses import (
     AllowList,
     CallbackRefused,
+    RecentAnswers,
     check_addresses,
+    check_url,
     classify,
     parse_callback_url,
 )
@@ -118,3 +120,19 @@ def test_the_allow_list_setting_is_validated(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("GREENQ_GATEWAY_CALLBACK_ALLOW", '["10.0.0.0/33"]')
     with pytest.raises(ValueError, match="neither a CIDR"):
         Settings()
+
+
+def test_recent_answers_spare_a_batch_repeated_lookups() -> None:
+    lookups: list[str] = []
+    now = [0.0]
+
+    def lookup(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["93.184.216.34"]
+
+    resolver = RecentAnswers(ttl_s=10, lookup=lookup, clock=lambda: now[0])
+    for _ in range(500):
+        check_url("https://shop.example/hook", NOTHING_ALLOWED, resolver)
+    now[0] = 11.0
+    check_url("https://shop.example/hook", NOTHING_ALLOWED, resolver)
+    assert lookups == ["shop.example", "shop.example"]
