@@ -333,7 +333,10 @@ def _gateway_key(args: argparse.Namespace, settings: Settings) -> int:
     print(f"API key for {args.tenant} (shown once; greenq stores only its hash):\n  {key}\n")
     print('Add to the tenants file (GREENQ_GATEWAY_TENANTS_FILE), under "tenants":')
     print("  " + entry.model_dump_json())
-    print(f"\nGive the tenant its callback_secret to verify callback signatures: {entry.callback_secret}")
+    print(
+        "\nIts callback_secret signs this tenant's callbacks (a tenant without one cannot ask for them);"
+        "\ngive it to the tenant, over a private channel, to verify X-Greenq-Signature."
+    )
     return 0
 
 

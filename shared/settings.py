@@ -8,6 +8,8 @@ per-type value is merged onto that type's defaults.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -78,6 +80,7 @@ DEFAULT_GENERATION: dict[JobType, dict[str, Any]] = {
     JobType.description: {"max_new_tokens": 200},
     JobType.strategy: {"max_new_tokens": 256},
 }
+HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 # greenq's scale: 9 is most urgent. Replies are interactive, strategies can wait.
 DEFAULT_PRIORITY: dict[JobType, int] = {JobType.reply: 8, JobType.description: 5, JobType.strategy: 2}
 
@@ -144,6 +147,9 @@ class Settings(BaseSettings):
     gateway_max_queue_depth: int = Field(default=10_000, ge=1)
     gateway_max_wait_s: float = Field(default=60.0, ge=0, le=600)
     gateway_callback_attempts: int = Field(default=5, ge=1, le=50)
+    gateway_callback_timeout_s: float = Field(default=10.0, gt=0, le=300)  # whole attempt: connect, send, answer
+    gateway_callback_concurrency: int = Field(default=4, ge=1, le=1000)  # attempts in flight per tenant
+    gateway_callback_allow: list[str] = Field(default_factory=list)  # CIDRs / host names callbacks may reach
 
     @field_validator("batch", mode="before")
     @classmethod
@@ -166,6 +172,21 @@ class Settings(BaseSettings):
         for job_type, level in value.items():
             if not 0 <= level <= 9:
                 raise ValueError(f"priority for {job_type.value} is {level}; use 0 (least urgent) to 9 (most urgent)")
+        return value
+
+    @field_validator("gateway_callback_allow")
+    @classmethod
+    def _allow_entries(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            text = entry.strip().lower().rstrip(".")
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                if not HOSTNAME.match(text):
+                    raise ValueError(
+                        f"gateway_callback_allow: {entry!r} is neither a CIDR (10.0.0.0/8, fd00::/8, 127.0.0.1) "
+                        "nor a host name"
+                    ) from None
         return value
 
     @model_validator(mode="after")

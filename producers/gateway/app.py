@@ -17,14 +17,19 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from kombu.exceptions import KombuError
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from producers.client import Client, JobSpec
-from producers.gateway import callbacks
+from producers.gateway.addresses import AllowList, CallbackRefused, RecentAnswers, check_url
+from producers.gateway.bodylimit import BodyLimit
+from producers.gateway.callbacks import CallbackQueue
+from producers.gateway.dispatcher import CallbackDispatcher, DeliveryPolicy
+from producers.gateway.keys import OWNER_KEY_PREFIX
 from producers.gateway.limits import Outstanding, QueueDepth, allow_request
 from producers.gateway.metrics import GatewayMetrics
 from producers.gateway.tenants import Tenant, TenantRegistry
+from producers.gateway.waiting import ResultWaiter
 from shared import claims
 from shared.errors import (
     BrokerUnavailable,
@@ -40,8 +45,6 @@ from shared.redis_client import redis_client
 from shared.results import JobResult, JobStatus, result_from_meta
 from shared.settings import Settings
 
-OWNER_KEY_PREFIX = "greenq:owner:"
-POLL_S = 0.1
 MAX_DEADLINE_S = 7 * 86400
 
 
@@ -115,62 +118,32 @@ class JobView(BaseModel):
     result: JobResult | None = None
 
 
-class BodyLimit:
-    """Refuse bodies over the limit (413) before they are read into memory, chunked ones included."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
-            return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._refuse(send)
-
-    async def _refuse(self, send: Send) -> None:
-        response = JSONResponse(error_body("body_too_large", f"request body over {self.max_bytes} bytes"), 413)
-        await response({"type": "http"}, _no_receive, send)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _no_receive() -> Message:
-    return {"type": "http.disconnect"}
-
-
 def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: bool = True) -> FastAPI:
     client = Client(settings)
     store = redis_client(settings.backend_url, settings.tls_ca_file)
     broker = redis_client(settings.broker_url, settings.tls_ca_file)
     backend = client.app.backend
-    outstanding = Outstanding(store, backend)
+    outstanding = Outstanding(store, backend, settings.result_ttl_s)
     depth = QueueDepth(broker)
     metrics = GatewayMetrics(CollectorRegistry())
-    dispatcher = callbacks.CallbackDispatcher(
-        store, backend, tenants.secrets(), settings.gateway_callback_attempts, on_outcome=metrics.callbacks
+    allow = AllowList.parse(settings.gateway_callback_allow)
+    resolver = RecentAnswers()
+    callbacks = CallbackQueue(store, backend, settings.result_ttl_s)
+    policy = DeliveryPolicy(
+        allow=allow,
+        timeout_s=settings.gateway_callback_timeout_s,
+        concurrency=settings.gateway_callback_concurrency,
+        max_attempts=settings.gateway_callback_attempts,
     )
+    dispatcher = CallbackDispatcher(callbacks, tenants.secrets(), policy, on_outcome=metrics.callbacks)
+    waiter = ResultWaiter(backend)
 
     app = FastAPI(title="greenq", version="1", description="LLM jobs for online stores, with energy receipts.")
-    app.add_middleware(BodyLimit, max_bytes=settings.gateway_max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.gateway_max_body_bytes,
+        refusal=lambda n: error_body("body_too_large", f"request body over {n} bytes"),
+    )
 
     @app.on_event("startup")
     def _start() -> None:
@@ -233,11 +206,21 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
             )
         return found
 
-    def admit(who: Tenant, job_types: list[JobType]) -> None:
-        if not allow_request(store, who.name, who.rate_limit_per_s):
+    def throttle(who: Tenant, cost: int = 1) -> None:
+        if cost > who.rate_limit_per_s:  # could never fit in one second's window
+            raise ApiError(
+                422,
+                "batch_over_rate_limit",
+                f"a batch counts as one request per job; at most {who.rate_limit_per_s} per second for this tenant",
+                [("jobs", f"has {cost} items; split it")],
+            )
+        if not allow_request(store, who.name, who.rate_limit_per_s, cost):
             raise ApiError(
                 429, "rate_limited", f"over {who.rate_limit_per_s} requests per second", headers={"Retry-After": "1"}
             )
+
+    def admit(who: Tenant, job_types: list[JobType]) -> None:
+        throttle(who, len(job_types))
         for job_type in set(job_types):
             if depth(job_type) >= settings.gateway_max_queue_depth:
                 raise ApiError(
@@ -248,13 +231,32 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
                 429, "too_many_outstanding", f"over {who.max_outstanding} unfinished jobs", headers={"Retry-After": "5"}
             )
 
+    def callback_problem(who: Tenant, url: str | None) -> str | None:
+        if url is None:
+            return None
+        if not who.callback_secret:
+            return (
+                "this tenant has no callback_secret to sign callbacks with; add one to its entry in the tenants "
+                "file (`greenq gateway-key` makes one)"
+            )
+        try:
+            check_url(url, allow, resolver)
+        except CallbackRefused as exc:
+            return str(exc)
+        return None
+
     def prepare(who: Tenant, job_type: JobType, body: SubmitRequest, key: str | None) -> Any:
         scoped = f"{who.name}:{key}" if key else None
+        problem = callback_problem(who, body.callback_url)
         try:
-            return client.prepare(JobSpec(job_type, body.job, scoped, body.priority, body.deadline_s))
+            envelope = client.prepare(JobSpec(job_type, body.job, scoped, body.priority, body.deadline_s))
         except InvalidJob as exc:
             fields = [(f.replace("payload.", "job.", 1), p) for f, p in exc.errors]
+            fields += [("callback_url", problem)] if problem else []
             raise ApiError(422, "invalid_job", "the job does not match its schema", fields) from None
+        if problem:
+            raise ApiError(422, "invalid_callback", "the callback URL is refused", [("callback_url", problem)])
+        return envelope
 
     def enqueue(who: Tenant, prepared: list[tuple[Any, SubmitRequest]]) -> list[str]:
         """Publish; a batch enqueued in part raises NotAllEnqueued once its enqueued jobs are recorded."""
@@ -275,13 +277,18 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
         pipe.execute()
         for job_id, body in jobs:
             if body.callback_url:
-                callbacks.register(store, job_id, body.callback_url, who.name, settings.result_ttl_s)
+                callbacks.register(job_id, body.callback_url, who.name)
         outstanding.add(who.name, [job_id for job_id, _ in jobs])
 
     def owned(who: Tenant, job_id: str) -> None:
         owner = store.get(f"{OWNER_KEY_PREFIX}{job_id}")
         if owner is None or owner.decode() != who.name:
             raise ApiError(404, "not_found", f"no job {job_id}")
+
+    def look_up(who: Tenant, job_id: str) -> JobView:
+        throttle(who)
+        owned(who, job_id)
+        return view(job_id)
 
     def view(job_id: str) -> JobView:
         meta = backend.get_task_meta(job_id, cache=False)
@@ -363,22 +370,22 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
         job_id = enqueue(who, [(prepare(who, job_type, body, idempotency_key), body)])[0]
         return Accepted(id=job_id, links={"self": f"/v1/jobs/{job_id}"})
 
-    @app.get("/v1/jobs/{job_id}", response_model=JobView, responses={401: {}, 404: {}, 503: {}})
-    def get_job(
+    @app.get("/v1/jobs/{job_id}", response_model=JobView, responses={401: {}, 404: {}, 429: {}, 503: {}})
+    async def get_job(
         job_id: JobIdPath,
         who: Caller,
         wait: Annotated[float, Query(ge=0, le=600, description="long-poll up to this many seconds")] = 0,
     ) -> JobView:
-        owned(who, job_id)
-        deadline = time.monotonic() + min(wait, settings.gateway_max_wait_s)
-        current = view(job_id)
-        while current.result is None and time.monotonic() < deadline:
-            time.sleep(POLL_S)
-            current = view(job_id)
+        current = await run_in_threadpool(look_up, who, job_id)
+        wait_s = min(wait, settings.gateway_max_wait_s)
+        if current.result is None and wait_s > 0:  # waits on the event loop, holding no thread
+            await waiter.wait(job_id, wait_s)
+            current = await run_in_threadpool(view, job_id)
         return current
 
-    @app.delete("/v1/jobs/{job_id}", response_model=JobView, responses={401: {}, 404: {}, 409: {}, 503: {}})
+    @app.delete("/v1/jobs/{job_id}", response_model=JobView, responses={401: {}, 404: {}, 409: {}, 429: {}, 503: {}})
     def cancel_job(job_id: JobIdPath, who: Caller) -> JobView:
+        throttle(who)
         owned(who, job_id)
         if not claims.cancel(store, job_id, settings.result_ttl_s):
             current = view(job_id)
@@ -394,7 +401,7 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
         return JobView(id=job_id, status=JobStatus.cancelled.value, result=record)
 
     @app.get("/healthz", response_class=PlainTextResponse)
-    def healthz() -> str:
+    async def healthz() -> str:
         return "ok\n"
 
     @app.get("/readyz", response_class=PlainTextResponse, responses={503: {}})

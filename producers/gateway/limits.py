@@ -7,31 +7,42 @@ import threading
 import time
 from typing import Any
 
+from producers.gateway.keys import OUTSTANDING_KEY_PREFIX, OWNER_KEY_PREFIX, RATE_KEY_PREFIX
 from shared.jobs import JobType
 from shared.queues import queue_name, redis_priority_lists
 
-RATE_KEY_PREFIX = "greenq:rate:"
-OUTSTANDING_KEY_PREFIX = "greenq:outstanding:"
 DEPTH_CACHE_S = 0.25
+PRUNE_BATCH = 1000
+
+# KEYS: the window's counter. ARGV: cost, limit. Counts the request only if it fits, so refused requests
+# (a batch too big for what is left of this second, say) do not use up the window.
+_TAKE = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return 0 end
+redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], 2)
+return 1
+"""
 
 
-def allow_request(client: Any, tenant: str, limit_per_s: int, now: float | None = None) -> bool:
-    """A fixed one-second window per tenant."""
+def allow_request(client: Any, tenant: str, limit_per_s: int, cost: int = 1, now: float | None = None) -> bool:
+    """A fixed one-second window per tenant; a request costs `cost` (a batch: its number of jobs)."""
     second = int(time.time() if now is None else now)
     key = f"{RATE_KEY_PREFIX}{tenant}:{second}"
-    pipe = client.pipeline()
-    pipe.incr(key)
-    pipe.expire(key, 2)
-    count = int(pipe.execute()[0])
-    return count <= limit_per_s
+    return bool(client.eval(_TAKE, 1, key, cost, limit_per_s))
 
 
 class Outstanding:
-    """Jobs a tenant has submitted whose results nobody has seen finish yet."""
+    """Jobs a tenant has submitted that have not finished, scored by submission time.
 
-    def __init__(self, client: Any, backend: Any) -> None:
+    A job leaves the count once its result is stored, once its owner record is gone (expired with the
+    result TTL, or lost), or once it is older than the result TTL, whichever the gateway sees first.
+    """
+
+    def __init__(self, client: Any, backend: Any, ttl_s: int) -> None:
         self._redis = client
         self._backend = backend
+        self._ttl_s = ttl_s
 
     def has_room(self, tenant: str, wanted: int, cap: int) -> bool:
         key = f"{OUTSTANDING_KEY_PREFIX}{tenant}"
@@ -41,11 +52,18 @@ class Outstanding:
         return int(self._redis.zcard(key)) + wanted <= cap
 
     def _prune(self, key: str) -> None:
-        job_ids = [j.decode() for j in self._redis.zrange(key, 0, 999)]
-        metas = self._backend.mget([self._backend.get_key_for_task(j) for j in job_ids]) if job_ids else []
-        done = [j for j, meta in zip(job_ids, metas, strict=True) if meta is not None]
-        if done:
-            self._redis.zrem(key, *done)
+        self._redis.zremrangebyscore(key, "-inf", time.time() - self._ttl_s)
+        job_ids = [j.decode() for j in self._redis.zrange(key, 0, PRUNE_BATCH - 1)]
+        if not job_ids:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.exists(self._backend.get_key_for_task(job_id))
+            pipe.exists(f"{OWNER_KEY_PREFIX}{job_id}")
+        found = pipe.execute()
+        over = [j for j, result, owner in zip(job_ids, found[::2], found[1::2], strict=True) if result or not owner]
+        if over:
+            self._redis.zrem(key, *over)
 
     def add(self, tenant: str, job_ids: list[str]) -> None:
         if job_ids:

@@ -25,7 +25,7 @@ class GatewayMetrics:
         )
         self.callbacks = Counter(
             "greenq_gateway_callbacks",
-            "Completion callbacks by outcome (sent, gave_up).",
+            "Completion callback attempts by outcome (sent, retried, gave_up, refused).",
             ["outcome"],
             registry=registry,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -16,46 +17,11 @@ import httpx
 import pytest
 
 from producers.gateway.callbacks import verify_signature
-from producers.gateway.tenants import Tenant, hash_key, new_key
 from shared.local_redis import start_redis
-from tests.integration.harness import Stack, free_port, stack
+from tests.integration.gateways import LOOPBACK_ALLOWED, Gateway
+from tests.integration.harness import free_port, stack
 
 REPLY = {"customer_message": "Where is my parcel?"}
-
-
-class Gateway:
-    def __init__(self, s: Stack, tmp: Path, extra_env: dict[str, str] | None = None) -> None:
-        self.keys = {name: new_key() for name in ("acme", "globex", "slowpoke")}
-        self.secrets = {name: f"secret-{name}" for name in self.keys}
-        limits = {"slowpoke": 3}
-        tenants = [
-            Tenant(
-                name=n, key_sha256=hash_key(k), callback_secret=self.secrets[n], rate_limit_per_s=limits.get(n, 1000)
-            ).model_dump()
-            for n, k in self.keys.items()
-        ]
-        path = tmp / "tenants.json"
-        path.write_text(json.dumps({"tenants": tenants}))
-        port = free_port()
-        env = {"GREENQ_GATEWAY_TENANTS_FILE": str(path), "GREENQ_GATEWAY_MAX_BODY_BYTES": "65536", **(extra_env or {})}
-        self.process = s.spawn(
-            [sys.executable, "-m", "producers.cli", "gateway", "--host", "127.0.0.1", "--port", str(port)],
-            tmp / "gateway.log",
-            env=env,
-        )
-        self.url = f"http://127.0.0.1:{port}"
-        self.http = httpx.Client(base_url=self.url, timeout=90)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if self.http.get("/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.2)
-        raise RuntimeError((tmp / "gateway.log").read_text()[-2000:])
-
-    def auth(self, tenant: str = "acme") -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.keys[tenant]}"}
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +29,7 @@ def api(redis_port: int, tiny_model_dir: Path, tmp_path_factory: pytest.TempPath
     tmp = tmp_path_factory.mktemp("gateway")
     with stack(redis_port, tiny_model_dir, {"GREENQ_GATEWAY_MAX_QUEUE_DEPTH": "4"}) as s:
         s.start_worker(tmp / "worker.log", queues="reply,description")  # strategy jobs stay queued
-        yield Gateway(s, tmp)
+        yield Gateway(s, tmp, LOOPBACK_ALLOWED)  # test_callback_is_signed posts to 127.0.0.1
 
 
 def test_auth_is_required(api: Gateway) -> None:
@@ -244,3 +210,106 @@ def test_503_when_the_broker_is_down(tiny_model_dir: Path, tmp_path: Path) -> No
         response = gateway.http.post("/v1/jobs/reply", json={"job": REPLY}, headers=gateway.auth())
         assert response.status_code == 503 and response.json()["error"]["code"] == "broker_unavailable"
         assert gateway.http.get("/readyz").status_code == 503
+
+
+def _start_of_a_second() -> None:
+    """Sleep to just past a second boundary, so a burst falls in one fixed rate-limit window."""
+    time.sleep(1.02 - time.time() % 1)
+
+
+def test_get_and_delete_count_toward_the_rate_limit(api: Gateway) -> None:
+    for method in ("GET", "DELETE"):
+        _start_of_a_second()
+        codes = [api.http.request(method, "/v1/jobs/no-such-job", headers=api.auth("slowpoke")) for _ in range(6)]
+        print(method, [r.status_code for r in codes])
+        assert [r.status_code for r in codes[:3]] == [404, 404, 404]
+        assert {r.status_code for r in codes[3:]} == {429}
+        assert codes[-1].json()["error"]["code"] == "rate_limited" and codes[-1].headers["Retry-After"] == "1"
+
+
+def test_a_batch_counts_as_its_number_of_jobs(api: Gateway) -> None:
+    batch = {"jobs": [{"type": "reply", "job": REPLY}] * 3}
+    _start_of_a_second()
+    first = api.http.post("/v1/jobs:batch", json=batch, headers=api.auth("slowpoke"))
+    then = api.http.post("/v1/jobs/reply", json={"job": REPLY}, headers=api.auth("slowpoke"))
+    print("batch of 3 then one, limit 3/s:", first.status_code, then.status_code)
+    assert first.status_code == 202 and then.status_code == 429
+    _start_of_a_second()
+    too_big = api.http.post("/v1/jobs:batch", json={"jobs": batch["jobs"] * 2}, headers=api.auth("slowpoke"))
+    print("batch of 6, limit 3/s:", too_big.status_code, too_big.text)
+    assert too_big.status_code == 422 and too_big.json()["error"]["fields"][0]["field"] == "jobs"
+
+
+def test_a_chunked_body_over_the_limit_is_413(api: Gateway) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"job": {"customer_message": "'
+        for _ in range(70):
+            yield b"x" * 1000
+        yield b'"}}'
+
+    response = api.http.post(
+        "/v1/jobs/reply", content=chunks(), headers={**api.auth(), "Content-Type": "application/json"}
+    )
+    print("chunked 70 kB body, limit 64 KiB:", response.status_code, response.text[:200])
+    assert response.status_code == 413 and response.json()["error"]["code"] == "body_too_large"
+    small = api.http.post(
+        "/v1/jobs/reply",
+        content=iter([json.dumps({"job": REPLY}).encode()]),
+        headers={**api.auth(), "Content-Type": "application/json"},
+    )
+    assert small.status_code == 202
+
+
+def test_expired_and_lost_jobs_leave_the_outstanding_count(api: Gateway) -> None:
+    ids = [api.http.post("/v1/jobs/reply", json={"job": REPLY}, headers=api.auth("tiny")).json()["id"] for _ in "ab"]
+    for job_id in ids:
+        assert api.http.get(f"/v1/jobs/{job_id}?wait=60", headers=api.auth("tiny")).json()["status"] == "succeeded"
+    backend = api.stack.client.app.backend
+    for job_id in ids:  # what the result TTL does: the result and the job's owner record expire
+        api.stack.redis.delete(backend.get_key_for_task(job_id), f"greenq:owner:{job_id}")
+    again = api.http.post("/v1/jobs/reply", json={"job": REPLY}, headers=api.auth("tiny"))
+    print("tenant capped at 2, both results expired:", again.status_code, again.text[:200])
+    assert again.status_code == 202
+
+
+def test_long_polls_do_not_hold_worker_threads(api: Gateway) -> None:
+    polls = 300
+    for n in range(polls):  # jobs no worker will ever finish, owned by acme
+        api.stack.redis.set(f"greenq:owner:never-{n}", "acme", ex=600)
+
+    async def measure() -> list[float]:
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        async with httpx.AsyncClient(base_url=api.url, timeout=60, limits=limits) as client:
+            waiting = [
+                asyncio.create_task(client.get(f"/v1/jobs/never-{n}", params={"wait": 20}, headers=api.auth()))
+                for n in range(polls)
+            ]
+            try:
+                await asyncio.sleep(3)  # every poll connected and waiting
+                assert not any(t.done() for t in waiting), [t.result().status_code for t in waiting if t.done()][:5]
+                return await probe_health()
+            finally:
+                for task in waiting:
+                    task.cancel()
+                await asyncio.gather(*waiting, return_exceptions=True)
+
+    async def probe_health() -> list[float]:
+        latencies: list[float] = []
+        async with httpx.AsyncClient(base_url=api.url, timeout=10) as probe:
+            for _ in range(50):
+                start = time.perf_counter()
+                try:
+                    assert (await probe.get("/healthz")).status_code == 200
+                except httpx.TimeoutException:
+                    raise AssertionError(f"/healthz took over 10 s with {polls} long-polls open") from None
+                latencies.append(time.perf_counter() - start)
+                await asyncio.sleep(0.02)
+        return latencies
+
+    latencies = sorted(asyncio.run(measure()))
+    p50, p95 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.95) - 1]
+    print(
+        f"/healthz with {polls} long-polls open: p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, "
+        f"max {latencies[-1] * 1000:.1f} ms"
+    )
+    assert p95 < 0.25

@@ -18,7 +18,7 @@ from shared.local_redis import LocalRedis, start_redis
 from shared.queues import IDEMPOTENCY_KEY_PREFIX
 from shared.results import JobStatus
 from tests.integration.harness import Stack, free_port, stack
-from tests.integration.test_gateway import Gateway
+from tests.integration.gateways import Gateway
 
 pytestmark = pytest.mark.chaos
 

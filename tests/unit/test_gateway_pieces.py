@@ -1,11 +1,17 @@
-"""Gateway logic that needs no server: key hashing, tenant lookup, callback signatures."""
+"""Gateway logic that needs no server: keys, tenant lookup, callback signatures and retries, long-poll waits."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
-from producers.gateway.callbacks import sign, verify_signature
+import pytest
+
+from producers import cli
+from producers.gateway.callbacks import retry_after_s, sign, verify_signature
+from producers.gateway.sender import parse_status_line
 from producers.gateway.tenants import Tenant, TenantRegistry, hash_key, new_key
+from producers.gateway.waiting import ResultWaiter
 
 
 def test_keys_are_random_and_only_their_hash_is_kept() -> None:
@@ -28,3 +34,48 @@ def test_signatures_verify_and_reject_tampering_and_staleness() -> None:
     assert not verify_signature("other", str(now), body, signature)
     assert not verify_signature("s3cret", str(now - 3600), body, sign("s3cret", now - 3600, body))
     assert not verify_signature("s3cret", "not-a-time", body, signature)
+
+
+def test_callback_retries_back_off_exponentially_to_a_minute() -> None:
+    assert [retry_after_s(n) for n in (1, 2, 3, 4, 5, 6, 7, 30)] == [2, 4, 8, 16, 32, 60, 60, 60]
+
+
+def test_only_an_http_status_line_counts_as_an_answer() -> None:
+    assert parse_status_line(b"HTTP/1.1 204 No Content\r\n") == 204
+    assert parse_status_line(b"HTTP/1.0 302\r\n") == 302
+    for junk in (b"SSH-2.0-OpenSSH\r\n", b"HTTP/1.1 20\r\n", b"HTTP/2 200\r\n", b"\r\n"):
+        with pytest.raises(ValueError):
+            parse_status_line(junk)
+
+
+def test_a_long_poll_ends_when_the_result_is_stored() -> None:
+    stored: dict[str, bytes] = {}
+
+    class Backend:  # the three calls the waiter makes, over a dict
+        def get_key_for_task(self, job_id: str) -> str:
+            return job_id
+
+        def mget(self, keys: list[str]) -> list[bytes | None]:
+            return [stored.get(k) for k in keys]
+
+        def decode_result(self, raw: bytes) -> dict[str, str]:
+            return {"status": raw.decode()}
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        waiter = ResultWaiter(Backend(), poll_s=0.01)
+        stored["running"] = b"STARTED"
+        finishing = asyncio.create_task(waiter.wait("soon", 5))
+        await asyncio.sleep(0.05)
+        stored["soon"] = b"SUCCESS"
+        return await finishing, await waiter.wait("running", 0.1), await waiter.wait("never", 0.05)
+
+    assert asyncio.run(scenario()) == (True, False, False)
+
+
+def test_gateway_key_makes_a_callback_secret_and_prints_it_once(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["gateway-key", "acme"]) == 0
+    out = capsys.readouterr().out
+    entry = Tenant.model_validate_json(next(line for line in out.splitlines() if line.strip().startswith("{")))
+    key = next(line.strip() for line in out.splitlines() if line.strip().startswith("gq_"))
+    assert entry.key_sha256 == hash_key(key) and out.count(key) == 1
+    assert len(entry.callback_secret) >= 32 and out.count(entry.callback_secret) == 1

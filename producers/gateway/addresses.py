@@ -1,0 +1,219 @@
+"""Where a callback may go: public unicast addresses, plus whatever the operator's allow-list names.
+
+Pure rules; the resolver is passed in, so they are testable without DNS. The gateway checks a URL when a
+job is submitted and again, against a fresh resolution, just before each attempt; it then connects to the
+address it checked, so a name that re-resolves in between (DNS rebinding) cannot redirect the request.
+
+    allow = AllowList.parse(["10.20.0.0/16", "hooks.internal"])
+    target = parse_callback_url("https://shop.example/hooks/greenq")
+    addresses = check_addresses(target.host, resolve(target.host, target.port), allow)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from shared.settings import HOSTNAME
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+UNIQUE_LOCAL = ipaddress.ip_network("fc00::/7")
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
+
+
+class CallbackRefused(ValueError):
+    """A callback URL the gateway will not post to; the message says why."""
+
+
+@dataclass(frozen=True)
+class CallbackTarget:
+    scheme: str  # http or https
+    host: str  # lower-case name or address literal, without brackets
+    port: int
+    request_target: str  # path and query, as sent on the request line
+    host_header: str
+
+
+def parse_callback_url(url: str) -> CallbackTarget:
+    if not PRINTABLE_ASCII.match(url):
+        raise CallbackRefused("use printable ASCII only: percent-encode the path and punycode the host name")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise CallbackRefused("use an http:// or https:// URL")
+    if parts.username is not None or parts.password is not None:
+        raise CallbackRefused("credentials in the URL are not supported; verify the signature instead")
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise CallbackRefused("the URL has no host")
+    try:
+        explicit_port = parts.port
+    except ValueError:
+        raise CallbackRefused("the URL's port is not a number from 1 to 65535") from None
+    if explicit_port == 0:
+        raise CallbackRefused("the URL's port is not a number from 1 to 65535")
+    port = explicit_port or (443 if parts.scheme == "https" else 80)
+    named = f"[{host}]" if ":" in host else host
+    path = parts.path or "/"
+    return CallbackTarget(
+        scheme=parts.scheme,
+        host=host,
+        port=port,
+        request_target=f"{path}?{parts.query}" if parts.query else path,
+        host_header=f"{named}:{explicit_port}" if explicit_port else named,
+    )
+
+
+def _embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 address carries (mapped, NAT64, 6to4, Teredo): routes to them must be checked too."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    found = [a for a in (address.ipv4_mapped, address.sixtofour) if a is not None]
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    if address in NAT64:
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
+
+
+def classify(address: IPAddress) -> str | None:
+    """Why an address is no place for a callback (None: a public unicast address)."""
+    for inner in _embedded_ipv4(address):
+        reason = classify(inner)
+        if reason is not None:
+            return f"{reason} (inside {address})"
+    if address.is_unspecified:
+        return "unspecified"
+    if address.is_loopback:
+        return "loopback"
+    if address.is_link_local:
+        return "link-local"
+    if address.is_multicast:
+        return "multicast"
+    if isinstance(address, ipaddress.IPv6Address) and address in UNIQUE_LOCAL:
+        return "unique-local"
+    if address.is_private:
+        return "private"
+    if address.is_reserved:
+        return "reserved"
+    if not address.is_global:
+        return "non-global"
+    return None
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """Networks and host names an operator lets callbacks reach although they are not public."""
+
+    networks: tuple[IPNetwork, ...] = ()
+    hosts: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, entries: Iterable[str]) -> AllowList:
+        networks: list[IPNetwork] = []
+        hosts: set[str] = set()
+        for entry in entries:
+            networks_or_host = allow_entry(entry)
+            if isinstance(networks_or_host, str):
+                hosts.add(networks_or_host)
+            else:
+                networks.append(networks_or_host)
+        return cls(tuple(networks), frozenset(hosts))
+
+    def allows_host(self, host: str) -> bool:
+        return host.lower().rstrip(".") in self.hosts
+
+    def allows_address(self, address: IPAddress) -> bool:
+        return any(address.version == n.version and address in n for n in self.networks)
+
+
+def allow_entry(entry: str) -> IPNetwork | str:
+    """One allow-list entry: a CIDR (or bare address), or a host name; ValueError names a bad one."""
+    text = entry.strip().lower().rstrip(".")
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        pass
+    if HOSTNAME.match(text):
+        return text
+    raise ValueError(f"{entry!r} is neither a CIDR (10.0.0.0/8, fd00::/8, 127.0.0.1) nor a host name")
+
+
+def check_addresses(host: str, resolved: Sequence[str], allow: AllowList) -> list[IPAddress]:
+    """The addresses `host` may be reached at; CallbackRefused if it resolves to none, or to any refused one."""
+    addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolved]
+    if not addresses:
+        raise CallbackRefused(f"{host} does not resolve to any address")
+    if allow.allows_host(host):
+        return addresses
+    for address in addresses:
+        if allow.allows_address(address):
+            continue
+        reason = classify(address)
+        if reason is not None:
+            shown = host if host == str(address) else f"{host} resolves to {address}, which"
+            article = "an" if reason[0] in "aeiou" else "a"
+            raise CallbackRefused(
+                f"{shown} is {article} {reason} address; callbacks go to public addresses only "
+                "(an operator can allow it with GREENQ_GATEWAY_CALLBACK_ALLOW)"
+            )
+    return addresses
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to (a literal resolves to itself); OSError if it does not resolve."""
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+
+
+class RecentAnswers:
+    """A resolver that remembers answers for `ttl_s`, so a batch of jobs with one callback host costs one lookup.
+
+    Used at submit only; every attempt resolves afresh, and that check is the one that decides.
+    """
+
+    def __init__(
+        self,
+        ttl_s: float = 10.0,
+        most: int = 1024,
+        lookup: Callable[[str, int], list[str]] = resolve,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl_s, self._most, self._lookup, self._clock = ttl_s, most, lookup, clock
+        self._answers: dict[tuple[str, int], tuple[float, list[str]]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        now = self._clock()
+        with self._lock:
+            kept = self._answers.get((host, port))
+        if kept is not None and now - kept[0] < self._ttl_s:
+            return kept[1]
+        answer = self._lookup(host, port)
+        with self._lock:
+            if len(self._answers) >= self._most:
+                self._answers.clear()
+            self._answers[(host, port)] = (now, answer)
+        return answer
+
+
+def check_url(url: str, allow: AllowList, resolver: Callable[[str, int], list[str]] = resolve) -> CallbackTarget:
+    """What the gateway runs at submit: a well-formed URL whose host resolves only to allowed addresses."""
+    target = parse_callback_url(url)
+    try:
+        resolved = resolver(target.host, target.port)
+    except OSError as exc:
+        raise CallbackRefused(f"{target.host} does not resolve ({exc})") from None
+    check_addresses(target.host, resolved, allow)
+    return target

@@ -1,0 +1,221 @@
+"""Callback delivery end to end: real gateways (uvicorn), real Redis, endpoints on 127.0.0.1.
+
+No worker: a cancelled job stores its result at once, which is all a callback waits for. Strategy jobs
+are used because nothing here consumes them, so no job ever finishes unless a test cancels it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from producers.gateway.addresses import AllowList, parse_callback_url
+from producers.gateway.callbacks import verify_signature
+from producers.gateway.sender import Outcome, post
+from tests.integration.gateways import LOOPBACK_ALLOWED, Gateway, Receiver
+from tests.integration.harness import Stack, stack
+
+STRATEGY = {"period": "Q1", "metrics": {}}
+INTERNAL_URLS = [
+    "http://127.0.0.1:9/hook",
+    "http://localhost:9/hook",
+    "http://[::1]/hook",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://10.1.2.3/hook",
+    "http://172.16.0.1/hook",
+    "http://192.168.0.10/hook",
+    "http://100.64.0.1/hook",
+    "http://[fc00::1]/hook",
+    "http://[fd12:3456::1]/hook",
+    "http://[fe80::1]/hook",
+    "http://0.0.0.0/hook",
+    "http://[::]/hook",
+    "http://224.0.0.1/hook",
+    "http://[ff02::1]/hook",
+    "http://[::ffff:127.0.0.1]/hook",
+    "http://2130706433/hook",
+    "http://0x7f.0.0.1/hook",
+]
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def finish(gateway: Gateway, tenant: str, callback_url: str) -> str:
+    """Submit a job with a callback and cancel it, which stores its final result: the callback is due."""
+    accepted = gateway.http.post(
+        "/v1/jobs/strategy", json={"job": STRATEGY, "callback_url": callback_url}, headers=gateway.auth(tenant)
+    )
+    assert accepted.status_code == 202, accepted.text
+    job_id: str = accepted.json()["id"]
+    assert gateway.http.delete(f"/v1/jobs/{job_id}", headers=gateway.auth(tenant)).status_code == 200
+    return job_id
+
+
+@pytest.fixture
+def fresh(redis_port: int, tiny_model_dir: Path) -> Iterator[Stack]:
+    with stack(redis_port, tiny_model_dir) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def strict(redis_port: int, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway with no allow-list, in a deployment where no job ever finishes: nothing is ever sent."""
+    with stack(redis_port, tiny_model_dir) as s:
+        yield Gateway(s, tmp_path_factory.mktemp("strict"))
+
+
+@pytest.mark.parametrize("url", INTERNAL_URLS)
+def test_callback_urls_to_internal_addresses_are_refused(strict: Gateway, url: str) -> None:
+    response = strict.http.post("/v1/jobs/strategy", json={"job": STRATEGY, "callback_url": url}, headers=strict.auth())
+    print(url, response.status_code, response.text[:300])
+    assert response.status_code == 422
+    assert [f["field"] for f in response.json()["error"]["fields"]] == ["callback_url"]
+
+
+def test_a_batch_names_the_job_whose_callback_is_refused(strict: Gateway) -> None:
+    body = {
+        "jobs": [
+            {"type": "strategy", "job": STRATEGY},
+            {"type": "strategy", "job": STRATEGY, "callback_url": "http://169.254.169.254/latest/meta-data/"},
+        ]
+    }
+    response = strict.http.post("/v1/jobs:batch", json=body, headers=strict.auth())
+    print(response.status_code, response.text[:400])
+    entries = response.json()["jobs"]
+    assert entries[0]["id"] and entries[1]["error"]["fields"][0]["field"] == "jobs.1.callback_url"
+
+
+def test_a_tenant_without_a_callback_secret_cannot_ask_for_callbacks(fresh: Stack, tmp_path: Path) -> None:
+    gateway = Gateway(fresh, tmp_path, LOOPBACK_ALLOWED)
+    receiver = Receiver()
+    try:
+        body = {"job": STRATEGY, "callback_url": receiver.url}
+        refused = gateway.http.post("/v1/jobs/strategy", json=body, headers=gateway.auth("nosecret"))
+        print(refused.status_code, refused.text[:300])
+        assert refused.status_code == 422
+        field = refused.json()["error"]["fields"][0]
+        assert field["field"] == "callback_url" and "callback_secret" in field["problem"]
+        assert gateway.http.post(
+            "/v1/jobs/strategy", json={"job": STRATEGY}, headers=gateway.auth("nosecret")
+        ).is_success
+    finally:
+        receiver.close()
+
+
+def test_the_address_is_checked_again_when_sending(fresh: Stack, tmp_path: Path) -> None:
+    """Accepted where 127.0.0.1 was allowed, sent by a gateway where it is not (as after DNS rebinding)."""
+    receiver = Receiver()
+    try:
+        lenient = Gateway(fresh, tmp_path, LOOPBACK_ALLOWED, name="lenient")
+        accepted = lenient.http.post(
+            "/v1/jobs/strategy", json={"job": STRATEGY, "callback_url": receiver.url}, headers=lenient.auth()
+        )
+        assert accepted.status_code == 202
+        job_id = accepted.json()["id"]
+        lenient.process.terminate()
+        lenient.process.wait(timeout=30)
+        strict = Gateway(fresh, tmp_path, name="strict")
+        assert strict.http.delete(f"/v1/jobs/{job_id}", headers=strict.auth()).status_code == 200
+        refused = wait_until(lambda: 'outcome="refused"' in strict.http.get("/metrics").text, 15)
+        print("deliveries:", len(receiver.deliveries), "metrics:", strict.http.get("/metrics").text.count("refused"))
+        assert not receiver.deliveries and refused
+    finally:
+        receiver.close()
+
+
+def test_redirects_are_not_followed(fresh: Stack, tmp_path: Path) -> None:
+    target = Receiver()
+    redirecting = Receiver(lambda n: f"redirect:{target.url}")
+    try:
+        gateway = Gateway(fresh, tmp_path, LOOPBACK_ALLOWED)
+        finish(gateway, "acme", redirecting.url)
+        assert wait_until(lambda: len(redirecting.deliveries) >= 1, 15)
+        time.sleep(3)
+        print("redirecting:", len(redirecting.deliveries), "target:", len(target.deliveries))
+        assert not target.deliveries
+    finally:
+        target.close()
+        redirecting.close()
+
+
+def test_a_slow_endpoint_does_not_delay_other_tenants(fresh: Stack, tmp_path: Path) -> None:
+    slow = Receiver(lambda n: "drip")  # a byte a second, for ever: only a total deadline ends it
+    fast = Receiver()
+    env = {**LOOPBACK_ALLOWED, "GREENQ_GATEWAY_CALLBACK_TIMEOUT_S": "2", "GREENQ_GATEWAY_CALLBACK_CONCURRENCY": "2"}
+    try:
+        gateway = Gateway(fresh, tmp_path, env)
+        slow_ids = [finish(gateway, "acme", slow.url) for _ in range(6)]
+        assert wait_until(lambda: len(slow.deliveries) >= 1, 15)
+        done_at = time.monotonic()
+        fast_id = finish(gateway, "globex", fast.url)
+        arrived = wait_until(lambda: len(fast.deliveries) >= 1, 20)
+        delay_s = (fast.deliveries[0].at - done_at) if arrived else float("inf")
+        print(f"globex callback {delay_s:.2f} s after its job finished; acme endpoint saw {len(slow.deliveries)}")
+        assert arrived and delay_s < 3.0
+        assert fast.job_ids() == [fast_id]
+        retried = wait_until(lambda: len(slow.job_ids()) > len(set(slow.job_ids())), 15)
+        print(
+            f"acme attempts: {len(slow.deliveries)} for {len(set(slow.job_ids()))} jobs; "
+            f"at most {slow.open_max} open at once"
+        )
+        assert retried, "an attempt that never ends was not cut off"
+        assert set(slow.job_ids()) <= set(slow_ids) and slow.open_max == 2
+    finally:
+        slow.close()
+        fast.close()
+
+
+def test_a_callback_survives_a_gateway_killed_mid_send(fresh: Stack, tmp_path: Path) -> None:
+    receiver = Receiver(lambda n: "hang" if n == 0 else "ok")
+    env = {**LOOPBACK_ALLOWED, "GREENQ_GATEWAY_CALLBACK_TIMEOUT_S": "3"}
+    try:
+        first = Gateway(fresh, tmp_path, env, name="first")
+        job_id = finish(first, "acme", receiver.url)
+        assert wait_until(lambda: len(receiver.deliveries) == 1, 15), "the first gateway never sent"
+        fresh.kill(first.process)  # SIGKILL while the endpoint holds the request open
+        Gateway(fresh, tmp_path, env, name="second")
+        delivered = wait_until(lambda: len(receiver.deliveries) >= 2, 45)
+        print("deliveries:", receiver.job_ids())
+        assert delivered, "the callback died with the gateway"
+        second = receiver.deliveries[1]
+        assert second.headers["x-greenq-job-id"] == job_id and json.loads(second.body)["status"] == "cancelled"
+        assert verify_signature(
+            "secret-acme", second.headers["x-greenq-timestamp"], second.body, second.headers["x-greenq-signature"]
+        )
+        time.sleep(3)
+        assert len(receiver.deliveries) == 2  # delivered, and not again
+    finally:
+        receiver.close()
+
+
+def test_an_attempt_connects_to_the_address_it_checked() -> None:
+    """The sender itself: a name is resolved once per attempt, checked, and that address is the one used."""
+    receiver = Receiver()
+    asked: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["127.0.0.1"]
+
+    try:
+        target = parse_callback_url(f"http://hooks.test:{receiver.port}/hook?k=1")
+        allowed = asyncio.run(post(target, b"{}", {}, AllowList.parse(["127.0.0.1/32"]), 2, resolver))
+        refused = asyncio.run(post(target, b"{}", {}, AllowList(), 2, resolver))
+        print(allowed, refused, asked)
+        assert allowed.outcome is Outcome.delivered and refused.outcome is Outcome.refused
+        assert asked == ["hooks.test", "hooks.test"] and len(receiver.deliveries) == 1
+        assert receiver.deliveries[0].headers["host"] == f"hooks.test:{receiver.port}"
+    finally:
+        receiver.close()
