@@ -149,6 +149,8 @@ class Batcher:
     def _trip(self, exc: BaseException, items: list[_Item]) -> None:
         """The device is sick: take no more jobs, hand back this batch and every waiting job, tell the worker."""
         self._device_fault = exc
+        if self._on_device_fault is not None:  # first: whoever waits on a handed-back job sees the trip
+            self._on_device_fault(exc)
         waiting = self.drain()
         self._hand_back(items)
         log.error(
@@ -157,8 +159,6 @@ class Batcher:
             exc,
             len(items) + waiting,
         )
-        if self._on_device_fault is not None:
-            self._on_device_fault(exc)
 
     @staticmethod
     def _hand_back(items: list[_Item]) -> None:
