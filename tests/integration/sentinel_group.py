@@ -21,7 +21,7 @@ from shared.local_redis import LocalRedis, _binary
 
 MASTER_NAME = "greenq-test"
 DOWN_AFTER_MS = 1000
-FAILOVER_TIMEOUT_MS = 4000
+FAILOVER_TIMEOUT_MS = 2000  # also how soon a split vote between the sentinels is retried (twice this)
 
 
 def _wait(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
@@ -119,7 +119,7 @@ class SentinelGroup:
         if int(acked) < 1:
             raise TimeoutError(f"the replica did not acknowledge the master's writes within {timeout_s} s")
 
-    def fail_over(self, timeout_s: float = 30.0) -> int:
+    def fail_over(self, timeout_s: float = 60.0) -> int:
         """SENTINEL FAILOVER, then wait until every sentinel names the new master and the old one is a replica."""
         old = self.master_port_by(self.sentinel_ports[0])
         self._client(self.sentinel_ports[0]).execute_command("SENTINEL", "FAILOVER", self.name)
@@ -127,7 +127,7 @@ class SentinelGroup:
         _wait(lambda: self._link_up(old), "the old master to become a replica of the new one", timeout_s)
         return new
 
-    def kill_master(self, timeout_s: float = 30.0) -> int:
+    def kill_master(self, timeout_s: float = 60.0) -> int:
         """kill -9 the master; wait until every sentinel names the promoted replica. Returns its port."""
         old = self.master_port_by(self.sentinel_ports[0])
         for server in self.servers:
