@@ -207,7 +207,8 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 def _exporter(args: argparse.Namespace, settings: Settings) -> int:
     from workers.exporter import run_exporter
 
-    run_exporter(settings.broker_url, args.port or settings.exporter_port, settings.tls_ca_file)
+    port = args.port or settings.exporter_port
+    run_exporter(settings.broker_url, port, settings.tls_ca_file, settings.sentinel_master)
     return 0
 
 

@@ -222,7 +222,9 @@ class Client:
         if self._idempotency is None:
             if not is_redis_url(self.settings.backend_url):
                 raise ConfigError("idempotency keys need a Redis result backend (GREENQ_RESULT_BACKEND_URL)")
-            client = redis_client(self.settings.backend_url, self.settings.tls_ca_file)
+            client = redis_client(
+                self.settings.backend_url, self.settings.tls_ca_file, sentinel_master=self.settings.sentinel_master
+            )
             self._idempotency = IdempotencyStore(client, self.settings.result_ttl_s)
         return self._idempotency
 

@@ -14,7 +14,9 @@ from workers.attempts import AttemptCounter
 
 
 def run_dlq(settings: Settings, action: str, letter_id: str | None) -> int:
-    store = DeadLetterStore(redis_client(settings.backend_url, settings.tls_ca_file))
+    store = DeadLetterStore(
+        redis_client(settings.backend_url, settings.tls_ca_file, sentinel_master=settings.sentinel_master)
+    )
     if action == "list":
         for letter in store.list():
             when = datetime.fromtimestamp(letter.at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")

@@ -24,7 +24,7 @@ WORKER_READY_TIMEOUT_S = 300.0
 
 
 def run_demo(settings: Settings, job_count: int) -> int:
-    local_redis = ensure_redis(settings.broker_url)
+    local_redis = ensure_redis(settings.broker_url, settings.sentinel_master)
     print(f"broker: {redact_url(settings.broker_url)}" + (" (started a local redis-server)" if local_redis else ""))
     print(f"model: {settings.model} → {resolve_model(settings.model, settings.model_cache_dir)}")
     log_path = Path(tempfile.gettempdir()) / "greenq-demo-worker.log"

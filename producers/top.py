@@ -18,7 +18,10 @@ CLEAR = "\x1b[H\x1b[2J"
 
 
 def queue_table(client: Client) -> str:
-    registry = build_registry(redis_client(client.settings.broker_url, client.settings.tls_ca_file))
+    settings = client.settings
+    registry = build_registry(
+        redis_client(settings.broker_url, settings.tls_ca_file, sentinel_master=settings.sentinel_master)
+    )
     values: dict[tuple[str, str], float] = {}
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
         for s in family.samples:

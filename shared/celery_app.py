@@ -31,6 +31,7 @@ def make_celery(settings: Settings, name: str = "greenq", producer: bool = False
         "idle_poll_s": settings.idle_poll_s,
         "unacked_restore_interval": max(1, min(60, int(settings.consumer_lease_s // 3))),
         "unacked_restore_throttle": 1,
+        "master_name": settings.sentinel_master,  # read for sentinel:// URLs only
     }
     queue_args = {} if is_redis_url(settings.broker_url) else {"x-max-priority": 9}
     app.conf.update(
@@ -49,7 +50,10 @@ def make_celery(settings: Settings, name: str = "greenq", producer: bool = False
         worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_connection_retry_on_startup=True,
         broker_transport_options=transport_options,
-        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        result_backend_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            "master_name": settings.sentinel_master,
+        },
         result_expires=settings.result_ttl_s,
         result_extended=False,
         task_queues=[

@@ -14,14 +14,14 @@ import redis
 
 from shared.errors import BrokerUnavailable
 from shared.redact import redact_url
+from shared.redis_client import DEFAULT_SENTINEL_MASTER, redis_client
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
 
 
-def redis_answers(url: str, timeout_s: float = 1.0, **kwargs: object) -> bool:
+def redis_answers(url: str, timeout_s: float = 1.0, sentinel_master: str = DEFAULT_SENTINEL_MASTER) -> bool:
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, **kwargs)
-        return bool(client.ping())
+        return bool(redis_client(url, timeout_s=timeout_s, sentinel_master=sentinel_master).ping())
     except (redis.RedisError, OSError):
         return False
 
@@ -103,9 +103,9 @@ def start_redis(port: int, databases: int = 16, persistent: bool = False, extra_
     return LocalRedis(port, databases, persistent, extra_args).start()
 
 
-def ensure_redis(url: str) -> LocalRedis | None:
+def ensure_redis(url: str, sentinel_master: str = DEFAULT_SENTINEL_MASTER) -> LocalRedis | None:
     """Return None if Redis answers at `url`; start one there if the URL is local; else raise."""
-    if redis_answers(url):
+    if redis_answers(url, sentinel_master=sentinel_master):
         return None
     parsed = urlparse(url)
     if parsed.scheme != "redis" or (parsed.hostname or "") not in LOCAL_HOSTS:

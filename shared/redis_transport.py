@@ -342,6 +342,19 @@ class Transport(kombu_redis.Transport):
                 log.debug("heartbeat: connection error, will retry", exc_info=True)
 
 
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """The reliable fetch on the master the sentinels name (`master_name` in the transport options)."""
+
+    from_transport_options = kombu_redis.SentinelChannel.from_transport_options + ("consumer_lease_s", "idle_poll_s")
+
+
+class SentinelTransport(Transport):
+    """For sentinel:// URLs: after a failover, channels reconnect to the new master."""
+
+    Channel = SentinelChannel
+    default_port = kombu_redis.SentinelTransport.default_port
+
+
 def _noop() -> None:
     pass
 
@@ -350,9 +363,10 @@ _timers: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
 
 
 def install() -> None:
-    """Route redis:// and rediss:// URLs in this process to the reliable transport."""
+    """Route redis://, rediss:// and sentinel:// URLs in this process to the reliable transport."""
     TRANSPORT_ALIASES["redis"] = f"{__name__}:Transport"
     TRANSPORT_ALIASES["rediss"] = f"{__name__}:Transport"
+    TRANSPORT_ALIASES["sentinel"] = f"{__name__}:SentinelTransport"
 
 
-__all__ = ["Channel", "QoS", "Transport", "dumps", "install"]
+__all__ = ["Channel", "QoS", "SentinelChannel", "SentinelTransport", "Transport", "dumps", "install"]

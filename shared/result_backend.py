@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.backends.redis import RedisBackend
+from celery.backends.redis import RedisBackend, SentinelBackend
 
 
 class PollingRedisBackend(RedisBackend):  # type: ignore[misc]
@@ -18,8 +18,15 @@ class PollingRedisBackend(RedisBackend):  # type: ignore[misc]
         pass
 
 
+class PollingSentinelBackend(SentinelBackend):  # type: ignore[misc]
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        pass
+
+
+POLLING_BACKENDS = {"redis": PollingRedisBackend, "rediss": PollingRedisBackend, "sentinel": PollingSentinelBackend}
+
+
 def polling_backend_url(url: str) -> str:
-    """The backend URL for producers: this class for Redis URLs, anything else unchanged."""
-    if url.split("://", 1)[0] in {"redis", "rediss"}:
-        return f"{__name__}.PollingRedisBackend+{url}"
-    return url
+    """The backend URL for producers: a polling class for Redis and Sentinel URLs, anything else unchanged."""
+    backend = POLLING_BACKENDS.get(url.split("://", 1)[0])
+    return f"{__name__}.{backend.__name__}+{url}" if backend else url

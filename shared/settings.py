@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.jobs import MAX_PAYLOAD_BYTES, JobType
+from shared.redis_client import DEFAULT_SENTINEL_MASTER, is_sentinel_url
 
 
 class BatchPolicy(BaseModel):
@@ -107,6 +108,8 @@ class Settings(BaseSettings):
     broker_url: str = "redis://127.0.0.1:6379/0"
     result_backend_url: str = ""  # empty: the broker URL
     tls_ca_file: Path | None = None
+    # For sentinel:// URLs: the name the sentinels monitor the master under (kombu's `master_name`).
+    sentinel_master: str = Field(default=DEFAULT_SENTINEL_MASTER, min_length=1)
     model: str = "local:store-assistant"
     models: dict[JobType, str] = Field(default_factory=dict)
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
@@ -196,6 +199,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"visibility_timeout_s ({self.visibility_timeout_s}) must exceed the longest batch wait plus "
                 f"max_batch_compute_s ({longest_s:.0f} s), or Redis redelivers jobs that are still running"
+            )
+        if self.tls_ca_file is not None and any(map(is_sentinel_url, (self.broker_url, self.backend_url))):
+            raise ValueError(
+                "GREENQ_TLS_CA_FILE is for rediss:// URLs; greenq does not speak TLS to Sentinel-managed Redis "
+                "(sentinel://). Use a private network for Sentinel, or rediss:// to one Redis."
             )
         for job_type, gen in self.generation.items():
             if gen.min_new_tokens > gen.max_new_tokens:

@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 
 from shared.jobs import JobType
 from shared.queues import queue_name, redis_priority_lists
-from shared.redis_client import redis_client
+from shared.redis_client import DEFAULT_SENTINEL_MASTER, redis_client
 
 log = logging.getLogger(__name__)
 UNACKED_KEY = "unacked"  # kombu's Redis transport default
@@ -84,8 +84,10 @@ def build_registry(client: redis.Redis) -> CollectorRegistry:
     return registry
 
 
-def run_exporter(broker_url: str, port: int, ca_file: Path | None = None) -> None:
-    client = redis_client(broker_url, ca_file)
+def run_exporter(
+    broker_url: str, port: int, ca_file: Path | None = None, sentinel_master: str = DEFAULT_SENTINEL_MASTER
+) -> None:
+    client = redis_client(broker_url, ca_file, sentinel_master=sentinel_master)
     start_http_server(port, registry=build_registry(client))
     log.info("exporter serving :%d/metrics", port)
     while True:

@@ -127,7 +127,7 @@ def warn_if_evicting(settings: Settings) -> None:
     if not is_redis_url(settings.broker_url):
         return
     try:
-        client = redis_client(settings.broker_url, settings.tls_ca_file)
+        client = redis_client(settings.broker_url, settings.tls_ca_file, sentinel_master=settings.sentinel_master)
         policy = client.config_get("maxmemory-policy")
     except redis.RedisError as exc:  # CONFIG is often disabled on managed Redis
         log.info("could not read the broker's maxmemory-policy (%s); make sure it is noeviction", exc)

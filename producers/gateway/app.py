@@ -120,8 +120,8 @@ class JobView(BaseModel):
 
 def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: bool = True) -> FastAPI:
     client = Client(settings)
-    store = redis_client(settings.backend_url, settings.tls_ca_file)
-    broker = redis_client(settings.broker_url, settings.tls_ca_file)
+    store = redis_client(settings.backend_url, settings.tls_ca_file, sentinel_master=settings.sentinel_master)
+    broker = redis_client(settings.broker_url, settings.tls_ca_file, sentinel_master=settings.sentinel_master)
     backend = client.app.backend
     outstanding = Outstanding(store, backend, settings.result_ttl_s)
     depth = QueueDepth(broker)

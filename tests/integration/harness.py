@@ -14,11 +14,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-import redis
-
 from producers.client import Client
 from shared.jobs import JobType
 from shared.queues import queue_name, redis_priority_lists
+from shared.redis_client import redis_client
 from shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,7 +51,9 @@ class Stack:
         }
         self.settings = self._settings()
         self.client = Client(self.settings)
-        self.redis = redis.Redis.from_url(self.settings.backend_url)
+        self.redis = redis_client(
+            self.settings.backend_url, self.settings.tls_ca_file, sentinel_master=self.settings.sentinel_master
+        )
         self.processes: list[subprocess.Popen[bytes]] = []
         self.metrics_port = 0
 
