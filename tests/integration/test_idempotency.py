@@ -17,8 +17,8 @@ from shared.jobs import JobType
 from shared.local_redis import LocalRedis, start_redis
 from shared.queues import IDEMPOTENCY_KEY_PREFIX
 from shared.results import JobStatus
-from tests.integration.harness import Stack, free_port, stack
 from tests.integration.gateways import Gateway
+from tests.integration.harness import Stack, free_port, stack
 
 pytestmark = pytest.mark.chaos
 
