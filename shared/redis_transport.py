@@ -34,6 +34,7 @@ import weakref
 from queue import Empty
 from typing import Any
 
+import kombu.transport as kombu_transport
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual import QoS as VirtualQoS
@@ -364,9 +365,9 @@ _timers: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
 
 def install() -> None:
     """Route redis://, rediss:// and sentinel:// URLs in this process to the reliable transport."""
-    TRANSPORT_ALIASES["redis"] = f"{__name__}:Transport"
-    TRANSPORT_ALIASES["rediss"] = f"{__name__}:Transport"
-    TRANSPORT_ALIASES["sentinel"] = f"{__name__}:SentinelTransport"
+    for scheme, cls in (("redis", "Transport"), ("rediss", "Transport"), ("sentinel", "SentinelTransport")):
+        TRANSPORT_ALIASES[scheme] = f"{__name__}:{cls}"
+        kombu_transport._transport_cache.pop(scheme, None)  # kombu caches each name's class once resolved
 
 
 __all__ = ["Channel", "QoS", "SentinelChannel", "SentinelTransport", "Transport", "dumps", "install"]

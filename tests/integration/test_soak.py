@@ -78,7 +78,9 @@ def test_soak_kills_restarts_and_outages_lose_and_duplicate_nothing(
     rng = random.Random(SEED)
     env = {
         "GREENQ_RESULT_BACKEND_URL": backend.url,
-        "GREENQ_CONSUMER_LEASE_S": "3",
+        # Leases outlive the ~2 s backend restart below (renewed every third of the lease): a lease
+        # shorter than a Redis outage lapses, and a waiting copy may then compute the job a second time.
+        "GREENQ_CONSUMER_LEASE_S": "6",
         "GREENQ_VISIBILITY_TIMEOUT_S": "30",
         "GREENQ_MAX_BATCH_COMPUTE_S": "10",
         "GREENQ_MAX_ATTEMPTS": "20",  # random kills may hit one job's batch a few times; none is poison
@@ -102,7 +104,12 @@ def test_soak_kills_restarts_and_outages_lose_and_duplicate_nothing(
                 s.kill(victim)
                 generation[0] += 1
                 events.append(f"SIGKILL w{n} (pid {victim.pid})")
-                workers[n] = s.start_worker(tmp_path / f"w{n}.{generation[0]}.log", node=f"w{n}@soak")
+                log, node = tmp_path / f"w{n}.{generation[0]}.log", f"w{n}@soak"
+                try:
+                    workers[n] = s.start_worker(log, node=node)
+                except redis.RedisError:  # its readiness ping was cut by a connection kill: it is up, ask again
+                    workers[n] = s.processes[-1]
+                    s.wait_ready([node], workers[n], log)
             elif action == "connections":
                 killed = redis.Redis(port=broker.port).execute_command("CLIENT", "KILL", "TYPE", "normal")
                 events.append(f"killed {killed} broker connections")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import kombu.transport
 import pytest
 from kombu import Connection
 from kombu.transport import TRANSPORT_ALIASES
@@ -56,6 +57,8 @@ def test_celery_gets_the_master_name_and_producers_poll_a_sentinel_backend(monke
 def test_workers_route_sentinel_urls_to_the_reliable_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
     for scheme in ("redis", "rediss", "sentinel"):
         monkeypatch.setitem(TRANSPORT_ALIASES, scheme, TRANSPORT_ALIASES[scheme])  # restored after the test
+    monkeypatch.setattr(kombu.transport, "_transport_cache", dict(kombu.transport._transport_cache))
+    Connection(URL, transport_options={"master_name": "orders"}).transport  # noqa: B018 - kombu caches its class
     redis_transport.install()
     transport = Connection(URL, transport_options={"master_name": "orders"}).transport
     assert isinstance(transport, redis_transport.SentinelTransport)
