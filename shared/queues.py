@@ -14,6 +14,7 @@ LEASE_KEY_PREFIX = "greenq:lease:"  # job id → the worker computing it (worker
 UNACKED_OWNER_KEY = "greenq:unacked:owner"
 INFLIGHT_KEY_PREFIX = "greenq:inflight:"
 CONSUMERS_KEY = "greenq:consumers"
+UNACKED_KEY = "unacked"  # kombu's Redis transport default: reserved, unacknowledged messages
 COMPUTATIONS_KEY = "greenq:chaos:computations"  # fault tests only: "<job id> <pid>" per computation
 # kombu's Redis transport keeps one list per priority step: "<queue>\x06\x16<step>".
 REDIS_PRIORITY_SEP = "\x06\x16"
