@@ -94,8 +94,9 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     import time
     from dataclasses import replace
 
-    from producers.bench import BenchConfig, quick, run_bench
-    from producers.bench_output import write_outputs
+    from workers.bench.output import write_outputs
+    from workers.bench.run import run_bench
+    from workers.bench.workload import BenchConfig, quick
 
     config = quick(BenchConfig()) if args.quick else BenchConfig()
     overrides = {

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from producers.bench_output import FILES
 from tests.integration.harness import REPO
+from workers.bench.output import FILES
 
 
 def test_bench_quick_writes_json_markdown_and_plots(tmp_path: Path, tiny_model_dir: Path) -> None:
