@@ -1,4 +1,4 @@
-"""Producers: the Python client, the `greenq` CLI and (later) the HTTP gateway."""
+"""Producers: the Python client, the producer commands of `greenq` and the HTTP gateway; they need shared/ only."""
 
 from producers.client import Client, JobSpec
 

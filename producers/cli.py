@@ -1,20 +1,25 @@
-"""The `greenq` command: submit jobs, run workers, run the demo, build a local model."""
+"""The producer half of the `greenq` command: submit, report, dlq, pool, top, gateway, gateway-key.
+
+The `greenq` entry point is workers/cli.py, which adds the commands that run models or workers
+(worker, demo, exporter, bench, build-model) to these. This module imports nothing from
+workers/, so `python -m producers.cli` serves a storefront that has shared/ and producers/ alone.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import socket
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeAlias
 
 from shared.errors import BrokerUnavailable, GreenqError, InvalidJob, ResultTimeout
 from shared.jobs import JobType
 from shared.results import JobStatus
 from shared.settings import Settings
-from workers.local_model import SHAPES
+
+SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # what `add_subparsers()` returns
 
 EXIT_JOBS_FAILED = 1
 EXIT_USAGE = 2
@@ -22,9 +27,18 @@ EXIT_UNAVAILABLE = 3
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="greenq", description="LLM jobs for online stores, with energy receipts.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    """The producer commands alone (`greenq` itself is workers.cli.main)."""
+    parser, sub = new_parser()
+    add_commands(sub)
+    return run(parser, argv)
 
+
+def new_parser() -> tuple[argparse.ArgumentParser, SubParsers]:
+    parser = argparse.ArgumentParser(prog="greenq", description="LLM jobs for online stores, with energy receipts.")
+    return parser, parser.add_subparsers(dest="command", required=True)
+
+
+def add_commands(sub: SubParsers) -> None:
     p = sub.add_parser("submit", help="submit a JSON-lines file of jobs and write their results")
     p.add_argument("job_type", choices=[t.value for t in JobType])
     p.add_argument("file", type=Path, help="one job per line ('-' for standard input)")
@@ -33,21 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-wait", action="store_true", help="print job ids and exit without waiting")
     p.add_argument("--progress", choices=["auto", "on", "off"], default="auto")
     p.set_defaults(func=_submit)
-
-    p = sub.add_parser("worker", help="start one worker process per device")
-    p.add_argument("--devices", default="cpu", help="cpu | cpu:0,cpu:1 | cuda:0,cuda:1 | all")
-    p.add_argument("--queues", default="", help="job types to serve, comma-separated (default: all)")
-    p.add_argument("--model", default=None, help="model for every job type (overrides GREENQ_MODEL)")
-    p.add_argument("--grace-s", type=float, default=900.0, help="on SIGTERM, wait this long before SIGKILL")
-    p.set_defaults(func=_worker)
-
-    p = sub.add_parser("demo", help="start Redis and a CPU worker if needed, run sample jobs, summarise")
-    p.add_argument("--jobs", type=int, default=24)
-    p.set_defaults(func=_demo)
-
-    p = sub.add_parser("exporter", help="serve queue depth and oldest-job age from Redis on /metrics")
-    p.add_argument("--port", type=int, default=None, help="default: GREENQ_EXPORTER_PORT")
-    p.set_defaults(func=_exporter)
 
     p = sub.add_parser("report", help="J/job, gCO2e/job, throughput and latency by job type")
     source = p.add_mutually_exclusive_group(required=True)
@@ -59,19 +58,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("action", choices=["list", "show", "retry", "purge"])
     p.add_argument("letter_id", nargs="?")
     p.set_defaults(func=_dlq)
-
-    p = sub.add_parser("bench", help="ceiling vs greenq vs one-task-per-job, measured side by side")
-    p.add_argument("--quick", action="store_true", help="a smoke run with the tiny model")
-    p.add_argument("--model", help="model to bench (default local:gpt2-small; local:tiny with --quick)")
-    p.add_argument("--jobs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--max-wait-s", type=float)
-    p.add_argument("--new-tokens", type=int)
-    p.add_argument("--sweep", help="batch sizes for the ceiling sweep, comma-separated")
-    p.add_argument("--device", help="cpu (default) or cuda:N")
-    p.add_argument("--dtype", help="float32 (default), float16 or bfloat16")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default out/bench-<time>)")
-    p.set_defaults(func=_bench)
 
     p = sub.add_parser("pool", help="live workers: status, queues, batch policy, drain")
     pool = p.add_subparsers(dest="pool_command", required=True)
@@ -111,11 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-outstanding", type=int, default=5000)
     p.set_defaults(func=_gateway_key)
 
-    p = sub.add_parser("build-model", help="build a local random-weight model (no download)")
-    p.add_argument("shape", choices=sorted(SHAPES))
-    p.add_argument("--out", type=Path, default=None)
-    p.set_defaults(func=_build_model)
 
+def run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse, read the settings once, run the chosen command and map greenq's errors to exit codes."""
     args = parser.parse_args(argv)
     try:
         settings = Settings()
@@ -181,37 +165,6 @@ def _write(out: TextIO, record: dict[str, object]) -> None:
     out.flush()
 
 
-def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    from shared.queues import parse_queues
-    from workers.devices import count_gpus, parse_devices
-    from workers.launcher import Supervisor, plan_children
-
-    try:
-        devices = parse_devices(args.devices, count_gpus())
-        queues = parse_queues(args.queues)
-    except ValueError as exc:
-        print(f"greenq worker: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    specs = plan_children(
-        devices, queues, socket.gethostname(), model=args.model, metrics_base_port=settings.metrics_port
-    )
-    return Supervisor(specs, grace_s=args.grace_s).run()
-
-
-def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from producers.demo import run_demo
-
-    return run_demo(settings, args.jobs)
-
-
-def _exporter(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.exporter import run_exporter
-
-    port = args.port or settings.exporter_port
-    run_exporter(settings.broker_url, port, settings.tls_ca_file, settings.sentinel_master)
-    return 0
-
-
 def _report(args: argparse.Namespace, settings: Settings) -> int:
     from producers.report import report_from_metrics, report_from_results
 
@@ -226,33 +179,6 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     from producers.deadletters import run_dlq
 
     return run_dlq(settings, args.action, args.letter_id)
-
-
-def _bench(args: argparse.Namespace, settings: Settings) -> int:
-    import time
-    from dataclasses import replace
-
-    from producers.bench import BenchConfig, quick, run_bench
-    from producers.bench_output import write_outputs
-
-    config = quick(BenchConfig()) if args.quick else BenchConfig()
-    overrides = {
-        "model": args.model,
-        "jobs": args.jobs,
-        "batch_size": args.batch_size,
-        "max_wait_s": args.max_wait_s,
-        "new_tokens": args.new_tokens,
-        "device": args.device,
-        "dtype": args.dtype,
-        "sweep": tuple(int(b) for b in args.sweep.split(",")) if args.sweep else None,
-    }
-    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-    out = args.out or Path("out") / time.strftime("bench-%Y%m%d-%H%M%S")
-    result = run_bench(config, settings, out)
-    for path in write_outputs(result, out, "greenq " + " ".join(sys.argv[1:])):
-        print(path)
-    print((out / "summary.md").read_text())
-    return 0
 
 
 def _pool(args: argparse.Namespace, settings: Settings) -> int:
@@ -275,8 +201,8 @@ def _pool(args: argparse.Namespace, settings: Settings) -> int:
                 pool.set_policy(
                     app,
                     args.node,
-                    job_type,
-                    max_batch_size=args.max_batch_size,  # type: ignore[arg-type]
+                    job_type,  # type: ignore[arg-type]
+                    max_batch_size=args.max_batch_size,
                     max_wait_s=args.max_wait_s,
                     max_batch_tokens=args.max_batch_tokens,
                 )
@@ -338,14 +264,6 @@ def _gateway_key(args: argparse.Namespace, settings: Settings) -> int:
         "\nIts callback_secret signs this tenant's callbacks (a tenant without one cannot ask for them);"
         "\ngive it to the tenant, over a private channel, to verify X-Greenq-Signature."
     )
-    return 0
-
-
-def _build_model(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.local_model import build_local_model
-
-    out = args.out or settings.model_cache_dir / args.shape
-    print(build_local_model(args.shape, out))
     return 0
 
 

@@ -7,10 +7,10 @@ import sys
 from datetime import datetime, timezone
 
 from producers.client import Client
+from shared.attempts import AttemptCounter
 from shared.deadletter import DeadLetterStore
 from shared.redis_client import redis_client
 from shared.settings import Settings
-from workers.attempts import AttemptCounter
 
 
 def run_dlq(settings: Settings, action: str, letter_id: str | None) -> int:

@@ -6,32 +6,28 @@ import sys
 import time
 from typing import TextIO
 
-from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
+import redis
 
 from producers.client import Client
 from producers.pool import status, status_table
+from shared.queue_stats import read_queue_stats
 from shared.redis_client import redis_client
-from workers.exporter import build_registry
 
 CLEAR = "\x1b[H\x1b[2J"
 
 
 def queue_table(client: Client) -> str:
     settings = client.settings
-    registry = build_registry(
-        redis_client(settings.broker_url, settings.tls_ca_file, sentinel_master=settings.sentinel_master)
-    )
-    values: dict[tuple[str, str], float] = {}
-    for family in text_string_to_metric_families(generate_latest(registry).decode()):
-        for s in family.samples:
-            values[(s.name, s.labels.get("queue", ""))] = s.value
+    try:
+        stats = read_queue_stats(
+            redis_client(settings.broker_url, settings.tls_ca_file, sentinel_master=settings.sentinel_master)
+        )
+    except redis.RedisError as exc:  # as the exporter does: say so and keep refreshing
+        return f"queues: broker unreachable ({exc})"
     lines = [f"{'queue':<22} {'waiting':>8} {'oldest age':>11}"]
-    for (name, queue), value in sorted(values.items()):
-        if name == "greenq_queue_depth":
-            age = values.get(("greenq_queue_oldest_age_seconds", queue), 0.0)
-            lines.append(f"{queue:<22} {int(value):>8} {age:>10.1f}s")
-    lines.append(f"reserved by workers, unacknowledged: {int(values.get(('greenq_unacked_jobs', ''), 0))}")
+    for queue in sorted(stats.queues, key=lambda q: q.queue):
+        lines.append(f"{queue.queue:<22} {queue.depth:>8} {queue.oldest_age_s:>10.1f}s")
+    lines.append(f"reserved by workers, unacknowledged: {stats.unacked}")
     return "\n".join(lines)
 
 

@@ -14,7 +14,11 @@ LEASE_KEY_PREFIX = "greenq:lease:"  # job id → the worker computing it (worker
 UNACKED_OWNER_KEY = "greenq:unacked:owner"
 INFLIGHT_KEY_PREFIX = "greenq:inflight:"
 CONSUMERS_KEY = "greenq:consumers"
+UNACKED_KEY = "unacked"  # kombu's Redis transport default: reserved, unacknowledged messages
 COMPUTATIONS_KEY = "greenq:chaos:computations"  # fault tests only: "<job id> <pid>" per computation
+# `greenq bench` only: the one-task-per-job baseline's queue and task (workers/bench/naive.py).
+BENCH_NAIVE_QUEUE = f"{QUEUE_PREFIX}naive"
+BENCH_NAIVE_TASK = "greenq.naive.generate"
 # kombu's Redis transport keeps one list per priority step: "<queue>\x06\x16<step>".
 REDIS_PRIORITY_SEP = "\x06\x16"
 REDIS_PRIORITY_STEPS = list(range(10))

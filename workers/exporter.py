@@ -7,38 +7,20 @@ reserved but not finished sit in kombu's `unacked` hash and are exported apart.
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import redis
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from shared.jobs import JobType
-from shared.queues import queue_name, redis_priority_lists
+from shared.queue_stats import read_queue_stats
 from shared.redis_client import DEFAULT_SENTINEL_MASTER, redis_client
 
 log = logging.getLogger(__name__)
-UNACKED_KEY = "unacked"  # kombu's Redis transport default
-
-
-def submitted_at(raw: bytes) -> float | None:
-    """The envelope's submission time inside one kombu Redis message, or None if unreadable."""
-    try:
-        message = json.loads(raw)
-        body = message["body"]
-        if message.get("properties", {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        args = json.loads(body)[0]
-        return float(args[0]["submitted_at"])
-    except (ValueError, KeyError, IndexError, TypeError):
-        return None
 
 
 class QueueCollector(Collector):
@@ -56,25 +38,17 @@ class QueueCollector(Collector):
         up = GaugeMetricFamily("greenq_broker_up", "1 if the exporter reached Redis on this scrape.")
         unacked = GaugeMetricFamily("greenq_unacked_jobs", "Jobs reserved by workers and not yet acknowledged.")
         try:
-            now = self._clock()
-            for job_type in JobType:
-                queue = queue_name(job_type)
-                lists = redis_priority_lists(queue)
-                pipe = self._redis.pipeline()
-                for name in lists:
-                    pipe.llen(name)
-                    pipe.lindex(name, -1)  # LPUSH'd, BRPOP'd: the oldest is at the right end
-                replies: list[Any] = pipe.execute()
-                depth.add_metric([queue], sum(int(n) for n in replies[0::2]))
-                times = [t for raw in replies[1::2] if raw is not None and (t := submitted_at(raw)) is not None]
-                age.add_metric([queue], max(0.0, now - min(times)) if times else 0.0)
-            unacked.add_metric([], int(self._redis.hlen(UNACKED_KEY)))
-            up.add_metric([], 1)
+            stats = read_queue_stats(self._redis, now=self._clock())
         except redis.RedisError as exc:
             log.warning("could not read queues: %s", exc)
             up.add_metric([], 0)
             yield up
             return
+        for queue in stats.queues:
+            depth.add_metric([queue.queue], queue.depth)
+            age.add_metric([queue.queue], queue.oldest_age_s)
+        unacked.add_metric([], stats.unacked)
+        up.add_metric([], 1)
         yield from (depth, age, unacked, up)
 
 

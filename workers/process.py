@@ -20,6 +20,7 @@ import redis
 from celery.signals import worker_ready, worker_shutting_down
 
 from shared import redis_transport
+from shared.attempts import AttemptCounter
 from shared.celery_app import make_celery
 from shared.jobs import JobType
 from shared.queues import COMPUTATIONS_KEY, is_redis_url, parse_queues, queue_name
@@ -28,7 +29,6 @@ from shared.redis_client import redis_client
 from shared.results import JobResult
 from shared.settings import Settings
 from workers import control, metrics
-from workers.attempts import AttemptCounter
 from workers.batcher import Batcher
 from workers.breaker import DEVICE_FAULT_EXIT_CODE
 from workers.carbon import intensity_source

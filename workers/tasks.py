@@ -33,6 +33,7 @@ from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
 from shared import claims
+from shared.attempts import AttemptCounter
 from shared.deadletter import DeadLetter, DeadLetterStore
 from shared.errors import InvalidJob, JobNotComputed
 from shared.jobs import JobType
@@ -40,7 +41,6 @@ from shared.queues import queue_name, task_name
 from shared.redact import redact_text
 from shared.results import JobResult
 from shared.settings import Settings
-from workers.attempts import AttemptCounter
 from workers.batcher import Requeue
 from workers.handler import JobHandler
 from workers.leases import JobLeases

@@ -9,7 +9,7 @@ from typing import Any
 
 from producers.gateway.keys import OUTSTANDING_KEY_PREFIX, OWNER_KEY_PREFIX, RATE_KEY_PREFIX
 from shared.jobs import JobType
-from shared.queues import queue_name, redis_priority_lists
+from shared.queue_stats import read_queue_stats
 
 DEPTH_CACHE_S = 0.25
 PRUNE_BATCH = 1000
@@ -85,10 +85,7 @@ class QueueDepth:
             cached = self._cache.get(job_type)
             if cached and now - cached[0] < DEPTH_CACHE_S:
                 return cached[1]
-        pipe = self._redis.pipeline()
-        for name in redis_priority_lists(queue_name(job_type)):
-            pipe.llen(name)
-        depth = sum(int(n) for n in pipe.execute())
+        depth = read_queue_stats(self._redis, [job_type]).queues[0].depth
         with self._lock:
             self._cache[job_type] = (now, depth)
         return depth

@@ -8,15 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from producers.bench_output import FILES
 from tests.integration.harness import REPO
+from workers.bench.output import FILES
 
 
 def test_bench_quick_writes_json_markdown_and_plots(tmp_path: Path, tiny_model_dir: Path) -> None:
     out = tmp_path / "bench"
     env = {**os.environ, "GREENQ_MODEL_CACHE_DIR": str(tmp_path / "models")}
     proc = subprocess.run(
-        [sys.executable, "-m", "producers.cli", "bench", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "workers.cli", "bench", "--quick", "--out", str(out)],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -90,7 +90,7 @@ def test_poison_job_is_dead_lettered_after_max_attempts(fast_redelivery: Stack, 
     s = fast_redelivery
     env = {"GREENQ_CHAOS__CRASH_MARKER": "POISON-PILL", "GREENQ_MAX_ATTEMPTS": "2"}
     log = tmp_path / "launcher.log"
-    s.spawn([sys.executable, "-m", "producers.cli", "worker", "--devices", "cpu"], log, env=env)
+    s.spawn([sys.executable, "-m", "workers.cli", "worker", "--devices", "cpu"], log, env=env)
     poison = s.client.submit("reply", {"customer_message": "POISON-PILL please"})
     innocent = s.client.submit_many(_replies(5, "innocent"))
     results = _all(s, [poison, *innocent], timeout_s=240)

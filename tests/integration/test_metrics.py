@@ -33,7 +33,7 @@ def _query(port: int, promql: str) -> list[dict[str, object]]:
 def test_prometheus_scrapes_joules_per_job_by_type(live: Stack, tmp_path: Path) -> None:
     exporter_port, prom_port = free_port(), free_port()
     live.spawn(
-        [sys.executable, "-m", "producers.cli", "exporter", "--port", str(exporter_port)], tmp_path / "exporter.log"
+        [sys.executable, "-m", "workers.cli", "exporter", "--port", str(exporter_port)], tmp_path / "exporter.log"
     )
     config = tmp_path / "prometheus.yml"
     config.write_text(

@@ -32,8 +32,8 @@ class _EmptyRedis:
     def execute(self) -> list[Any]:
         return self._replies
 
-    def hlen(self, name: str) -> int:
-        return 0
+    def hlen(self, name: str) -> None:
+        self._replies.append(0)
 
 
 def _exposed(families: Any) -> set[str]:

@@ -15,15 +15,13 @@ from typing import Any
 from shared.celery_app import make_celery
 from shared.envelope import Envelope
 from shared.jobs import parse_job
+from shared.queues import BENCH_NAIVE_QUEUE, BENCH_NAIVE_TASK
 from shared.results import JobResult, JobStatus, Timings
 from shared.settings import Settings
 from workers.local_model import resolve_model
 from workers.meters.detect import detect_meter
 from workers.prompts import build_messages
 from workers.runtime import GenerationRequest, HFRuntime, warm_up
-
-NAIVE_QUEUE = "greenq.naive"
-NAIVE_TASK = "greenq.naive.generate"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     meter = detect_meter(settings.energy_meter, on_gpu, settings.rapl_root, settings.cpu_watts_per_core)
     app = make_celery(settings)
 
-    @app.task(name=NAIVE_TASK, acks_late=True, bind=True)
+    @app.task(name=BENCH_NAIVE_TASK, acks_late=True, bind=True)
     def generate(task: Any, body: dict[str, Any]) -> dict[str, Any]:
         received = time.time()
         envelope = Envelope.decode(body)
@@ -83,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     worker = app.Worker(
         hostname=args.node_name,
-        queues=[NAIVE_QUEUE],
+        queues=[BENCH_NAIVE_QUEUE],
         pool="solo",
         concurrency=1,
         loglevel=settings.log_level,

@@ -56,9 +56,13 @@ def write_outputs(result: dict[str, Any], out_dir: Path, command: str) -> list[P
     return [out_dir / name for name in FILES]
 
 
+def _fmt(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "–"
+
+
 def _row(name: str, r: dict[str, Any]) -> str:
     lat, queue = r.get("latency_s", {}), r.get("queue_s", {})
-    fmt = lambda v: f"{v:.2f}" if isinstance(v, (int, float)) else "–"  # noqa: E731
+    fmt = _fmt
     return (
         f"| {name} | {r['jobs_per_s']:.2f} | {r['tokens_per_s']:.1f} | {fmt(lat.get('p50'))} | "
         f"{fmt(lat.get('p95'))} | {fmt(lat.get('p99'))} | {fmt(queue.get('p50'))} | {fmt(queue.get('p99'))} | "

@@ -31,7 +31,7 @@ def run_demo(settings: Settings, job_count: int) -> int:
     print(f"worker log: {log_path}")
     with log_path.open("wb") as log_file:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "producers.cli", "worker", "--devices", "cpu"],
+            [sys.executable, "-m", "workers.cli", "worker", "--devices", "cpu"],
             env=dict(os.environ),
             stdout=log_file,
             stderr=subprocess.STDOUT,

@@ -1,0 +1,130 @@
+"""The `greenq` command: the producer commands (producers/cli.py) plus those that run models or workers.
+
+The entry point lives on this side so that imports go one way: workers/ may use producers/
+(the demo and the bench submit jobs as a storefront would), producers/ never uses workers/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from pathlib import Path
+
+from producers.cli import EXIT_USAGE, SubParsers, new_parser, run
+from producers.cli import add_commands as add_producer_commands
+from shared.settings import Settings
+from workers.local_model import SHAPES
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, sub = new_parser()
+    add_producer_commands(sub)
+    add_commands(sub)
+    return run(parser, argv)
+
+
+def add_commands(sub: SubParsers) -> None:
+    p = sub.add_parser("worker", help="start one worker process per device")
+    p.add_argument("--devices", default="cpu", help="cpu | cpu:0,cpu:1 | cuda:0,cuda:1 | all")
+    p.add_argument("--queues", default="", help="job types to serve, comma-separated (default: all)")
+    p.add_argument("--model", default=None, help="model for every job type (overrides GREENQ_MODEL)")
+    p.add_argument("--grace-s", type=float, default=900.0, help="on SIGTERM, wait this long before SIGKILL")
+    p.set_defaults(func=_worker)
+
+    p = sub.add_parser("demo", help="start Redis and a CPU worker if needed, run sample jobs, summarise")
+    p.add_argument("--jobs", type=int, default=24)
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("exporter", help="serve queue depth and oldest-job age from Redis on /metrics")
+    p.add_argument("--port", type=int, default=None, help="default: GREENQ_EXPORTER_PORT")
+    p.set_defaults(func=_exporter)
+
+    p = sub.add_parser("bench", help="ceiling vs greenq vs one-task-per-job, measured side by side")
+    p.add_argument("--quick", action="store_true", help="a smoke run with the tiny model")
+    p.add_argument("--model", help="model to bench (default local:gpt2-small; local:tiny with --quick)")
+    p.add_argument("--jobs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--max-wait-s", type=float)
+    p.add_argument("--new-tokens", type=int)
+    p.add_argument("--sweep", help="batch sizes for the ceiling sweep, comma-separated")
+    p.add_argument("--device", help="cpu (default) or cuda:N")
+    p.add_argument("--dtype", help="float32 (default), float16 or bfloat16")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default out/bench-<time>)")
+    p.set_defaults(func=_bench)
+
+    p = sub.add_parser("build-model", help="build a local random-weight model (no download)")
+    p.add_argument("shape", choices=sorted(SHAPES))
+    p.add_argument("--out", type=Path, default=None)
+    p.set_defaults(func=_build_model)
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from shared.queues import parse_queues
+    from workers.devices import count_gpus, parse_devices
+    from workers.launcher import Supervisor, plan_children
+
+    try:
+        devices = parse_devices(args.devices, count_gpus())
+        queues = parse_queues(args.queues)
+    except ValueError as exc:
+        print(f"greenq worker: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    specs = plan_children(
+        devices, queues, socket.gethostname(), model=args.model, metrics_base_port=settings.metrics_port
+    )
+    return Supervisor(specs, grace_s=args.grace_s).run()
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.demo import run_demo
+
+    return run_demo(settings, args.jobs)
+
+
+def _exporter(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.exporter import run_exporter
+
+    port = args.port or settings.exporter_port
+    run_exporter(settings.broker_url, port, settings.tls_ca_file, settings.sentinel_master)
+    return 0
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+    from dataclasses import replace
+
+    from workers.bench.output import write_outputs
+    from workers.bench.run import run_bench
+    from workers.bench.workload import BenchConfig, quick
+
+    config = quick(BenchConfig()) if args.quick else BenchConfig()
+    overrides = {
+        "model": args.model,
+        "jobs": args.jobs,
+        "batch_size": args.batch_size,
+        "max_wait_s": args.max_wait_s,
+        "new_tokens": args.new_tokens,
+        "device": args.device,
+        "dtype": args.dtype,
+        "sweep": tuple(int(b) for b in args.sweep.split(",")) if args.sweep else None,
+    }
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    out = args.out or Path("out") / time.strftime("bench-%Y%m%d-%H%M%S")
+    result = run_bench(config, settings, out)
+    for path in write_outputs(result, out, "greenq " + " ".join(sys.argv[1:])):
+        print(path)
+    print((out / "summary.md").read_text())
+    return 0
+
+
+def _build_model(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.local_model import build_local_model
+
+    out = args.out or settings.model_cache_dir / args.shape
+    print(build_local_model(args.shape, out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
