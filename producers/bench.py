@@ -20,7 +20,7 @@ from typing import Any
 
 from producers.client import Client, JobSpec
 from producers.summary import percentile
-from shared.jobs import JobType, parse_job
+from shared.jobs import parse_job
 from shared.local_redis import LocalRedis, start_redis
 from shared.results import JobResult, JobStatus
 from shared.settings import Settings
@@ -92,15 +92,15 @@ def make_payloads(runtime: HFRuntime, config: BenchConfig, templates: Path) -> l
 
 
 def encode_payload(runtime: HFRuntime, payload: dict[str, Any], templates: Path) -> tuple[int, ...]:
-    job = parse_job(JobType.reply, payload)
-    return tuple(runtime.encode(runtime.render(build_messages(JobType.reply, job, templates))))
+    job = parse_job("reply", payload)
+    return tuple(runtime.encode(runtime.render(build_messages("reply", job, templates))))
 
 
 def measure_ceiling(
     runtime: HFRuntime, prompts: list[tuple[int, ...]], batch_size: int, config: BenchConfig, settings: Settings
 ) -> dict[str, Any]:
     """Pre-formed batches straight into the runtime: the limit for this model on this machine."""
-    gen = settings.generation[JobType.reply].model_copy(
+    gen = settings.generation["reply"].model_copy(
         update={"max_new_tokens": config.new_tokens, "min_new_tokens": config.new_tokens}
     )
     requests = [GenerationRequest(p, config.new_tokens, gen) for p in prompts]

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from shared.jobs import JobType
+from shared import job_types
 from shared.queues import queue_name, redis_priority_lists
 from shared.redis_client import DEFAULT_SENTINEL_MASTER, redis_client
 
@@ -57,7 +57,7 @@ class QueueCollector(Collector):
         unacked = GaugeMetricFamily("greenq_unacked_jobs", "Jobs reserved by workers and not yet acknowledged.")
         try:
             now = self._clock()
-            for job_type in JobType:
+            for job_type in job_types.names():
                 queue = queue_name(job_type)
                 lists = redis_priority_lists(queue)
                 pipe = self._redis.pipeline()
