@@ -76,6 +76,14 @@ def test_idempotency_key_header(api: Gateway) -> None:
         "/v1/jobs/reply", json={"job": {"customer_message": "other"}}, headers={**api.auth(), "Idempotency-Key": "t-1"}
     )
     assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "idempotency_conflict"
+    in_body = api.http.post("/v1/jobs/reply", json={"job": REPLY, "idempotency_key": "t-1"}, headers=api.auth())
+    assert in_body.status_code == 202 and in_body.json()["id"] == first.json()["id"]
+    both = api.http.post(
+        "/v1/jobs/reply",
+        json={"job": REPLY, "idempotency_key": "t-2"},
+        headers={**api.auth(), "Idempotency-Key": "t-1"},
+    )
+    assert both.status_code == 422 and both.json()["error"]["fields"][0]["field"] == "idempotency_key"
 
 
 def test_batch_reports_each_job(api: Gateway) -> None:

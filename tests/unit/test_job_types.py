@@ -7,6 +7,7 @@ checks, queue and task names, Celery routes, the envelope and the API schemas al
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,8 @@ from workers.fake_runtime import EchoRuntime
 from workers.handler import JobHandler, WorkerIdentity
 from workers.prompts import build_messages
 
+REPO = Path(__file__).resolve().parents[2]
+README = (REPO / "README.md").read_text(encoding="utf-8")
 FAQ_TEMPLATE = "[system]\nAnswer from the store's FAQ. $language_rule\n[user]\n$question\n"
 
 
@@ -192,3 +195,32 @@ def test_built_in_types_keep_their_wire_names_and_defaults() -> None:
         "greenq.jobs.reply",
         "greenq.jobs.strategy",
     ]
+
+
+def _seconds(text: str) -> float:
+    number, unit = text.split()
+    return float(number) * {"s": 1, "min": 60, "h": 3600}[unit]
+
+
+def test_the_readme_table_and_the_queue_age_alert_follow_the_declarations() -> None:
+    rows = re.findall(r"^\| `(\w+)` \| [^|]+ \| (\d+)[^|]* \| (\d+) / ([\d.]+) s \| (\d+) \| ([^|]+) \|$", README, re.M)
+    documented = {
+        name: (int(priority), int(size), float(wait), int(tokens), _seconds(objective.strip()))
+        for name, priority, size, wait, tokens, objective in rows
+    }
+    declared = {
+        s.name: (
+            s.priority,
+            s.batch.max_batch_size,
+            s.batch.max_wait_s,
+            s.generation.max_new_tokens,
+            s.latency_objective_s,
+        )
+        for s in job_types.specs()
+    }
+    assert documented == declared
+    alerts = (REPO / "ops" / "prometheus" / "alerts.yml").read_text(encoding="utf-8")
+    thresholds = re.findall(r'greenq_queue_oldest_age_seconds\{queue="([\w.]+)"\} > (\d+)', alerts)
+    assert {queue: float(limit) for queue, limit in thresholds} == {
+        queue_name(s.name): s.latency_objective_s for s in job_types.specs()
+    }
