@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import TextIO, TypeAlias
 
+from shared import job_types
 from shared.errors import BrokerUnavailable, GreenqError, InvalidJob, ResultTimeout
-from shared.jobs import JobType
 from shared.results import JobStatus
 from shared.settings import Settings
 
@@ -40,7 +40,7 @@ def new_parser() -> tuple[argparse.ArgumentParser, SubParsers]:
 
 def add_commands(sub: SubParsers) -> None:
     p = sub.add_parser("submit", help="submit a JSON-lines file of jobs and write their results")
-    p.add_argument("job_type", choices=[t.value for t in JobType])
+    p.add_argument("job_type", choices=job_types.names())
     p.add_argument("file", type=Path, help="one job per line ('-' for standard input)")
     p.add_argument("--out", type=Path, help="write results here as JSON lines (default: standard output)")
     p.add_argument("--timeout-s", type=float, default=3600.0, help="give up waiting after this long")
@@ -69,10 +69,10 @@ def add_commands(sub: SubParsers) -> None:
     ):
         q = pool.add_parser(name, help=help_text)
         q.add_argument("node", help="worker node name, or 'all'")
-        q.add_argument("job_type", choices=[t.value for t in JobType])
+        q.add_argument("job_type", choices=job_types.names())
     q = pool.add_parser("set-policy", help="change a job type's batch policy at runtime")
     q.add_argument("node", help="worker node name, or 'all'")
-    q.add_argument("job_type", choices=[t.value for t in JobType])
+    q.add_argument("job_type", choices=job_types.names())
     q.add_argument("--max-batch-size", type=int)
     q.add_argument("--max-wait-s", type=float)
     q.add_argument("--max-batch-tokens", type=int)
@@ -121,7 +121,7 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
     from producers.client import Client
     from producers.jsonl import read_lines
 
-    job_type = JobType(args.job_type)
+    job_type: str = args.job_type
     source = sys.stdin if str(args.file) == "-" else args.file.open(encoding="utf-8")
     progress = sys.stderr.isatty() if args.progress == "auto" else args.progress == "on"
     out: TextIO = args.out.open("w", encoding="utf-8") if args.out else sys.stdout
@@ -141,7 +141,7 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
                 _write(out, {"line": line.number, "status": JobStatus.rejected.value, "error": str(exc)})
         job_ids = client.publish([envelope for _, envelope in prepared], progress=progress)
         line_of = {job_id: number for job_id, (number, _) in zip(job_ids, prepared, strict=True)}
-        print(f"submitted {len(job_ids)} {job_type.value} jobs, rejected {rejected}", file=sys.stderr)
+        print(f"submitted {len(job_ids)} {job_type} jobs, rejected {rejected}", file=sys.stderr)
         if args.no_wait:
             for job_id in job_ids:
                 _write(out, {"line": line_of[job_id], "job_id": job_id})
@@ -191,7 +191,7 @@ def _pool(args: argparse.Namespace, settings: Settings) -> int:
             statuses = pool.status(app)
             print(json.dumps(statuses, indent=2) if args.json else pool.status_table(statuses))
             return 0 if statuses else EXIT_UNAVAILABLE
-        job_type = JobType(args.job_type) if hasattr(args, "job_type") else None
+        job_type = args.job_type if hasattr(args, "job_type") else None
         if args.pool_command == "add-queue":
             print(pool.add_queue(app, args.node, job_type))  # type: ignore[arg-type]
         elif args.pool_command == "remove-queue":

@@ -23,6 +23,7 @@ from kombu.exceptions import KombuError, OperationalError
 
 from producers.idempotency import PENDING_TTL_S, Claim, ClaimState, IdempotencyStore
 from shared.celery_app import make_celery
+from shared.delivery import DeliveryTerms
 from shared.envelope import Envelope
 from shared.errors import (
     BatchBrokerUnavailable,
@@ -33,7 +34,8 @@ from shared.errors import (
     IdempotencyConflict,
     ResultTimeout,
 )
-from shared.jobs import JobType, parse_job, parse_job_type
+from shared.job_types import JobType
+from shared.jobs import parse_job, parse_job_type
 from shared.queues import broker_priority, is_redis_url, queue_name, task_name
 from shared.redact import redact_text, redact_url
 from shared.redis_client import redis_client
@@ -50,9 +52,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class JobSpec:
-    """One job to submit: its type and payload, and optional delivery terms."""
+    """One job to submit: its type and payload, and optional delivery terms (checked by `DeliveryTerms`)."""
 
-    job_type: JobType | str
+    job_type: JobType
     payload: dict[str, Any]
     idempotency_key: str | None = None
     priority: int | None = None  # 0..9, 9 most urgent; None: the job type's default
@@ -78,7 +80,7 @@ class Client:
 
     def submit(
         self,
-        job_type: JobType | str,
+        job_type: JobType,
         payload: dict[str, Any],
         *,
         idempotency_key: str | None = None,
@@ -98,21 +100,22 @@ class Client:
         return self.publish(envelopes, progress=progress)
 
     def prepare(self, spec: JobSpec) -> Envelope:
-        """Validate a spec into the envelope that goes on the wire (nothing is sent)."""
-        job_type = parse_job_type(spec.job_type.value if isinstance(spec.job_type, JobType) else spec.job_type)
+        """Validate a spec into the envelope that goes on the wire (nothing is sent). Raises InvalidJob."""
+        job_type = parse_job_type(spec.job_type)
         job = parse_job(job_type, spec.payload, self.settings.max_payload_bytes)
-        payload = job.model_dump(mode="json")
+        terms = DeliveryTerms.parse(
+            {"priority": spec.priority, "deadline_s": spec.deadline_s, "idempotency_key": spec.idempotency_key}
+        )
         now = time.time()
-        priority = self.settings.priority[job_type] if spec.priority is None else spec.priority
         return Envelope.decode(
             {
                 "job_id": "pending",
-                "job_type": job_type.value,
-                "payload": payload,
+                "job_type": job_type,
+                "payload": job.model_dump(mode="json"),
                 "submitted_at": now,
-                "deadline_at": None if spec.deadline_s is None else now + spec.deadline_s,
-                "priority": priority,
-                "idempotency_key": spec.idempotency_key,
+                "deadline_at": None if terms.deadline_s is None else now + terms.deadline_s,
+                "priority": self.settings.priority[job_type] if terms.priority is None else terms.priority,
+                "idempotency_key": terms.idempotency_key,
             }
         )
 

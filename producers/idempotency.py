@@ -10,7 +10,7 @@ Redis broker on the same server as this store, and it would have to write kombu'
 hand. Two phases work with any broker (RabbitMQ included) and keep kombu in charge of the message.
 
 >>> store = IdempotencyStore(redis_client, ttl_s=86400)
->>> claim = store.claim(JobType.reply, "ticket-42", payload)   # ClaimState.MINE: push the job, then
+>>> claim = store.claim("reply", "ticket-42", payload)         # ClaimState.MINE: push the job, then
 >>> store.confirm([claim])                                     # (or store.release([claim]) if it failed)
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 import redis
 
 from shared.errors import IdempotencyConflict
-from shared.jobs import JobType
+from shared.job_types import JobType
 from shared.queues import IDEMPOTENCY_KEY_PREFIX
 
 _NAMESPACE = uuid.UUID("6f0f3c52-5d0e-4f55-9a43-0a6a7c1f8e21")
@@ -56,11 +56,11 @@ return 0
 
 def job_id_for_key(job_type: JobType, key: str) -> str:
     """A deterministic job id, so even a lost claim cannot create a second, different job."""
-    return str(uuid.uuid5(_NAMESPACE, f"{job_type.value}:{key}"))
+    return str(uuid.uuid5(_NAMESPACE, f"{job_type}:{key}"))
 
 
 def fingerprint(job_type: JobType, payload: dict[str, Any]) -> str:
-    canonical = json.dumps({"type": job_type.value, "payload": payload}, sort_keys=True, ensure_ascii=False)
+    canonical = json.dumps({"type": job_type, "payload": payload}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -90,7 +90,7 @@ class IdempotencyStore:
         """Claim `key` for this payload. Raises IdempotencyConflict if it is held for a different payload."""
         job_id = job_id_for_key(job_type, key)
         print_ = fingerprint(job_type, payload)
-        redis_key = f"{IDEMPOTENCY_KEY_PREFIX}{job_type.value}:{key}"
+        redis_key = f"{IDEMPOTENCY_KEY_PREFIX}{job_type}:{key}"
         pending = f"{_PENDING}{print_}:{uuid.uuid4().hex}"
         while True:
             if self._redis.set(redis_key, pending, nx=True, ex=PENDING_TTL_S):
@@ -100,7 +100,7 @@ class IdempotencyStore:
                 break
         if _fingerprint_of(value) != print_:
             raise IdempotencyConflict(
-                f"idempotency key {key!r} was already used for a different {job_type.value} payload; "
+                f"idempotency key {key!r} was already used for a different {job_type} payload; "
                 "use a new key for a new request"
             )
         state = ClaimState.BUSY if value.startswith(_PENDING) else ClaimState.ENQUEUED

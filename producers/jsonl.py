@@ -1,7 +1,8 @@
 """Reading job files: one JSON object a line, either the payload itself or an envelope.
 
-An envelope line has a top-level "job" object and may add "idempotency_key", "priority"
-and "deadline_s". Blank lines and lines starting with "#" are skipped.
+An envelope line has a top-level "job" object and may add the delivery terms "idempotency_key",
+"priority" and "deadline_s" (checked by `DeliveryTerms`). Blank lines and lines starting with "#"
+are skipped.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from producers.client import JobSpec
+from shared.delivery import DeliveryTerms
 from shared.errors import InvalidJob
-from shared.jobs import JobType
+from shared.job_types import JobType
 
-ENVELOPE_FIELDS = {"job", "idempotency_key", "priority", "deadline_s"}
 MAX_LINE_BYTES = 1024 * 1024
 
 
@@ -47,22 +48,5 @@ def _spec(text: str, job_type: JobType) -> JobSpec:
         raise InvalidJob([("(line)", "must be a JSON object")])
     if not isinstance(data.get("job"), dict):
         return JobSpec(job_type, data)
-    unknown = set(data) - ENVELOPE_FIELDS
-    if unknown:
-        raise InvalidJob(
-            [
-                (name, "unknown envelope field (allowed: " + ", ".join(sorted(ENVELOPE_FIELDS)) + ")")
-                for name in sorted(unknown)
-            ]
-        )
-    errors = []
-    key, priority, deadline_s = data.get("idempotency_key"), data.get("priority"), data.get("deadline_s")
-    if key is not None and not (isinstance(key, str) and 0 < len(key) <= 200):
-        errors.append(("idempotency_key", "must be a string of 1 to 200 characters"))
-    if priority is not None and not (isinstance(priority, int) and 0 <= priority <= 9):
-        errors.append(("priority", "must be an integer from 0 (least urgent) to 9 (most urgent)"))
-    if deadline_s is not None and not (isinstance(deadline_s, (int, float)) and deadline_s > 0):
-        errors.append(("deadline_s", "must be a positive number of seconds"))
-    if errors:
-        raise InvalidJob(errors)
-    return JobSpec(job_type, data["job"], key, priority, None if deadline_s is None else float(deadline_s))
+    terms = DeliveryTerms.parse({name: value for name, value in data.items() if name != "job"})
+    return JobSpec(job_type, data["job"], terms.idempotency_key, terms.priority, terms.deadline_s)

@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import Celery
 
-from shared.jobs import JobType
+from shared.job_types import JobType
 from shared.queues import queue_name
 
 STATUS_TIMEOUT_S = 2.0
@@ -57,7 +57,7 @@ def remove_queue(app: Celery, node: str, job_type: JobType) -> str:
 
 
 def set_policy(app: Celery, node: str, job_type: JobType, **changes: Any) -> str:
-    arguments = {"job_type": job_type.value, **{k: v for k, v in changes.items() if v is not None}}
+    arguments = {"job_type": job_type, **{k: v for k, v in changes.items() if v is not None}}
     return _replies(
         app.control.broadcast(
             "greenq_set_policy",

@@ -44,7 +44,7 @@ def report_table(results: Sequence[JobResult]) -> str:
     """J/job, gCO2e/job, throughput and latency percentiles by job type, and for all jobs."""
     groups: dict[str, list[JobResult]] = defaultdict(list)
     for r in results:
-        groups[r.job_type.value if r.job_type else "unknown"].append(r)
+        groups[r.job_type or "unknown"].append(r)
     groups["all"] = list(results)
     out = [HEADER]
     for name, members in groups.items():

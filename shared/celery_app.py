@@ -5,7 +5,8 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Exchange, Queue
 
-from shared.jobs import JobType
+from shared import job_types
+from shared.delivery import MAX_PRIORITY
 from shared.queues import REDIS_PRIORITY_STEPS, is_redis_url, queue_name, task_name
 from shared.redis_client import tls_options
 from shared.result_backend import polling_backend_url
@@ -33,7 +34,7 @@ def make_celery(settings: Settings, name: str = "greenq", producer: bool = False
         "unacked_restore_throttle": 1,
         "master_name": settings.sentinel_master,  # read for sentinel:// URLs only
     }
-    queue_args = {} if is_redis_url(settings.broker_url) else {"x-max-priority": 9}
+    queue_args = {} if is_redis_url(settings.broker_url) else {"x-max-priority": MAX_PRIORITY}
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -58,10 +59,11 @@ def make_celery(settings: Settings, name: str = "greenq", producer: bool = False
         result_extended=False,
         task_queues=[
             Queue(queue_name(t), Exchange(queue_name(t)), routing_key=queue_name(t), queue_arguments=queue_args)
-            for t in JobType
+            for t in job_types.names()
         ],
-        task_routes={task_name(t): {"queue": queue_name(t)} for t in JobType},
-        task_default_queue=queue_name(JobType.description),
+        task_routes={task_name(t): {"queue": queue_name(t)} for t in job_types.names()},
+        # Tasks with no route (not greenq's) land on the first type's queue, where workers dead-letter them.
+        task_default_queue=queue_name(job_types.names()[0]),
         worker_hijack_root_logger=False,
         broker_channel_error_retry=True,
     )

@@ -1,16 +1,26 @@
-"""The message a producer puts on the queue: job id, type, payload and delivery terms."""
+"""The message a producer puts on the queue: job id, type, payload and delivery terms.
+
+The envelope is the one positional argument of the Celery task `greenq.jobs.<job_type>`; its JSON
+Schema, with each job type's payload schema, is published in `shared/schema/envelope.schema.json`
+(regenerate it with `python -m shared.envelope`) for producers written in other languages.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
+from shared import job_types
+from shared.delivery import IdempotencyKey, Priority
 from shared.errors import InvalidJob
-from shared.jobs import SCHEMA_VERSION, JobType, field_errors
+from shared.job_types import KnownJobType
+from shared.jobs import SCHEMA_VERSION
 
-MIN_PRIORITY = 0
-MAX_PRIORITY = 9
+ENVELOPE_SCHEMA_PATH = Path(__file__).parent / "schema" / "envelope.schema.json"
 
 
 class Envelope(BaseModel):
@@ -22,13 +32,13 @@ class Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: int = Field(default=SCHEMA_VERSION, ge=1, le=SCHEMA_VERSION)
-    job_id: str = Field(min_length=1, max_length=128)
-    job_type: JobType
-    payload: dict[str, Any]
+    job_id: str = Field(min_length=1, max_length=128, description="the Celery task id; results are stored under it")
+    job_type: KnownJobType
+    payload: dict[str, Any] = Field(description="the job, valid against its job type's payload schema")
     submitted_at: float = Field(gt=0, description="Unix time the producer accepted the job, seconds")
     deadline_at: float | None = Field(default=None, gt=0, description="Unix time after which the job is not computed")
-    priority: int = Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    priority: Priority
+    idempotency_key: IdempotencyKey | None = None
 
     def encode(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -40,7 +50,41 @@ class Envelope(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            raise InvalidJob(field_errors(exc, prefix="envelope.")) from None
+            raise InvalidJob.from_validation(exc, prefix="envelope.") from None
 
     def is_expired(self, now: float) -> bool:
         return self.deadline_at is not None and now >= self.deadline_at
+
+
+def envelope_schema() -> dict[str, Any]:
+    """The envelope's JSON Schema: one variant per registered job type, its payload typed."""
+    variants = [
+        create_model(
+            f"{spec.camel_name}Envelope",
+            __base__=Envelope,
+            __doc__=f"A `{spec.name}` job: {spec.summary}.",
+            job_type=(spec.name_literal, ...),
+            payload=(spec.payload, Field(description=f"the {spec.name} job")),
+        )
+        for spec in job_types.specs()
+    ]
+    one_of: Any = Annotated[Union[tuple(variants)], Field(discriminator="job_type")]  # noqa: UP007
+    schema: dict[str, Any] = TypeAdapter[Any](one_of).json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "greenq job envelope",
+        "description": (
+            "The single positional argument of the Celery task greenq.jobs.<job_type>, sent to the queue "
+            "greenq.<job_type> with JSON serialization. See the README's 'Wire contract'."
+        ),
+        **schema,
+    }
+
+
+def render_envelope_schema() -> str:
+    return json.dumps(envelope_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":
+    ENVELOPE_SCHEMA_PATH.write_text(render_envelope_schema(), encoding="utf-8")
+    print(f"wrote {ENVELOPE_SCHEMA_PATH}", file=sys.stderr)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class GreenqError(Exception):
@@ -15,6 +19,33 @@ class InvalidJob(GreenqError):
     def __init__(self, errors: list[tuple[str, str]]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{field}: {problem}" for field, problem in errors))
+
+    @classmethod
+    def from_validation(cls, error: ValidationError, prefix: str = "") -> InvalidJob:
+        return cls(field_errors(error, prefix))
+
+
+class UnknownJobType(InvalidJob):
+    """A job type no declaration registered (see shared/job_types/)."""
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        super().__init__([("type", unknown_job_type_problem(name, known))])
+
+
+def unknown_job_type_problem(name: str, known: Sequence[str]) -> str:
+    return f"unknown job type {name!r}; expected one of {', '.join(known)}"
+
+
+def field_errors(error: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
+    """Flatten a pydantic error into (dotted field path, problem) pairs."""
+    pairs = []
+    for item in error.errors(include_url=False):
+        path = ".".join(str(part) for part in item["loc"]) or "(root)"
+        problem = item["msg"]
+        if item["type"] == "extra_forbidden":
+            problem = "unknown field (not part of the schema; check the spelling)"
+        pairs.append((f"{prefix}{path}", problem))
+    return pairs
 
 
 class IdempotencyConflict(GreenqError):

@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.jobs import JobType
+from shared import job_types as registry
+from shared.job_types import JobType
 from shared.queues import UNACKED_KEY, queue_name, redis_priority_lists
 
 
@@ -43,17 +44,16 @@ def submitted_at(raw: bytes) -> float | None:
         return None
 
 
-def read_queue_stats(
-    client: Any, job_types: Iterable[JobType] = tuple(JobType), now: float | None = None
-) -> QueueStats:
+def read_queue_stats(client: Any, job_types: Iterable[JobType] | None = None, now: float | None = None) -> QueueStats:
     """One pipelined read of every priority sub-list of each job type's queue; raises redis' errors."""
     now = time.time() if now is None else now
-    lists = {queue_name(job_type): redis_priority_lists(queue_name(job_type)) for job_type in job_types}
+    types = registry.names() if job_types is None else job_types
+    lists = {queue_name(job_type): redis_priority_lists(queue_name(job_type)) for job_type in types}
     pipe = client.pipeline()
     for names in lists.values():
         for name in names:
             pipe.llen(name)
-            pipe.lindex(name, -1)  # LPUSH'd, BRPOP'd: the oldest is at the right end
+            pipe.lindex(name, -1)  # LPUSH'd, popped from the right: the oldest is at the right end
     pipe.hlen(UNACKED_KEY)
     replies: list[Any] = pipe.execute()
     stats, start = [], 0

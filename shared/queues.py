@@ -1,8 +1,13 @@
-"""Queue and task names, and how greenq's priority scale maps onto each broker."""
+"""Queue and task names, and how greenq's priority scale maps onto each broker.
+
+A job type's names derive from its registered name: queue `greenq.<name>`, task `greenq.jobs.<name>`.
+"""
 
 from __future__ import annotations
 
-from shared.jobs import JobType
+from shared import job_types
+from shared.delivery import MAX_PRIORITY, MIN_PRIORITY
+from shared.job_types import JobType
 
 QUEUE_PREFIX = "greenq."
 TASK_PREFIX = "greenq.jobs."
@@ -21,35 +26,34 @@ BENCH_NAIVE_QUEUE = f"{QUEUE_PREFIX}naive"
 BENCH_NAIVE_TASK = "greenq.naive.generate"
 # kombu's Redis transport keeps one list per priority step: "<queue>\x06\x16<step>".
 REDIS_PRIORITY_SEP = "\x06\x16"
-REDIS_PRIORITY_STEPS = list(range(10))
+REDIS_PRIORITY_STEPS = list(range(MIN_PRIORITY, MAX_PRIORITY + 1))
 
 
 def queue_name(job_type: JobType) -> str:
-    return f"{QUEUE_PREFIX}{job_type.value}"
+    return f"{QUEUE_PREFIX}{job_type}"
 
 
 def task_name(job_type: JobType) -> str:
-    return f"{TASK_PREFIX}{job_type.value}"
+    return f"{TASK_PREFIX}{job_type}"
 
 
 def job_type_of_task(name: str) -> JobType | None:
-    if not name.startswith(TASK_PREFIX):
-        return None
-    try:
-        return JobType(name[len(TASK_PREFIX) :])
-    except ValueError:
-        return None
+    """The registered job type a task name belongs to, or None."""
+    job_type = name.removeprefix(TASK_PREFIX)
+    return job_type if name.startswith(TASK_PREFIX) and job_type in job_types.names() else None
 
 
 def parse_queues(spec: str | None) -> list[JobType]:
-    """`"reply,description"` → job types; empty or None → all of them."""
+    """`"reply,description"` → job types; empty or None → all of them. Raises ValueError naming the known ones."""
     if not spec:
-        return list(JobType)
+        return list(job_types.names())
     out = []
     for part in spec.split(","):
         name = part.strip().removeprefix(QUEUE_PREFIX)
+        if name and name not in job_types.names():
+            raise ValueError(f"unknown queue {part.strip()!r}; expected one of {', '.join(job_types.names())}")
         if name:
-            out.append(JobType(name))
+            out.append(name)
     return out
 
 
@@ -62,7 +66,7 @@ def broker_priority(level: int, broker_url: str) -> int:
 
     kombu's Redis transport serves step 0 first; AMQP serves the highest number first.
     """
-    return 9 - level if is_redis_url(broker_url) else level
+    return MAX_PRIORITY - level if is_redis_url(broker_url) else level
 
 
 def redis_priority_lists(queue: str) -> list[str]:

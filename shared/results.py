@@ -9,7 +9,7 @@ from celery import states
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.errors import JobNotComputed
-from shared.jobs import JobType
+from shared.job_types import KnownJobType
 from shared.redact import redact_text
 
 
@@ -40,7 +40,7 @@ class JobResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     job_id: str
-    job_type: JobType | None  # None only when a broken message named no known type
+    job_type: KnownJobType | None  # None only when a broken message named no known type
     status: JobStatus
     text: str = ""
     finish_reason: Literal["stop", "length"] | None = None

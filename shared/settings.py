@@ -16,36 +16,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.jobs import MAX_PAYLOAD_BYTES, JobType
+from shared import job_types
+from shared.delivery import Priority
+from shared.job_types import JobType, KnownJobType
+from shared.jobs import MAX_PAYLOAD_BYTES
+from shared.policies import BatchPolicy, GenerationSettings
 from shared.redis_client import DEFAULT_SENTINEL_MASTER, is_sentinel_url
-
-
-class BatchPolicy(BaseModel):
-    """How a worker forms batches: at most `max_batch_size` jobs and `max_batch_tokens`
-    (prompt + new tokens, padded), waiting at most `max_wait_s` after the first job arrives."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    max_batch_size: int = Field(default=16, ge=1, le=1024)
-    max_wait_s: float = Field(default=0.05, ge=0, le=60)
-    max_batch_tokens: int = Field(default=32768, ge=16, le=10_000_000)
-
-
-class GenerationSettings(BaseModel):
-    """Generation limits for one job type; jobs share a batch only if all but `max_new_tokens` agree."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    max_new_tokens: int = Field(default=160, ge=1, le=8192)
-    min_new_tokens: int = Field(default=1, ge=0, le=8192)
-    do_sample: bool = False
-    temperature: float = Field(default=1.0, gt=0, le=5)
-    top_p: float = Field(default=1.0, gt=0, le=1)
-    repetition_penalty: float = Field(default=1.0, ge=1, le=5)
-
-    def batch_key(self) -> tuple[object, ...]:
-        """What must be equal for two jobs to share one `generate` call."""
-        return (self.min_new_tokens, self.do_sample, self.temperature, self.top_p, self.repetition_penalty)
 
 
 class ChaosSettings(BaseModel):
@@ -71,32 +47,22 @@ class ChaosSettings(BaseModel):
         )
 
 
-DEFAULT_BATCH: dict[JobType, dict[str, Any]] = {
-    JobType.reply: {"max_batch_size": 16, "max_wait_s": 0.02},
-    JobType.description: {"max_batch_size": 16, "max_wait_s": 0.05},
-    JobType.strategy: {"max_batch_size": 8, "max_wait_s": 0.2},
-}
-DEFAULT_GENERATION: dict[JobType, dict[str, Any]] = {
-    JobType.reply: {"max_new_tokens": 160},
-    JobType.description: {"max_new_tokens": 200},
-    JobType.strategy: {"max_new_tokens": 256},
-}
 HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
-# greenq's scale: 9 is most urgent. Replies are interactive, strategies can wait.
-DEFAULT_PRIORITY: dict[JobType, int] = {JobType.reply: 8, JobType.description: 5, JobType.strategy: 2}
 
 
-def _merge_per_type(defaults: dict[JobType, Any], given: Any) -> dict[JobType, Any]:
-    """Overlay a partial {type: {...}} mapping onto per-type defaults."""
-    merged: dict[JobType, Any] = {t: (dict(v) if isinstance(v, dict) else v) for t, v in defaults.items()}
+def _merge_per_type(defaults: dict[str, Any], given: Any) -> dict[str, Any]:
+    """Overlay a partial {type: {...}} mapping onto the job types' declared defaults.
+
+    Keys are checked afterwards (KnownJobType): an unknown type is an error naming the known ones.
+    """
+    merged: dict[str, Any] = {t: (dict(v) if isinstance(v, dict) else v) for t, v in defaults.items()}
     for key, value in (given or {}).items():
-        job_type = JobType(key)
         if isinstance(value, BaseModel):
             value = value.model_dump()
-        if isinstance(value, dict) and isinstance(merged.get(job_type), dict):
-            merged[job_type] = {**merged[job_type], **value}
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
         else:
-            merged[job_type] = value
+            merged[key] = value
     return merged
 
 
@@ -111,12 +77,13 @@ class Settings(BaseSettings):
     # For sentinel:// URLs: the name the sentinels monitor the master under (kombu's `master_name`).
     sentinel_master: str = Field(default=DEFAULT_SENTINEL_MASTER, min_length=1)
     model: str = "local:store-assistant"
-    models: dict[JobType, str] = Field(default_factory=dict)
+    models: dict[KnownJobType, str] = Field(default_factory=dict)
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     model_cache_dir: Path = Path.home() / ".cache" / "greenq" / "models"
-    batch: dict[JobType, BatchPolicy] = Field(default_factory=dict)
-    generation: dict[JobType, GenerationSettings] = Field(default_factory=dict)
-    priority: dict[JobType, int] = Field(default_factory=dict)
+    # Per job type, merged onto each type's declared defaults (shared/job_types/).
+    batch: dict[KnownJobType, BatchPolicy] = Field(default_factory=dict)
+    generation: dict[KnownJobType, GenerationSettings] = Field(default_factory=dict)
+    priority: dict[KnownJobType, Priority] = Field(default_factory=dict)
     max_payload_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=1024, le=16 * 1024 * 1024)
     prompt_templates_dir: Path | None = None
     max_prompt_tokens: int = Field(default=1024, ge=16, le=131072)
@@ -157,25 +124,17 @@ class Settings(BaseSettings):
     @field_validator("batch", mode="before")
     @classmethod
     def _batch_defaults(cls, value: Any) -> Any:
-        return _merge_per_type(DEFAULT_BATCH, value)
+        return _merge_per_type({spec.name: spec.batch.model_dump() for spec in job_types.specs()}, value)
 
     @field_validator("generation", mode="before")
     @classmethod
     def _generation_defaults(cls, value: Any) -> Any:
-        return _merge_per_type(DEFAULT_GENERATION, value)
+        return _merge_per_type({spec.name: spec.generation.model_dump() for spec in job_types.specs()}, value)
 
     @field_validator("priority", mode="before")
     @classmethod
     def _priority_defaults(cls, value: Any) -> Any:
-        return _merge_per_type(DEFAULT_PRIORITY, value)
-
-    @field_validator("priority")
-    @classmethod
-    def _priority_range(cls, value: dict[JobType, int]) -> dict[JobType, int]:
-        for job_type, level in value.items():
-            if not 0 <= level <= 9:
-                raise ValueError(f"priority for {job_type.value} is {level}; use 0 (least urgent) to 9 (most urgent)")
-        return value
+        return _merge_per_type({spec.name: spec.priority for spec in job_types.specs()}, value)
 
     @field_validator("gateway_callback_allow")
     @classmethod
@@ -207,7 +166,7 @@ class Settings(BaseSettings):
             )
         for job_type, gen in self.generation.items():
             if gen.min_new_tokens > gen.max_new_tokens:
-                raise ValueError(f"generation.{job_type.value}: min_new_tokens exceeds max_new_tokens")
+                raise ValueError(f"generation.{job_type}: min_new_tokens exceeds max_new_tokens")
         return self
 
     @property

@@ -9,7 +9,7 @@ the queue and `on_device_fault` tells the worker to restart.
 
 >>> batcher = Batcher({"m": runtime}, settings.batch)
 >>> batcher.start()
->>> outcome = batcher.submit(JobType.reply, "m", request, priority=8).result()
+>>> outcome = batcher.submit("job-1", "reply", "m", request, priority=8).result()
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from shared.errors import GreenqError
-from shared.jobs import JobType
-from shared.settings import BatchPolicy
+from shared.job_types import JobType
+from shared.policies import BatchPolicy
 from workers.batching import PendingJob, next_wakeup, select_batch, split_expired
 from workers.breaker import is_device_fault
 from workers.energy import EnergyAccountant, EnergyShare

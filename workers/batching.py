@@ -14,8 +14,8 @@ import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from shared.jobs import JobType
-from shared.settings import BatchPolicy
+from shared.job_types import JobType
+from shared.policies import BatchPolicy
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from typing import Any
 
 from celery.worker.control import control_command, inspect_command
 
-from shared.jobs import JobType
-from shared.settings import BatchPolicy
+from shared import job_types
+from shared.policies import BatchPolicy
 from workers import metrics
 from workers.batcher import Batcher
 
@@ -80,7 +80,7 @@ def greenq_status(state: Any) -> dict[str, Any]:
         "waiting_in_batcher": ctx.batcher.pending_count(),
         "batch_size_cap": ctx.batcher.size_cap(),
         "recent_jobs_per_s": round(ctx.recent_jobs_per_s(), 3),
-        "policy": {t.value: p.model_dump() for t, p in ctx.batcher.policies().items()},
+        "policy": {t: p.model_dump() for t, p in ctx.batcher.policies().items()},
     }
 
 
@@ -97,7 +97,7 @@ def greenq_set_policy(
 ) -> dict[str, Any]:
     """Change one job type's batch policy on this worker."""
     ctx = _require()
-    kind = JobType(job_type)
+    kind = job_types.get(job_type).name
     changes = {
         k: v
         for k, v in {
@@ -110,7 +110,7 @@ def greenq_set_policy(
     policy = BatchPolicy.model_validate({**ctx.batcher.policies()[kind].model_dump(), **changes})
     ctx.batcher.set_policy(kind, policy)
     metrics.record_policies(ctx.batcher.policies())
-    return {"ok": f"{kind.value} policy now {policy.model_dump()}"}
+    return {"ok": f"{kind} policy now {policy.model_dump()}"}
 
 
 @control_command()  # type: ignore[untyped-decorator]

@@ -79,7 +79,7 @@ def _run_jobs(client: Client, job_count: int, settings: Settings) -> int:
 
 def _line(index: int, total: int, r: JobResult) -> str:
     t = r.timings
-    head = f"[{index:>3}/{total}] {r.job_type.value if r.job_type else '?':<11} {r.status.value:<9}"
+    head = f"[{index:>3}/{total}] {r.job_type or '?':<11} {r.status.value:<9}"
     if not r.status.is_success:
         return f"{head} {r.error}"
     receipt = f"{r.energy_j:.2f} J, {r.co2e_g:.5f} gCO2e ({r.energy_source})" if r.energy_j is not None else "-"

@@ -12,14 +12,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
+from shared import job_types
 from shared.envelope import Envelope
 from shared.errors import InvalidJob
-from shared.jobs import DescriptionJob, Job, JobType, parse_job
+from shared.job_types import JobType
+from shared.jobs import parse_job
 from shared.redact import redact_text
 from shared.results import JobResult, JobStatus, Timings
 from shared.settings import Settings
 from workers.batcher import Batcher, BatchOutcome, JobExpiredInBatcher, Requeue
-from workers.green_claims import unsupported_green_claims
 from workers.prompts import build_messages
 from workers.runtime import GenerationRequest, ModelRuntime
 
@@ -47,11 +50,11 @@ class JobHandler:
         self._identity = identity
         self._clock = clock
 
-    def decode(self, job_type: JobType, body: Any) -> tuple[Envelope, Job]:
+    def decode(self, job_type: JobType, body: Any) -> tuple[Envelope, BaseModel]:
         """The envelope and validated job in a message body; raises InvalidJob."""
         envelope = Envelope.decode(body)
-        if envelope.job_type is not job_type:
-            raise InvalidJob([("envelope.job_type", f"is {envelope.job_type.value} but the task is {job_type.value}")])
+        if envelope.job_type != job_type:
+            raise InvalidJob([("envelope.job_type", f"is {envelope.job_type} but the task is {job_type}")])
         return envelope, parse_job(job_type, envelope.payload, self._settings.max_payload_bytes)
 
     def invalid(self, job_type: JobType, job_id: str, error: InvalidJob) -> JobResult:
@@ -119,12 +122,8 @@ class JobHandler:
                 model=model,
             )
         result = self._succeeded(job_id, job_type, model, len(prompt_ids), outcome, submitted_at, received_at)
-        if isinstance(job, DescriptionJob):
-            unsupported = unsupported_green_claims(job, result.text)
-            if unsupported:
-                warning = "green claims the seller did not state: " + ", ".join(unsupported)
-                result = result.model_copy(update={"warnings": [warning]})
-        return result
+        warnings = [warning for check in job_types.get(job_type).checks for warning in check(job, result.text)]
+        return result.model_copy(update={"warnings": warnings}) if warnings else result
 
     def _check_limits(self, prompt_tokens: int, max_new_tokens: int, runtime: ModelRuntime) -> str | None:
         if prompt_tokens > self._settings.max_prompt_tokens:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from shared.jobs import JobType
+from shared.job_types import JobType
 from workers.breaker import DEVICE_FAULT_EXIT_CODE
 from workers.devices import Device
 
@@ -47,7 +47,7 @@ def plan_children(
     """The process each device gets: environment overrides and command line."""
     cpus = [d for d in devices if d.kind == "cpu"]
     threads_per_cpu_worker = max(1, (cpu_count or os.cpu_count() or 1) // max(1, len(cpus)))
-    queue_arg = ",".join(q.value for q in queues)
+    queue_arg = ",".join(queues)
     specs = []
     for device in devices:
         node_name = f"{device.node_prefix}@{host}"

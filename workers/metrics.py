@@ -16,9 +16,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from shared.jobs import JobType
+from shared import job_types
+from shared.job_types import JobType
+from shared.policies import BatchPolicy
 from shared.results import JobResult, JobStatus
-from shared.settings import BatchPolicy
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
@@ -143,7 +144,7 @@ class GpuCollector(Collector):
 
 
 def record_result(result: JobResult) -> None:
-    job_type = result.job_type.value if result.job_type else "unknown"
+    job_type = result.job_type or "unknown"
     JOBS.labels(job_type, result.status.value).inc()
     if result.status is not JobStatus.succeeded:
         return
@@ -165,18 +166,18 @@ def record_energy(component: str, source: str, state: str, joules: float) -> Non
 
 def record_policies(policies: Mapping[JobType, BatchPolicy]) -> None:
     for job_type, policy in policies.items():
-        POLICY_SIZE.labels(job_type.value).set(policy.max_batch_size)
-        POLICY_WAIT.labels(job_type.value).set(policy.max_wait_s)
-        POLICY_TOKENS.labels(job_type.value).set(policy.max_batch_tokens)
+        POLICY_SIZE.labels(job_type).set(policy.max_batch_size)
+        POLICY_WAIT.labels(job_type).set(policy.max_wait_s)
+        POLICY_TOKENS.labels(job_type).set(policy.max_batch_tokens)
 
 
 def initialise_labels() -> None:
     """Expose every job type's series at zero from the start, so rates and alerts see them."""
-    for job_type in JobType:
+    for job_type in job_types.names():
         for status in JobStatus:
-            JOBS.labels(job_type.value, status.value)
+            JOBS.labels(job_type, status.value)
         for metric in (LATENCY, QUEUE_WAIT, BATCH_WAIT, COMPUTE, PROMPT_TOKENS, GENERATED_TOKENS):
-            metric.labels(job_type.value)
+            metric.labels(job_type)
 
 
 _ready = threading.Event()

@@ -22,7 +22,7 @@ from celery.signals import worker_ready, worker_shutting_down
 from shared import redis_transport
 from shared.attempts import AttemptCounter
 from shared.celery_app import make_celery
-from shared.jobs import JobType
+from shared.job_types import JobType
 from shared.queues import COMPUTATIONS_KEY, is_redis_url, parse_queues, queue_name
 from shared.redact import redact_url
 from shared.redis_client import redis_client
@@ -216,9 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     stopping = threading.Event()
     leases = JobLeases(app.backend.client, settings.consumer_lease_s, owner=args.node_name).start()
     register_job_tasks(app, TaskContext(handler, settings, attempts, leases, finished, stopping))
-    log.info(
-        "%s consuming %s from %s", args.node_name, ",".join(q.value for q in queues), redact_url(settings.broker_url)
-    )
+    log.info("%s consuming %s from %s", args.node_name, ",".join(queues), redact_url(settings.broker_url))
     worker = app.Worker(
         hostname=args.node_name,
         queues=[queue_name(q) for q in queues],

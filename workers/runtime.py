@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from shared.errors import ModelLoadError
-from shared.settings import GenerationSettings
+from shared.policies import GenerationSettings
 from workers.prompts import Message, render_plain
 
 log = logging.getLogger(__name__)

@@ -32,11 +32,11 @@ from celery import Celery, Task
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
-from shared import claims
+from shared import claims, job_types
 from shared.attempts import AttemptCounter
 from shared.deadletter import DeadLetter, DeadLetterStore
 from shared.errors import InvalidJob, JobNotComputed
-from shared.jobs import JobType
+from shared.job_types import JobType
 from shared.queues import queue_name, task_name
 from shared.redact import redact_text
 from shared.results import JobResult
@@ -67,8 +67,8 @@ class TaskContext:
 
 
 def register_job_tasks(app: Celery, context: TaskContext) -> None:
-    """One task per job type; `context.on_finished` sees every final result this worker stores."""
-    for job_type in JobType:
+    """One task per registered job type; `context.on_finished` sees every final result this worker stores."""
+    for job_type in job_types.names():
         _register(app, context, job_type)
 
 

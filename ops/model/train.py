@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from shared.jobs import JobType, parse_job
+from shared.jobs import parse_job, parse_job_type
 from workers.local_model import EOS, train_tokenizer
 from workers.prompts import build_messages
 
@@ -29,7 +29,7 @@ DEFAULT_OUT = HERE.parents[1] / "workers" / "models" / "store-assistant"
 
 
 def render(tokenizer, row: dict) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    job_type = JobType(row["type"])
+    job_type = parse_job_type(row["type"])
     messages = [m.as_dict() for m in build_messages(job_type, parse_job(job_type, row["job"]))]
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return prompt, row["answer"] + EOS

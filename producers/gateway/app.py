@@ -1,6 +1,6 @@
 """The HTTP API: thin routes over the Python client, with tenants, limits and JSON errors.
 
-POST   /v1/jobs/{type}     one job → 202 {id, status, links}
+POST   /v1/jobs/{type}     one job → 202 {id, status, links}; one route per job type, each with its own schema
 POST   /v1/jobs:batch      many jobs → 202, one entry per job (id or error)
 GET    /v1/jobs/{id}       status and result; ?wait=N long-polls up to N seconds
 DELETE /v1/jobs/{id}       cancel a job no worker has started
@@ -16,7 +16,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from kombu.exceptions import KombuError
 from prometheus_client import CollectorRegistry, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -28,9 +27,19 @@ from producers.gateway.dispatcher import CallbackDispatcher, DeliveryPolicy
 from producers.gateway.keys import OWNER_KEY_PREFIX
 from producers.gateway.limits import Outstanding, QueueDepth, allow_request
 from producers.gateway.metrics import GatewayMetrics
+from producers.gateway.schemas import (
+    Accepted,
+    BatchAccepted,
+    BatchEntry,
+    BatchRequest,
+    JobView,
+    SubmitRequest,
+    submit_request_for,
+)
 from producers.gateway.tenants import Tenant, TenantRegistry
 from producers.gateway.waiting import ResultWaiter
-from shared import claims
+from shared import claims, job_types
+from shared.delivery import IdempotencyKey
 from shared.errors import (
     BrokerUnavailable,
     GreenqError,
@@ -39,13 +48,11 @@ from shared.errors import (
     JobNotComputed,
     NotAllEnqueued,
 )
-from shared.jobs import JobType
+from shared.job_types import JobType, JobTypeSpec, KnownJobType
 from shared.redact import redact_text
 from shared.redis_client import redis_client
 from shared.results import JobResult, JobStatus, result_from_meta
 from shared.settings import Settings
-
-MAX_DEADLINE_S = 7 * 86400
 
 
 class ApiError(Exception):
@@ -69,53 +76,7 @@ def error_body(code: str, message: str, fields: list[tuple[str, str]] | None = N
     }
 
 
-class SubmitRequest(BaseModel):
-    """One job: its payload (see the job type's schema) and optional delivery terms."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    job: dict[str, Any] = Field(description="the job payload, validated against the job type's schema")
-    priority: int | None = Field(default=None, ge=0, le=9, description="0 least urgent … 9 most urgent")
-    deadline_s: float | None = Field(default=None, gt=0, le=MAX_DEADLINE_S, description="expire after this long")
-    callback_url: str | None = Field(
-        default=None,
-        max_length=2048,
-        pattern=r"^https?://",
-        description="POSTed the result, signed, when the job finishes",
-    )
-
-
-class BatchItem(SubmitRequest):
-    type: JobType
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
-
-
-class BatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    jobs: list[BatchItem] = Field(min_length=1)
-
-
-class Accepted(BaseModel):
-    id: str
-    status: str = "queued"
-    links: dict[str, str]
-
-
-class BatchEntry(BaseModel):
-    index: int
-    id: str | None = None
-    error: dict[str, Any] | None = None
-
-
-class BatchAccepted(BaseModel):
-    jobs: list[BatchEntry]
-
-
-class JobView(BaseModel):
-    id: str
-    status: str = Field(description="queued, running, succeeded, failed, expired or cancelled")
-    result: JobResult | None = None
+SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {401: {}, 409: {}, 413: {}, 422: {}, 429: {}, 503: {}}
 
 
 def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: bool = True) -> FastAPI:
@@ -138,6 +99,7 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
     dispatcher = CallbackDispatcher(callbacks, tenants.secrets(), policy, on_outcome=metrics.callbacks)
     waiter = ResultWaiter(backend)
 
+    typed_routes: set[str] = set()  # POST /v1/jobs/<type>, one per registered type
     app = FastAPI(title="greenq", version="1", description="LLM jobs for online stores, with energy receipts.")
     app.add_middleware(
         BodyLimit,
@@ -161,6 +123,7 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
         response: Response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
+        path = "/v1/jobs/{job_type}" if path in typed_routes else path  # one series for every type's submissions
         metrics.requests.labels(path, request.method, str(response.status_code)).inc()
         metrics.latency.labels(path).observe(time.perf_counter() - start)
         return response
@@ -219,14 +182,14 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
                 429, "rate_limited", f"over {who.rate_limit_per_s} requests per second", headers={"Retry-After": "1"}
             )
 
-    def admit(who: Tenant, job_types: list[JobType]) -> None:
-        throttle(who, len(job_types))
-        for job_type in set(job_types):
+    def admit(who: Tenant, types: list[JobType]) -> None:
+        throttle(who, len(types))
+        for job_type in dict.fromkeys(types):
             if depth(job_type) >= settings.gateway_max_queue_depth:
                 raise ApiError(
-                    429, "queue_full", f"the {job_type.value} queue is full; retry later", headers={"Retry-After": "10"}
+                    429, "queue_full", f"the {job_type} queue is full; retry later", headers={"Retry-After": "10"}
                 )
-        if not outstanding.has_room(who.name, len(job_types), who.max_outstanding):
+        if not outstanding.has_room(who.name, len(types), who.max_outstanding):
             raise ApiError(
                 429, "too_many_outstanding", f"over {who.max_outstanding} unfinished jobs", headers={"Retry-After": "5"}
             )
@@ -299,7 +262,8 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
         return JobView(id=job_id, status="running" if started else "queued")
 
     Caller = Annotated[Tenant, Depends(tenant)]
-    JobTypePath = Annotated[JobType, Path(description="description, reply or strategy")]
+    JobTypePath = Annotated[KnownJobType, Path(description="a registered job type")]
+    IdempotencyHeader = Annotated[IdempotencyKey | None, Header()]
     JobIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
     @app.post(
@@ -354,21 +318,49 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
             entries.append(BatchEntry(index=positions[index], error=error["error"]))
         return BatchAccepted(jobs=sorted(entries, key=lambda e: e.index))
 
+    def submit(job_type: JobType, body: SubmitRequest, who: Tenant, header_key: str | None) -> Accepted:
+        if header_key and body.idempotency_key and header_key != body.idempotency_key:
+            raise ApiError(
+                422,
+                "invalid_request",
+                "two different idempotency keys",
+                [("idempotency_key", "differs from the Idempotency-Key header; send one of them")],
+            )
+        admit(who, [job_type])
+        job_id = enqueue(who, [(prepare(who, job_type, body, header_key or body.idempotency_key), body)])[0]
+        return Accepted(id=job_id, links={"self": f"/v1/jobs/{job_id}"})
+
+    def add_typed_submit_route(spec: JobTypeSpec[Any]) -> None:
+        def submit_typed(body: SubmitRequest, who: Caller, idempotency_key: IdempotencyHeader = None) -> Accepted:
+            return submit(spec.name, body, who, idempotency_key)
+
+        # FastAPI takes the body's schema from the annotation: this type's model documents `job` as its payload.
+        submit_typed.__annotations__["body"] = submit_request_for(spec)
+        app.post(
+            f"/v1/jobs/{spec.name}",
+            status_code=202,
+            response_model=Accepted,
+            responses=SUBMIT_RESPONSES,
+            operation_id=f"submit_{spec.name}",
+            summary=f"Submit a {spec.name} job",
+            description=f"{spec.summary[0].upper()}{spec.summary[1:]}.",
+        )(submit_typed)
+        typed_routes.add(f"/v1/jobs/{spec.name}")
+
+    for spec in job_types.specs():
+        add_typed_submit_route(spec)
+
     @app.post(
         "/v1/jobs/{job_type}",
         status_code=202,
         response_model=Accepted,
-        responses={401: {}, 409: {}, 413: {}, 422: {}, 429: {}, 503: {}},
+        responses=SUBMIT_RESPONSES,
+        include_in_schema=False,  # documented per type above; this route answers 422 for unknown types
     )
-    def submit(
-        job_type: JobTypePath,
-        body: SubmitRequest,
-        who: Caller,
-        idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+    def submit_any(
+        job_type: JobTypePath, body: SubmitRequest, who: Caller, idempotency_key: IdempotencyHeader = None
     ) -> Accepted:
-        admit(who, [job_type])
-        job_id = enqueue(who, [(prepare(who, job_type, body, idempotency_key), body)])[0]
-        return Accepted(id=job_id, links={"self": f"/v1/jobs/{job_id}"})
+        return submit(job_type, body, who, idempotency_key)
 
     @app.get("/v1/jobs/{job_id}", response_model=JobView, responses={401: {}, 404: {}, 429: {}, 503: {}})
     async def get_job(

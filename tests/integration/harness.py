@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from producers.client import Client
-from shared.jobs import JobType
+from shared import job_types
+from shared.job_types import JobType
 from shared.queues import queue_name, redis_priority_lists
 from shared.redis_client import redis_client
 from shared.settings import Settings
@@ -45,8 +46,8 @@ class Stack:
             "GREENQ_TORCH_THREADS": "1",
             "GREENQ_METRICS_PORT": "0",
             "GREENQ_ENERGY_METER": "estimate",
-            **{f"GREENQ_GENERATION__{t.value.upper()}__MAX_NEW_TOKENS": "8" for t in JobType},
-            **{f"GREENQ_GENERATION__{t.value.upper()}__MIN_NEW_TOKENS": "4" for t in JobType},
+            **{f"GREENQ_GENERATION__{t.upper()}__MAX_NEW_TOKENS": "8" for t in job_types.names()},
+            **{f"GREENQ_GENERATION__{t.upper()}__MIN_NEW_TOKENS": "4" for t in job_types.names()},
             **(extra_env or {}),
         }
         self.settings = self._settings()

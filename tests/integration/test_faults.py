@@ -18,7 +18,6 @@ import pytest
 
 from producers.client import Client, JobSpec
 from shared.deadletter import DeadLetter, DeadLetterStore
-from shared.jobs import JobType
 from shared.queues import queue_name, task_name
 from shared.results import JobResult, JobStatus
 from tests.integration.harness import REPO, Stack, free_port
@@ -140,7 +139,7 @@ def test_one_idempotency_key_from_many_producers_is_one_job(fresh: Stack, tmp_pa
         t.start()
     for t in threads:
         t.join()
-    assert len(set(ids)) == 1 and fresh.queued(JobType.reply) == 1
+    assert len(set(ids)) == 1 and fresh.queued("reply") == 1
     fresh.start_worker(tmp_path / "w.log")
     assert fresh.client.result(ids[0], timeout_s=60).status is JobStatus.succeeded
     for c in clients:
@@ -150,14 +149,14 @@ def test_one_idempotency_key_from_many_producers_is_one_job(fresh: Stack, tmp_pa
 def test_malformed_messages_are_dead_lettered_and_the_worker_goes_on(fresh: Stack, tmp_path: Path) -> None:
     s = fresh
     s.start_worker(tmp_path / "w.log")
-    queue = queue_name(JobType.reply)
+    queue = queue_name("reply")
     app = s.client.app
     s.redis.lpush(queue, b"\xff\xfe not json")
     unknown = app.send_task("greenq.jobs.poem", args=[{}], queue=queue).id
-    wrong = app.send_task(task_name(JobType.reply), args=[{"job_id": "x", "job_type": "reply"}], queue=queue).id
+    wrong = app.send_task(task_name("reply"), args=[{"job_id": "x", "job_type": "reply"}], queue=queue).id
     huge_payload = {"customer_message": "x" * 70_000}  # over GREENQ_MAX_PAYLOAD_BYTES
     envelope = s.client.prepare(JobSpec("reply", REPLY)).model_copy(update={"payload": huge_payload}).encode()
-    huge = app.send_task(task_name(JobType.reply), args=[envelope], queue=queue).id
+    huge = app.send_task(task_name("reply"), args=[envelope], queue=queue).id
     with app.producer_or_acquire() as producer:  # pickle: refused by accept_content
         producer.publish(
             pickle.dumps({"evil": True}),
@@ -166,7 +165,7 @@ def test_malformed_messages_are_dead_lettered_and_the_worker_goes_on(fresh: Stac
             content_encoding="binary",
             routing_key=queue,
             exchange=queue,
-            headers={"task": task_name(JobType.reply), "id": "pickled-1"},
+            headers={"task": task_name("reply"), "id": "pickled-1"},
         )
     good = s.client.submit("reply", REPLY)
     assert s.client.result(good, timeout_s=60).status is JobStatus.succeeded
@@ -191,8 +190,8 @@ def test_dlq_cli_lists_shows_retries_and_purges(fresh: Stack, tmp_path: Path) ->
     letter_id = store.add(
         DeadLetter(
             reason="crashed twice",
-            queue=queue_name(JobType.reply),
-            task=task_name(JobType.reply),
+            queue=queue_name("reply"),
+            task=task_name("reply"),
             job_id="retry-me",
             args=[envelope],
         )

@@ -76,6 +76,14 @@ def test_idempotency_key_header(api: Gateway) -> None:
         "/v1/jobs/reply", json={"job": {"customer_message": "other"}}, headers={**api.auth(), "Idempotency-Key": "t-1"}
     )
     assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "idempotency_conflict"
+    in_body = api.http.post("/v1/jobs/reply", json={"job": REPLY, "idempotency_key": "t-1"}, headers=api.auth())
+    assert in_body.status_code == 202 and in_body.json()["id"] == first.json()["id"]
+    both = api.http.post(
+        "/v1/jobs/reply",
+        json={"job": REPLY, "idempotency_key": "t-2"},
+        headers={**api.auth(), "Idempotency-Key": "t-1"},
+    )
+    assert both.status_code == 422 and both.json()["error"]["fields"][0]["field"] == "idempotency_key"
 
 
 def test_batch_reports_each_job(api: Gateway) -> None:
@@ -171,7 +179,15 @@ def test_health_ready_metrics_and_openapi(api: Gateway) -> None:
     assert api.http.get("/readyz").status_code == 200
     assert "greenq_gateway_requests_total" in api.http.get("/metrics").text
     spec = api.http.get("/openapi.json").json()
-    assert {"/v1/jobs/{job_type}", "/v1/jobs:batch", "/v1/jobs/{job_id}"} <= set(spec["paths"])
+    typed = {"/v1/jobs/reply", "/v1/jobs/description", "/v1/jobs/strategy"}
+    assert typed | {"/v1/jobs:batch", "/v1/jobs/{job_id}"} <= set(spec["paths"])
+    schemas = spec["components"]["schemas"]
+    reply_body = spec["paths"]["/v1/jobs/reply"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert reply_body == {"$ref": "#/components/schemas/ReplySubmitRequest"}
+    assert schemas["ReplySubmitRequest"]["properties"]["job"]["$ref"] == "#/components/schemas/ReplyJob"
+    assert "customer_message" in schemas["ReplyJob"]["required"]
+    batch_items = schemas["BatchRequest"]["properties"]["jobs"]["items"]
+    assert batch_items["discriminator"]["mapping"]["strategy"] == "#/components/schemas/StrategyBatchItem"
 
 
 def test_schemathesis_finds_no_server_error(api: Gateway, tmp_path: Path) -> None:

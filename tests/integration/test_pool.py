@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from producers.client import JobSpec
-from shared.jobs import JobType
 from shared.results import JobStatus
 from tests.integration.harness import REPO, Stack
 
@@ -63,4 +62,4 @@ def test_pool_status_queues_policy_drain_and_top(fresh: Stack, tmp_path: Path) -
     assert "greenq.reply" in top and "a@test" in top and "b@test" in top
     reply_line = next(line for line in top.splitlines() if line.startswith("greenq.reply"))
     assert reply_line.split()[1] == "1"  # the job no worker consumes is visible as backlog
-    assert JobType.reply.value in top
+    assert "reply" in top

@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from producers.client import JobSpec
-from shared.jobs import JobType
+from shared import job_types
 from shared.queues import queue_name, redis_priority_lists
 from shared.redis_client import redis_client
 from shared.results import JobResult, JobStatus, result_from_meta
@@ -95,7 +95,7 @@ def test_jobs_survive_a_master_failover(group: SentinelGroup, tiny_model_dir: Pa
         assert all(r.status is JobStatus.succeeded for r in results.values()), [r.error for r in results.values()]
 
         master = redis.Redis(port=new_port)
-        queues = [name for t in JobType for name in redis_priority_lists(queue_name(t))]
+        queues = [name for t in job_types.names() for name in redis_priority_lists(queue_name(t))]
         s.wait_for(
             lambda: sum(int(master.llen(q)) for q in queues) == 0 and not master.hlen("unacked"),
             timeout_s=60,

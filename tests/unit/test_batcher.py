@@ -7,14 +7,14 @@ from collections.abc import Sequence
 
 import pytest
 
-from shared.jobs import JobType
-from shared.settings import BatchPolicy, GenerationSettings
+from shared import job_types
+from shared.policies import BatchPolicy, GenerationSettings
 from workers.batcher import Batcher, JobExpiredInBatcher, Requeue
 from workers.fake_runtime import EchoRuntime
 from workers.runtime import Generation, GenerationRequest
 
 GEN = GenerationSettings(max_new_tokens=4)
-POLICIES = {t: BatchPolicy(max_batch_size=8, max_wait_s=0.05) for t in JobType}
+POLICIES = {t: BatchPolicy(max_batch_size=8, max_wait_s=0.05) for t in job_types.names()}
 
 
 def request(text: str) -> GenerationRequest:
@@ -30,7 +30,7 @@ def poison_when(marker: str):  # type: ignore[no-untyped-def]
 
 
 def run(batcher: Batcher, texts: list[str]) -> list[object]:
-    futures = [batcher.submit(t, JobType.reply, "echo", request(t), priority=5) for t in texts]
+    futures = [batcher.submit(t, "reply", "echo", request(t), priority=5) for t in texts]
     out: list[object] = []
     for f in futures:
         try:
@@ -75,22 +75,20 @@ def test_wrong_output_count_is_caught() -> None:
 
 
 def test_deadline_passing_in_the_buffer_expires_the_job() -> None:
-    slow = {t: BatchPolicy(max_batch_size=8, max_wait_s=5.0) for t in JobType}
+    slow = {t: BatchPolicy(max_batch_size=8, max_wait_s=5.0) for t in job_types.names()}
     batcher = Batcher({"echo": EchoRuntime()}, slow)
     batcher.start()
-    future = batcher.submit(
-        "late", JobType.strategy, "echo", request("late"), priority=1, deadline_at=time.time() + 0.05
-    )
+    future = batcher.submit("late", "strategy", "echo", request("late"), priority=1, deadline_at=time.time() + 0.05)
     with pytest.raises(JobExpiredInBatcher):
         future.result(timeout=2)
     batcher.stop()
 
 
 def test_stop_flushes_waiting_jobs() -> None:
-    slow = {t: BatchPolicy(max_batch_size=8, max_wait_s=60.0) for t in JobType}
+    slow = {t: BatchPolicy(max_batch_size=8, max_wait_s=60.0) for t in job_types.names()}
     batcher = Batcher({"echo": EchoRuntime()}, slow)
     batcher.start()
-    future = batcher.submit("wait", JobType.strategy, "echo", request("wait"), priority=1)
+    future = batcher.submit("wait", "strategy", "echo", request("wait"), priority=1)
     batcher.stop(timeout_s=5)
     assert future.result(timeout=0).generation.text == "wait"
 
@@ -107,7 +105,7 @@ def test_out_of_memory_lowers_the_cap_for_a_while() -> None:
     caps: list[int] = []
     batcher = Batcher({"echo": runtime}, POLICIES, clock=lambda: now[0], oom_backoff_s=60, on_oom=caps.append)
     batcher.start()
-    futures = [batcher.submit(f"j{i}", JobType.reply, "echo", request(f"j{i}"), priority=5) for i in range(8)]
+    futures = [batcher.submit(f"j{i}", "reply", "echo", request(f"j{i}"), priority=5) for i in range(8)]
     now[0] += 1.0  # past max wait
     with batcher._cond:
         batcher._cond.notify_all()
@@ -119,15 +117,15 @@ def test_out_of_memory_lowers_the_cap_for_a_while() -> None:
 
 
 def test_drain_hands_back_waiting_jobs_and_refuses_new_ones() -> None:
-    slow = {t: BatchPolicy(max_batch_size=8, max_wait_s=60.0) for t in JobType}
+    slow = {t: BatchPolicy(max_batch_size=8, max_wait_s=60.0) for t in job_types.names()}
     batcher = Batcher({"echo": EchoRuntime()}, slow)
     batcher.start()
-    waiting = batcher.submit("w", JobType.reply, "echo", request("w"), priority=5)
+    waiting = batcher.submit("w", "reply", "echo", request("w"), priority=5)
     assert batcher.drain() == 1
     with pytest.raises(Requeue):
         waiting.result(timeout=1)
     with pytest.raises(Requeue):
-        batcher.submit("late", JobType.reply, "echo", request("late"), priority=5)
+        batcher.submit("late", "reply", "echo", request("late"), priority=5)
     batcher.stop(timeout_s=5)
 
 
@@ -160,7 +158,7 @@ def test_device_fault_hands_back_every_job_and_trips_once() -> None:
     events: list[tuple[str, list[str]]] = []
     faults: list[BaseException] = []
     # A long max wait: the first batch closes full (4), however slowly a loaded machine submits.
-    policies = {t: BatchPolicy(max_batch_size=4, max_wait_s=2.0) for t in JobType}
+    policies = {t: BatchPolicy(max_batch_size=4, max_wait_s=2.0) for t in job_types.names()}
     runtime = EchoRuntime(fail_when=cuda_error_when("job"))
     batcher = Batcher(
         {"echo": runtime},
@@ -175,7 +173,7 @@ def test_device_fault_hands_back_every_job_and_trips_once() -> None:
     assert len(faults) == 1 and batcher.device_fault is faults[0]
     assert events == [("start", ["job-0", "job-1", "job-2", "job-3"])]  # not bisected; its attempts stay open
     with pytest.raises(Requeue):
-        batcher.submit("late", JobType.reply, "echo", request("late"), priority=5)
+        batcher.submit("late", "reply", "echo", request("late"), priority=5)
     batcher.stop(timeout_s=5)
 
 

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from shared.jobs import JobType
-from shared.settings import BatchPolicy
+from shared.job_types import JobType
+from shared.policies import BatchPolicy
 from workers.batching import PendingJob, next_wakeup, padded_tokens, select_batch, split_expired
 
 POLICIES = {
-    JobType.reply: BatchPolicy(max_batch_size=4, max_wait_s=0.02, max_batch_tokens=10_000),
-    JobType.description: BatchPolicy(max_batch_size=8, max_wait_s=0.05, max_batch_tokens=10_000),
-    JobType.strategy: BatchPolicy(max_batch_size=8, max_wait_s=0.2, max_batch_tokens=200),
+    "reply": BatchPolicy(max_batch_size=4, max_wait_s=0.02, max_batch_tokens=10_000),
+    "description": BatchPolicy(max_batch_size=8, max_wait_s=0.05, max_batch_tokens=10_000),
+    "strategy": BatchPolicy(max_batch_size=8, max_wait_s=0.2, max_batch_tokens=200),
 }
 
 
 def job(
     seq: int,
-    job_type: JobType = JobType.description,
+    job_type: JobType = "description",
     at: float = 0.0,
     key: str = "m",
     priority: int = 5,
@@ -49,11 +49,11 @@ def test_different_models_or_settings_never_share() -> None:
 
 
 def test_types_share_and_the_tightest_limit_applies() -> None:
-    jobs = [job(i, JobType.reply, priority=8) for i in range(3)] + [job(10 + i) for i in range(6)]
+    jobs = [job(i, "reply", priority=8) for i in range(3)] + [job(10 + i) for i in range(6)]
     selection = select_batch(jobs, POLICIES, now=0.0)
     assert selection is not None and selection.full
     assert len(selection.jobs) == 4  # reply's max_batch_size caps the mixed batch
-    assert {j.job_type for j in selection.jobs} == {JobType.reply, JobType.description}
+    assert {j.job_type for j in selection.jobs} == {"reply", "description"}
 
 
 def test_most_urgent_first_within_and_across_groups() -> None:
@@ -63,26 +63,26 @@ def test_most_urgent_first_within_and_across_groups() -> None:
 
 
 def test_token_budget_counts_padding() -> None:
-    jobs = [job(i, JobType.strategy, prompt=40, new=10) for i in range(6)]
+    jobs = [job(i, "strategy", prompt=40, new=10) for i in range(6)]
     assert padded_tokens(jobs[:4]) == 200
     selection = select_batch(jobs, POLICIES, now=0.0)
     assert selection is not None and selection.full and len(selection.jobs) == 4
 
 
 def test_a_job_over_budget_still_runs_alone() -> None:
-    huge = job(0, JobType.strategy, prompt=500, new=100)
+    huge = job(0, "strategy", prompt=500, new=100)
     selection = select_batch([huge], POLICIES, now=1.0)
     assert selection is not None and selection.jobs == (huge,)
 
 
 def test_solo_jobs_run_alone_and_never_join_others() -> None:
-    suspect = PendingJob(1, JobType.reply, "m", 9, 0.0, 10, 10, None, solo=True)
-    jobs = [job(0, JobType.reply, priority=8), suspect, job(2, JobType.reply, priority=8)]
+    suspect = PendingJob(1, "reply", "m", 9, 0.0, 10, 10, None, solo=True)
+    jobs = [job(0, "reply", priority=8), suspect, job(2, "reply", priority=8)]
     first = select_batch(jobs, POLICIES, now=1.0)
     assert first is not None and first.jobs == (suspect,)
     rest = select_batch([j for j in jobs if j is not suspect], POLICIES, now=1.0)
     assert rest is not None and [j.seq for j in rest.jobs] == [0, 2]
-    normal_first = select_batch([job(0, JobType.reply, priority=9), suspect], POLICIES, now=1.0)
+    normal_first = select_batch([job(0, "reply", priority=9), suspect], POLICIES, now=1.0)
     assert normal_first is not None and [j.seq for j in normal_first.jobs] == [0]
 
 

@@ -7,8 +7,8 @@ import signal
 
 import pytest
 
-from shared.jobs import JobType
-from shared.settings import BatchPolicy
+from shared import job_types
+from shared.policies import BatchPolicy
 from workers import metrics
 from workers.batcher import Batcher
 from workers.breaker import is_device_fault
@@ -85,7 +85,7 @@ def test_tripping_marks_the_worker_not_ready_counts_and_asks_for_a_warm_shutdown
 
     signals: list[tuple[int, int]] = []
     monkeypatch.setattr(os, "kill", lambda pid, sig: signals.append((pid, sig)))
-    batcher = Batcher({"echo": EchoRuntime()}, {t: BatchPolicy() for t in JobType})
+    batcher = Batcher({"echo": EchoRuntime()}, {t: BatchPolicy() for t in job_types.names()})
     context = WorkerContext(node="cuda0@test", device="cuda:0", batcher=batcher, ready=True)
     metrics.set_ready(True)
     before = metrics.REGISTRY.get_sample_value("greenq_device_faults_total") or 0.0

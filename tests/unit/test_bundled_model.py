@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from producers.samples import SAMPLES, demo_jobs
-from shared.jobs import JobType, parse_job
-from shared.settings import GenerationSettings
+from producers.samples import demo_jobs
+from shared import job_types
+from shared.job_types import JobType
+from shared.jobs import parse_job
+from shared.policies import GenerationSettings
 from workers.local_model import resolve_model
 from workers.prompts import build_messages
 from workers.runtime import GenerationRequest, HFRuntime
@@ -19,11 +21,11 @@ def runtime() -> HFRuntime:
     return HFRuntime(resolve_model("local:store-assistant", Path("/nonexistent")), "cpu", "float32")
 
 
-@pytest.mark.parametrize("job_type", list(JobType))
+@pytest.mark.parametrize("job_type", list(job_types.names()))
 def test_shipped_model_answers_every_job_type(runtime: HFRuntime, job_type: JobType) -> None:
     gen = GenerationSettings(max_new_tokens=60)
     requests = []
-    for payload in SAMPLES[job_type]:
+    for payload in job_types.get(job_type).samples:
         messages = build_messages(job_type, parse_job(job_type, payload))
         requests.append(GenerationRequest(tuple(runtime.encode(runtime.render(messages))), 60, gen))
     outputs = runtime.generate(requests)
@@ -32,6 +34,6 @@ def test_shipped_model_answers_every_job_type(runtime: HFRuntime, job_type: JobT
 
 def test_demo_jobs_are_valid_and_cover_every_type() -> None:
     jobs = demo_jobs(48)
-    assert {job_type for job_type, _ in jobs} == set(JobType)
+    assert {job_type for job_type, _ in jobs} == set(job_types.names())
     for job_type, payload in jobs:
         parse_job(job_type, payload)

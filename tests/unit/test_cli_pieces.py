@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from producers.jsonl import read_lines
 from shared.errors import JobNotComputed
-from shared.jobs import JobType
 from shared.redact import redact_url
 from shared.results import JobResult, JobStatus, result_from_meta
 
@@ -18,16 +17,19 @@ def test_read_lines_reports_each_problem_with_its_line() -> None:
         '{"job": {"sku": "b"}, "priority": 11, "colour": 1}',
         '{"job": {"sku": "c"}, "idempotency_key": "k", "deadline_s": 5}',
     ]
-    out = list(read_lines(lines, JobType.description))
+    out = list(read_lines(lines, "description"))
     assert [line.number for line in out] == [1, 4, 5, 6]
     assert out[0].spec is not None and out[0].spec.payload == {"sku": "a"}
     assert out[1].error is not None and out[1].error.errors == [("(line)", "must be a JSON object")]
-    assert out[2].error is not None and [f for f, _ in out[2].error.errors] == ["colour"]
+    assert out[2].error is not None and dict(out[2].error.errors) == {
+        "priority": "must be an integer from 0 (least urgent) to 9 (most urgent)",
+        "colour": "unknown field (not part of the schema; check the spelling)",
+    }
     assert out[3].spec is not None and (out[3].spec.idempotency_key, out[3].spec.deadline_s) == ("k", 5.0)
 
 
 def test_result_from_meta_reads_every_final_state() -> None:
-    record = JobResult(job_id="j", job_type=JobType.reply, status=JobStatus.expired, error="late").to_json()
+    record = JobResult(job_id="j", job_type="reply", status=JobStatus.expired, error="late").to_json()
     assert (
         result_from_meta("j", {"status": "SUCCESS", "result": {**record, "status": "succeeded"}}).status
         is JobStatus.succeeded

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from shared.jobs import JobType
+from shared import job_types
 from workers.devices import Device, parse_devices
 from workers.launcher import plan_children
 
 
 def test_one_child_per_gpu_with_its_own_visible_device() -> None:
     devices = parse_devices("cuda:0,cuda:1", gpu_count=2)
-    specs = plan_children(devices, [JobType.reply, JobType.description], "host", model="/m", python="py")
+    specs = plan_children(devices, ["reply", "description"], "host", model="/m", python="py")
     assert [s.node_name for s in specs] == ["cuda0@host", "cuda1@host"]
     assert [s.env["CUDA_VISIBLE_DEVICES"] for s in specs] == ["0", "1"]
     for spec, label in zip(specs, ["cuda:0", "cuda:1"], strict=True):
@@ -24,7 +24,7 @@ def test_one_child_per_gpu_with_its_own_visible_device() -> None:
 
 
 def test_cpu_children_hide_gpus_and_split_threads() -> None:
-    specs = plan_children(parse_devices("cpu:0,cpu:1", 4), list(JobType), "h", cpu_count=8)
+    specs = plan_children(parse_devices("cpu:0,cpu:1", 4), list(job_types.names()), "h", cpu_count=8)
     assert [s.node_name for s in specs] == ["cpu0@h", "cpu1@h"]
     assert all(s.env["CUDA_VISIBLE_DEVICES"] == "" and s.env["OMP_NUM_THREADS"] == "4" for s in specs)
 

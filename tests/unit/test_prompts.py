@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from shared.jobs import JobType, parse_job
-from workers.prompts import NO_GREEN_CLAIMS, build_messages, render_plain
+from shared.job_types import JobType
+from shared.job_types.description import NO_GREEN_CLAIMS, unsupported_green_claims
+from shared.jobs import parse_job
+from workers.prompts import build_messages, render_plain
 
 
 def _text(job_type: JobType, payload: dict[str, object]) -> str:
@@ -12,7 +14,7 @@ def _text(job_type: JobType, payload: dict[str, object]) -> str:
 
 def test_description_without_green_facts_forbids_green_claims() -> None:
     text = _text(
-        JobType.description, {"sku": "M1", "title": "Mug", "category": "Kitchen", "attributes": {"capacity": "350 ml"}}
+        "description", {"sku": "M1", "title": "Mug", "category": "Kitchen", "attributes": {"capacity": "350 ml"}}
     )
     assert NO_GREEN_CLAIMS in text
     assert "capacity: 350 ml" in text
@@ -21,7 +23,7 @@ def test_description_without_green_facts_forbids_green_claims() -> None:
 
 def test_description_states_only_given_facts() -> None:
     text = _text(
-        JobType.description,
+        "description",
         {"sku": "T1", "title": "Tote", "category": "Bags", "materials": ["organic cotton"], "certifications": ["GOTS"]},
     )
     assert NO_GREEN_CLAIMS not in text
@@ -31,7 +33,7 @@ def test_description_states_only_given_facts() -> None:
 
 def test_strategy_lists_waste_and_emissions_before_sales() -> None:
     text = _text(
-        JobType.strategy,
+        "strategy",
         {
             "period": "Q3",
             "metrics": {
@@ -50,7 +52,7 @@ def test_strategy_lists_waste_and_emissions_before_sales() -> None:
 
 def test_reply_carries_order_policies_and_turns() -> None:
     text = _text(
-        JobType.reply,
+        "reply",
         {
             "customer_message": "Where is it?",
             "earlier_turns": [{"role": "agent", "text": "It shipped."}],
@@ -69,28 +71,26 @@ def test_reply_carries_order_policies_and_turns() -> None:
 
 
 def test_chinese_jobs_ask_for_chinese() -> None:
-    assert "简体中文" in _text(JobType.reply, {"customer_message": "你好", "language": "zh"})
+    assert "简体中文" in _text("reply", {"customer_message": "你好", "language": "zh"})
 
 
 def test_plain_render_ends_with_the_answer_cue() -> None:
-    messages = build_messages(JobType.reply, parse_job(JobType.reply, {"customer_message": "hi"}))
+    messages = build_messages("reply", parse_job("reply", {"customer_message": "hi"}))
     rendered = render_plain(messages)
     assert rendered.startswith("### System\n") and rendered.endswith("### Assistant\n")
 
 
 def test_custom_templates_replace_the_bundled_ones(tmp_path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "reply.txt").write_text("[system]\n\n[user]\nQ: $message\n")
-    job = parse_job(JobType.reply, {"customer_message": "hi there"})
-    messages = build_messages(JobType.reply, job, tmp_path)
+    job = parse_job("reply", {"customer_message": "hi there"})
+    messages = build_messages("reply", job, tmp_path)
     assert [(m.role, m.content) for m in messages] == [("user", "Q: hi there")]
-    assert build_messages(JobType.strategy, parse_job(JobType.strategy, {"period": "p", "metrics": {}}), tmp_path)
+    assert build_messages("strategy", parse_job("strategy", {"period": "p", "metrics": {}}), tmp_path)
 
 
 def test_unsupported_green_claims_are_flagged() -> None:
-    from workers.green_claims import unsupported_green_claims
-
     stated = parse_job(
-        JobType.description,
+        "description",
         {
             "sku": "S",
             "title": "Shirt",
@@ -101,5 +101,5 @@ def test_unsupported_green_claims_are_flagged() -> None:
     )
     assert unsupported_green_claims(stated, "Made from organic cotton, GOTS certified.") == []
     assert unsupported_green_claims(stated, "Organic cotton, FSC wood, recycled box.") == ["recycled", "fsc"]
-    bare = parse_job(JobType.description, {"sku": "M", "title": "杯子", "category": "厨房", "language": "zh"})
+    bare = parse_job("description", {"sku": "M", "title": "杯子", "category": "厨房", "language": "zh"})
     assert unsupported_green_claims(bare, "采用FSC 认证木材制成，环保。") == ["fsc", "环保", "认证"]

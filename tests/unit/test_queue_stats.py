@@ -6,7 +6,7 @@ import base64
 import json
 from typing import Any
 
-from shared.jobs import JobType
+from shared import job_types
 from shared.queue_stats import read_queue_stats, submitted_at
 from shared.queues import UNACKED_KEY, queue_name, redis_priority_lists
 
@@ -46,7 +46,7 @@ def _message(at: float, base64_body: bool = True) -> bytes:
 
 
 def test_depth_counts_every_priority_sub_list_and_age_is_the_oldest_of_them() -> None:
-    reply = redis_priority_lists(queue_name(JobType.reply))
+    reply = redis_priority_lists(queue_name("reply"))
     client = _ListsRedis(
         {
             reply[0]: [_message(90.0), _message(80.0)],
@@ -60,13 +60,13 @@ def test_depth_counts_every_priority_sub_list_and_age_is_the_oldest_of_them() ->
     assert by_queue["greenq.reply"].depth == 4
     assert by_queue["greenq.reply"].oldest_age_s == 50.0
     assert by_queue["greenq.strategy"].depth == 0 and by_queue["greenq.strategy"].oldest_age_s == 0.0
-    assert set(by_queue) == {queue_name(t) for t in JobType}
+    assert set(by_queue) == {queue_name(t) for t in job_types.names()}
     assert stats.unacked == 2
 
 
 def test_one_job_type_and_a_clock_behind_the_message() -> None:
-    description = queue_name(JobType.description)
-    stats = read_queue_stats(_ListsRedis({description: [_message(200.0)]}), [JobType.description], now=100.0)
+    description = queue_name("description")
+    stats = read_queue_stats(_ListsRedis({description: [_message(200.0)]}), ["description"], now=100.0)
     assert [(q.queue, q.depth, q.oldest_age_s) for q in stats.queues] == [(description, 1, 0.0)]
 
 

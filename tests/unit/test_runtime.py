@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.settings import GenerationSettings
+from shared.policies import GenerationSettings
 from workers.prompts import Message
 from workers.runtime import GenerationRequest, HFRuntime, left_pad, trim_row
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from shared.jobs import JobType
 from shared.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -16,8 +15,8 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def test_defaults_are_consistent() -> None:
     s = Settings()
     assert s.backend_url == s.broker_url
-    assert s.priority[JobType.reply] > s.priority[JobType.description] > s.priority[JobType.strategy]
-    assert s.batch[JobType.reply].max_wait_s < s.batch[JobType.strategy].max_wait_s
+    assert s.priority["reply"] > s.priority["description"] > s.priority["strategy"]
+    assert s.batch["reply"].max_wait_s < s.batch["strategy"].max_wait_s
 
 
 def test_nested_env_merges_onto_type_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,11 +24,11 @@ def test_nested_env_merges_onto_type_defaults(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("GREENQ_GENERATION", '{"strategy": {"max_new_tokens": 32}}')
     monkeypatch.setenv("GREENQ_MODELS__REPLY", "/models/small-chat")
     s = Settings()
-    assert s.batch[JobType.reply].max_batch_size == 4
-    assert s.batch[JobType.reply].max_wait_s == 0.02  # reply's default kept
-    assert s.generation[JobType.strategy].max_new_tokens == 32
-    assert s.model_for(JobType.reply) == "/models/small-chat"
-    assert s.model_for(JobType.strategy) == s.model
+    assert s.batch["reply"].max_batch_size == 4
+    assert s.batch["reply"].max_wait_s == 0.02  # reply's default kept
+    assert s.generation["strategy"].max_new_tokens == 32
+    assert s.model_for("reply") == "/models/small-chat"
+    assert s.model_for("strategy") == s.model
 
 
 def test_visibility_timeout_must_cover_the_work(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from shared.jobs import JobType
 from shared.settings import Settings
 from workers.bench.workload import BenchConfig
 from workers.carbon import co2e_grams
@@ -17,7 +16,7 @@ def measure_ceiling(
     runtime: HFRuntime, prompts: list[tuple[int, ...]], batch_size: int, config: BenchConfig, settings: Settings
 ) -> dict[str, Any]:
     """The limit for this model on this machine at `batch_size`."""
-    gen = settings.generation[JobType.reply].model_copy(
+    gen = settings.generation["reply"].model_copy(
         update={"max_new_tokens": config.new_tokens, "min_new_tokens": config.new_tokens}
     )
     requests = [GenerationRequest(p, config.new_tokens, gen) for p in prompts]

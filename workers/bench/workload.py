@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from shared.jobs import JobType, parse_job
+from shared.jobs import parse_job
 from workers.prompts import build_messages
 from workers.runtime import HFRuntime
 
@@ -73,5 +73,5 @@ def make_payloads(runtime: HFRuntime, config: BenchConfig, templates: Path) -> l
 
 
 def encode_payload(runtime: HFRuntime, payload: dict[str, Any], templates: Path) -> tuple[int, ...]:
-    job = parse_job(JobType.reply, payload)
-    return tuple(runtime.encode(runtime.render(build_messages(JobType.reply, job, templates))))
+    job = parse_job("reply", payload)
+    return tuple(runtime.encode(runtime.render(build_messages("reply", job, templates))))
