@@ -32,6 +32,9 @@ def make_celery(settings: Settings, name: str = "greenq", producer: bool = False
         "idle_poll_s": settings.idle_poll_s,
         "unacked_restore_interval": max(1, min(60, int(settings.consumer_lease_s // 3))),
         "unacked_restore_throttle": 1,
+        # The sweep's mutex (kombu's default: 300 s) would stall every sweep that long if its holder
+        # died holding it, or a failover kept the key but lost its release. Sweeps are safe to overlap.
+        "unacked_mutex_expire": 10,
         "master_name": settings.sentinel_master,  # read for sentinel:// URLs only
     }
     queue_args = {} if is_redis_url(settings.broker_url) else {"x-max-priority": MAX_PRIORITY}
