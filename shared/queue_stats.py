@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.jobs import JobType
-from shared.queues import UNACKED_KEY, queue_name, redis_priority_lists
+from shared.keys import UNACKED_KEY
+from shared.queues import queue_name, redis_priority_lists
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from shared import redis_transport
 from shared.attempts import AttemptCounter
 from shared.celery_app import make_celery
 from shared.jobs import JobType
-from shared.queues import COMPUTATIONS_KEY, is_redis_url, parse_queues, queue_name
+from shared.keys import COMPUTATIONS_KEY
+from shared.queues import is_redis_url, parse_queues, queue_name
 from shared.redact import redact_url
 from shared.redis_client import redis_client
 from shared.results import JobResult

@@ -25,7 +25,6 @@ from producers.gateway.addresses import AllowList, CallbackRefused, RecentAnswer
 from producers.gateway.bodylimit import BodyLimit
 from producers.gateway.callbacks import CallbackQueue
 from producers.gateway.dispatcher import CallbackDispatcher, DeliveryPolicy
-from producers.gateway.keys import OWNER_KEY_PREFIX
 from producers.gateway.limits import Outstanding, QueueDepth, allow_request
 from producers.gateway.metrics import GatewayMetrics
 from producers.gateway.tenants import Tenant, TenantRegistry
@@ -40,6 +39,7 @@ from shared.errors import (
     NotAllEnqueued,
 )
 from shared.jobs import JobType
+from shared.keys import OWNER_KEY_PREFIX
 from shared.redact import redact_text
 from shared.redis_client import redis_client
 from shared.results import JobResult, JobStatus, result_from_meta
