@@ -8,6 +8,8 @@ GET    /healthz /readyz /metrics /openapi.json
 """
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import redis
@@ -138,22 +140,27 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
     dispatcher = CallbackDispatcher(callbacks, tenants.secrets(), policy, on_outcome=metrics.callbacks)
     waiter = ResultWaiter(backend)
 
-    app = FastAPI(title="greenq", version="1", description="LLM jobs for online stores, with energy receipts.")
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if dispatch_callbacks:
+            dispatcher.start()
+        try:
+            yield
+        finally:
+            dispatcher.stop()
+            client.close()
+
+    app = FastAPI(
+        title="greenq",
+        version="1",
+        description="LLM jobs for online stores, with energy receipts.",
+        lifespan=lifespan,
+    )
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.gateway_max_body_bytes,
         refusal=lambda n: error_body("body_too_large", f"request body over {n} bytes"),
     )
-
-    @app.on_event("startup")
-    def _start() -> None:
-        if dispatch_callbacks:
-            dispatcher.start()
-
-    @app.on_event("shutdown")
-    def _stop() -> None:
-        dispatcher.stop()
-        client.close()
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Any) -> Response:
