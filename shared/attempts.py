@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from shared.queues import ATTEMPTS_KEY_PREFIX
+from shared.keys import ATTEMPTS_KEY_PREFIX
 
 log = logging.getLogger(__name__)
 

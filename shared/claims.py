@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-CLAIM_KEY_PREFIX = "greenq:claim:"
+from shared.keys import CLAIM_KEY_PREFIX
+
 RECEIVED = "received"
 CANCELLED = "cancelled"
 

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from shared.queues import DEAD_LETTER_KEY
+from shared.keys import DEAD_LETTER_KEY
 
 MAX_BODY_CHARS = 64 * 1024
 

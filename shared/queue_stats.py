@@ -15,7 +15,8 @@ from typing import Any
 
 from shared import job_types as registry
 from shared.job_types import JobType
-from shared.queues import UNACKED_KEY, queue_name, redis_priority_lists
+from shared.keys import UNACKED_KEY
+from shared.queues import queue_name, redis_priority_lists
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Queue and task names, and how greenq's priority scale maps onto each broker.
+"""Queue and task names, and how greenq's priority scale maps onto each broker (Redis key names: `shared/keys.py`).
 
 A job type's names derive from its registered name: queue `greenq.<name>`, task `greenq.jobs.<name>`.
 """
@@ -11,16 +11,6 @@ from shared.job_types import JobType
 
 QUEUE_PREFIX = "greenq."
 TASK_PREFIX = "greenq.jobs."
-IDEMPOTENCY_KEY_PREFIX = "greenq:idem:"
-DEAD_LETTER_KEY = "greenq:dead"
-ATTEMPTS_KEY_PREFIX = "greenq:attempts:"
-LEASE_KEY_PREFIX = "greenq:lease:"  # job id → the worker computing it (workers/leases.py)
-# The reliable fetch (shared/redis_transport.py): who holds each unacked message, and who is alive.
-UNACKED_OWNER_KEY = "greenq:unacked:owner"
-INFLIGHT_KEY_PREFIX = "greenq:inflight:"
-CONSUMERS_KEY = "greenq:consumers"
-UNACKED_KEY = "unacked"  # kombu's Redis transport default: reserved, unacknowledged messages
-COMPUTATIONS_KEY = "greenq:chaos:computations"  # fault tests only: "<job id> <pid>" per computation
 # `greenq bench` only: the one-task-per-job baseline's queue and task (workers/bench/naive.py).
 BENCH_NAIVE_QUEUE = f"{QUEUE_PREFIX}naive"
 BENCH_NAIVE_TASK = "greenq.naive.generate"

@@ -42,7 +42,7 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
 from shared.deadletter import DeadLetter, DeadLetterStore, truncate
-from shared.queues import CONSUMERS_KEY, INFLIGHT_KEY_PREFIX, UNACKED_OWNER_KEY
+from shared.keys import CONSUMERS_KEY, INFLIGHT_KEY_PREFIX, UNACKED_OWNER_KEY
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,10 @@ forms batches with `workers.batching` and runs them on the job's model. A batch 
 raises is split in halves and retried until the failing job stands alone, so one bad
 job never fails the jobs that would have succeeded without it. A batch that raises a
 device fault (`workers.breaker`) trips the breaker instead: every job held goes back to
-the queue and `on_device_fault` tells the worker to restart.
+the queue and the observers' `on_device_fault` tells the worker to restart. Observers
+(`workers.observers`) see each batch's named moments.
 
->>> batcher = Batcher({"m": runtime}, settings.batch)
+>>> batcher = Batcher({"m": runtime}, settings.batch, observers=[MetricsObserver(metrics)])
 >>> batcher.start()
 >>> outcome = batcher.submit("job-1", "reply", "m", request, priority=8).result()
 """
@@ -19,7 +20,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TypeVar
@@ -30,6 +31,7 @@ from shared.policies import BatchPolicy
 from workers.batching import PendingJob, next_wakeup, select_batch, split_expired
 from workers.breaker import is_device_fault
 from workers.energy import EnergyAccountant, EnergyShare
+from workers.observers import BatchObserver
 from workers.runtime import Generation, GenerationRequest, ModelRuntime
 
 log = logging.getLogger(__name__)
@@ -73,22 +75,14 @@ class Batcher:
         policies: Mapping[JobType, BatchPolicy],
         clock: Callable[[], float] = time.time,
         energy: EnergyAccountant | None = None,
-        on_batch: Callable[[str, int], None] | None = None,
         oom_backoff_s: float = 60.0,
-        on_oom: Callable[[int], None] | None = None,
-        before_batch: Callable[[list[str]], None] | None = None,
-        after_batch: Callable[[list[str]], None] | None = None,
-        on_device_fault: Callable[[BaseException], None] | None = None,
+        observers: Sequence[BatchObserver] = (),
     ) -> None:
-        self._on_device_fault = on_device_fault
+        self._observers = tuple(observers)
         self._device_fault: BaseException | None = None
-        self._before_batch = before_batch
-        self._after_batch = after_batch
         self._runtimes = runtimes
         self._energy = energy
-        self._on_batch = on_batch
         self._oom_backoff_s = oom_backoff_s
-        self._on_oom = on_oom
         self._oom_cap: int | None = None  # a lowered max batch size after an out-of-memory error
         self._oom_until = 0.0
         self._policies = dict(policies)
@@ -149,8 +143,8 @@ class Batcher:
     def _trip(self, exc: BaseException, items: list[_Item]) -> None:
         """The device is sick: take no more jobs, hand back this batch and every waiting job, tell the worker."""
         self._device_fault = exc
-        if self._on_device_fault is not None:  # first: whoever waits on a handed-back job sees the trip
-            self._on_device_fault(exc)
+        for observer in self._observers:  # first: whoever waits on a handed-back job sees the trip
+            observer.on_device_fault(exc)
         waiting = self.drain()
         self._hand_back(items)
         log.error(
@@ -201,8 +195,8 @@ class Batcher:
             self._oom_cap,
             self._oom_backoff_s,
         )
-        if self._on_oom is not None:
-            self._on_oom(self._oom_cap)
+        for observer in self._observers:
+            observer.on_oom(self._oom_cap)
 
     def submit(
         self,
@@ -286,11 +280,12 @@ class Batcher:
         started = self._clock()
         self.current_batch_size = len(items)
         meter_start = _metering(self._energy.batch_started) if self._energy else None
+        model = items[0].model
         job_ids = [item.job_id for item in items]
         try:
-            if self._before_batch is not None:
-                self._before_batch(job_ids)
-            runtime = self._runtimes[items[0].model]
+            for observer in self._observers:
+                observer.before_batch(model, job_ids)
+            runtime = self._runtimes[model]
             device_failed = False
             try:
                 generations = runtime.generate([item.request for item in items])
@@ -300,8 +295,9 @@ class Batcher:
             finally:
                 # A device fault takes the worker down with this batch, as a crash would: its attempts stay
                 # counted, so a job that breaks devices runs alone next time and is given up on in the end.
-                if self._after_batch is not None and not device_failed:
-                    self._after_batch(job_ids)
+                if not device_failed:
+                    for observer in self._observers:
+                        observer.after_batch(model, job_ids)
             if len(generations) != len(items):
                 raise RuntimeError(f"runtime returned {len(generations)} outputs for {len(items)} inputs")
         except Exception as exc:
@@ -331,8 +327,8 @@ class Batcher:
             tokens = [len(item.request.prompt_ids) + g.generated_tokens for item, g in pairs]
             energy = self._energy
             shares = list(_metering(lambda: energy.batch_finished(meter_start, tokens)) or shares)
-        if self._on_batch is not None:
-            self._on_batch(items[0].model, len(items))
+        for observer in self._observers:
+            observer.after_batch_succeeded(model, job_ids)
         for item, generation, share in zip(items, generations, shares, strict=True):
             item.future.set_result(BatchOutcome(generation, len(items), started, finished, share))
 

@@ -22,8 +22,8 @@ from celery.worker.control import control_command, inspect_command
 
 from shared import job_types
 from shared.policies import BatchPolicy
-from workers import metrics
 from workers.batcher import Batcher
+from workers.metrics import WorkerMetrics
 
 RATE_WINDOW_S = 60.0
 
@@ -35,7 +35,8 @@ class WorkerContext:
     node: str
     device: str
     batcher: Batcher
-    ready: bool = False
+    ready: threading.Event  # the worker's one readiness flag, also behind its gauge and /ready
+    metrics: WorkerMetrics
     _finished: deque[float] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -75,7 +76,7 @@ def greenq_status(state: Any) -> dict[str, Any]:
     return {
         "device": ctx.device,
         "queues": queues,
-        "ready": ctx.ready,
+        "ready": ctx.ready.is_set(),
         "current_batch_size": ctx.batcher.current_batch_size,
         "waiting_in_batcher": ctx.batcher.pending_count(),
         "batch_size_cap": ctx.batcher.size_cap(),
@@ -109,7 +110,7 @@ def greenq_set_policy(
     }
     policy = BatchPolicy.model_validate({**ctx.batcher.policies()[kind].model_dump(), **changes})
     ctx.batcher.set_policy(kind, policy)
-    metrics.record_policies(ctx.batcher.policies())
+    ctx.metrics.record_policies(ctx.batcher.policies())
     return {"ok": f"{kind} policy now {policy.model_dump()}"}
 
 
@@ -121,6 +122,5 @@ def greenq_drain(state: Any) -> dict[str, Any]:
     names = [q.name for q in consumer.task_consumer.queues] if consumer.task_consumer else []
     for name in names:
         consumer.call_soon(consumer.cancel_task_queue, name)
-    ctx.ready = False
-    metrics.set_ready(False)
+    ctx.ready.clear()
     return {"ok": f"draining: stopped consuming {', '.join(names) or 'nothing'}"}

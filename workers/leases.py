@@ -19,7 +19,7 @@ import threading
 import uuid
 from typing import Any
 
-from shared.queues import LEASE_KEY_PREFIX
+from shared.keys import LEASE_KEY_PREFIX
 
 log = logging.getLogger(__name__)
 

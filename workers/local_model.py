@@ -1,8 +1,10 @@
-"""Models built on this machine: random weights and a tokenizer trained in seconds, no download.
+"""Models that need no download: the bundled one, and random-weight ones built on this machine.
 
-`GREENQ_MODEL=local:tiny` (the default) or `local:gpt2-small` resolve to a directory under
-the model cache, built once with a fixed seed and then loaded through the normal
-`from_pretrained` path like any other local model.
+`local:store-assistant` (the default `GREENQ_MODEL`) is the trained model shipped in
+`workers/models/`. `local:tiny`, `local:gpt2-small` and `local:gpt2-large` resolve to a
+directory under the model cache, built once with a fixed seed (random weights, a tokenizer
+trained in seconds) and then loaded through the normal `from_pretrained` path like any
+other local model.
 """
 
 from __future__ import annotations

@@ -9,30 +9,29 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
 
 import redis
 from celery.signals import worker_ready, worker_shutting_down
+from prometheus_client import CollectorRegistry
 
 from shared import redis_transport
 from shared.attempts import AttemptCounter
 from shared.celery_app import make_celery
 from shared.job_types import JobType
-from shared.queues import COMPUTATIONS_KEY, is_redis_url, parse_queues, queue_name
+from shared.queues import is_redis_url, parse_queues, queue_name
 from shared.redact import redact_url
 from shared.redis_client import redis_client
 from shared.results import JobResult
 from shared.settings import Settings
-from workers import control, metrics
+from workers import control
 from workers.batcher import Batcher
 from workers.breaker import DEVICE_FAULT_EXIT_CODE
 from workers.carbon import intensity_source
 from workers.chaos import ChaosRuntime
+from workers.consumer import DeadLetteringConsumer
 from workers.control import WorkerContext
 from workers.energy import EnergyAccountant
 from workers.handler import JobHandler, WorkerIdentity
@@ -40,12 +39,22 @@ from workers.leases import JobLeases
 from workers.local_model import resolve_model
 from workers.meters.detect import detect_meter
 from workers.meters.nvml import NvmlMeter
+from workers.metrics import WorkerMetrics, serve
+from workers.observers import (
+    AttemptObserver,
+    BatchObserver,
+    ComputationLog,
+    MetricsObserver,
+    RestartOnDeviceFault,
+)
 from workers.runtime import HFRuntime, ModelRuntime, warm_up
 
 log = logging.getLogger("greenq.worker")
 
 
-def load_runtimes(settings: Settings, queues: list[JobType], torch_device: str) -> dict[str, ModelRuntime]:
+def load_runtimes(
+    settings: Settings, queues: list[JobType], torch_device: str, metrics: WorkerMetrics
+) -> dict[str, ModelRuntime]:
     """Each distinct model the served job types need, loaded once and warmed up."""
     runtimes: dict[str, ModelRuntime] = {}
     for ref in dict.fromkeys(settings.model_for(t) for t in queues):
@@ -54,12 +63,12 @@ def load_runtimes(settings: Settings, queues: list[JobType], torch_device: str) 
         load_s = time.perf_counter() - start
         warm_s = warm_up(runtime)
         log.info("loaded %s on %s in %.1f s; warm-up took %.2f s", ref, torch_device, load_s, warm_s)
-        metrics.MODEL_LOAD.labels(ref).set(load_s + warm_s)
+        metrics.model_load.labels(ref).set(load_s + warm_s)
         runtimes[ref] = runtime
     return runtimes
 
 
-def energy_accountant(settings: Settings, on_gpu: bool) -> EnergyAccountant:
+def energy_accountant(settings: Settings, on_gpu: bool, metrics: WorkerMetrics) -> EnergyAccountant:
     meter = detect_meter(settings.energy_meter, on_gpu, settings.rapl_root, settings.cpu_watts_per_core)
     intensity = intensity_source(
         settings.carbon_intensity_g_per_kwh,
@@ -70,7 +79,7 @@ def energy_accountant(settings: Settings, on_gpu: bool) -> EnergyAccountant:
     )
     log.info("energy source: %s; carbon intensity: %s", meter.source, intensity.name)
     if isinstance(meter, NvmlMeter):
-        metrics.REGISTRY.register(metrics.GpuCollector(meter.gauges))
+        metrics.watch_gpu(meter.gauges)
     return EnergyAccountant(meter, intensity, settings.pue, sink=metrics.record_energy)
 
 
@@ -81,45 +90,22 @@ def thread_count(settings: Settings, queues: list[JobType]) -> int:
     return 2 * max(settings.batch[t].max_batch_size for t in queues) + 2
 
 
-def _on_ready(context: WorkerContext) -> None:
-    context.ready = True
-    metrics.set_ready(True)
-
-
-def _on_shutdown(batcher: Batcher, context: WorkerContext, stopping: threading.Event) -> None:
+def _on_shutdown(batcher: Batcher, ready: threading.Event, stopping: threading.Event) -> None:
     """Warm shutdown: the batch in progress finishes; jobs not yet in a batch go back to the queue."""
     stopping.set()
-    context.ready = False
-    metrics.set_ready(False)
+    ready.clear()
     handed_back = batcher.drain()
     log.info("stopping: %d buffered jobs handed back to the queue", handed_back)
 
 
-def _with_computation_log(
-    record: Callable[[Sequence[str]], None], client: redis.Redis, settings: Settings
-) -> Callable[[Sequence[str]], None]:
-    """With GREENQ_CHAOS__LOG_COMPUTATIONS, also log "<job id> <pid>" per computation (fault tests count them)."""
-    if not settings.chaos.log_computations:
-        return record
-
-    def record_and_log(job_ids: Sequence[str]) -> None:
-        record(job_ids)
-        while True:  # the count must be complete, also across a backend restart
-            try:
-                client.rpush(COMPUTATIONS_KEY, *(f"{job_id} {os.getpid()}" for job_id in job_ids))
-                return
-            except (redis.RedisError, OSError):
-                time.sleep(0.2)
-
-    return record_and_log
-
-
-def _on_device_fault(context: WorkerContext) -> None:
-    """The breaker tripped: not ready at once, then the warm shutdown, whose task threads hand their jobs back."""
-    context.ready = False
-    metrics.set_ready(False)
-    metrics.DEVICE_FAULTS.inc()
-    os.kill(os.getpid(), signal.SIGTERM)  # Celery's own warm shutdown, as the launcher would ask for it
+def observers(
+    settings: Settings, attempts: AttemptCounter, backend: redis.Redis, metrics: WorkerMetrics, ready: threading.Event
+) -> list[BatchObserver]:
+    """The worker's batch observers, in the order they run."""
+    chosen: list[BatchObserver] = [AttemptObserver(attempts)]
+    if settings.chaos.log_computations:
+        chosen.append(ComputationLog(backend))
+    return [*chosen, MetricsObserver(metrics), RestartOnDeviceFault(ready)]
 
 
 def warn_if_evicting(settings: Settings) -> None:
@@ -157,56 +143,51 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings.model_copy(update={"model": args.model})
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     queues = parse_queues(args.queues)
-    if settings.torch_threads:
-        import torch
-
-        torch.set_num_threads(settings.torch_threads)
 
     redis_transport.install()
+    ready = threading.Event()  # the one readiness flag: the gauge, /ready and `greenq pool status` read it
+    metrics = WorkerMetrics(CollectorRegistry())
+    metrics.watch_readiness(ready.is_set)
     metrics_port = settings.metrics_port if args.metrics_port is None else args.metrics_port
     if metrics_port:
-        metrics.serve(metrics_port)
+        serve(metrics_port, metrics.registry, ready.is_set)
         log.info("metrics on :%d/metrics", metrics_port)
     metrics.initialise_labels()
     metrics.record_policies(settings.batch)
-    metrics.DEVICE_FAULTS.inc(args.device_faults)
+    metrics.device_faults.inc(args.device_faults)
 
     def load() -> dict[str, ModelRuntime]:
+        # Only here, on the batch thread: a second OpenMP pool in the main thread costs ~15% per batch.
         if settings.torch_threads:
             import torch
 
             torch.set_num_threads(settings.torch_threads)
-        runtimes = load_runtimes(settings, queues, args.torch_device)
+        runtimes = load_runtimes(settings, queues, args.torch_device, metrics)
         if settings.chaos.enabled:
             log.warning("CHAOS fault injection is on: %s", settings.chaos)
             return {ref: ChaosRuntime(rt, settings.chaos) for ref, rt in runtimes.items()}
         return runtimes
 
-    energy = energy_accountant(settings, on_gpu=args.torch_device.startswith("cuda"))
-    metrics.GRID_INTENSITY.set_function(energy.current_intensity)
-    metrics.WORKER_INFO.labels(args.node_name, args.device, energy.meter.source).set(1)
+    energy = energy_accountant(settings, args.torch_device.startswith("cuda"), metrics)
+    metrics.grid_intensity.set_function(energy.current_intensity)
+    metrics.worker_info.labels(args.node_name, args.device, energy.meter.source).set(1)
     app = make_celery(settings)
-    app.conf.worker_consumer = "workers.consumer:DeadLetteringConsumer"
     attempts = AttemptCounter(app.backend.client, settings.result_ttl_s)
     batcher = Batcher(
         {},
         settings.batch,
         energy=energy,
-        before_batch=_with_computation_log(attempts.record, app.backend.client, settings),
-        after_batch=attempts.finished,
-        on_batch=lambda model, size: metrics.BATCH_SIZE.labels(model).observe(size),
         oom_backoff_s=settings.oom_backoff_s,
-        on_oom=lambda cap: metrics.OOM.inc(),
-        on_device_fault=lambda exc: _on_device_fault(context),  # only once consuming, when `context` exists
+        observers=observers(settings, attempts, app.backend.client, metrics, ready),
     )
-    metrics.SIZE_CAP.set_function(lambda: batcher.size_cap() or 0)
+    metrics.size_cap.set_function(lambda: batcher.size_cap() or 0)
     batcher.start(load)  # torch lives on the batch thread alone: loading, warm-up, generation
     runtimes = batcher.wait_ready()
-    metrics.CURRENT_BATCH.set_function(lambda: batcher.current_batch_size)
+    metrics.current_batch.set_function(lambda: batcher.current_batch_size)
     handler = JobHandler(settings, runtimes, batcher, WorkerIdentity(worker=args.node_name, device=args.device))
     from workers.tasks import TaskContext, register_job_tasks
 
-    context = WorkerContext(node=args.node_name, device=args.device, batcher=batcher)
+    context = WorkerContext(node=args.node_name, device=args.device, batcher=batcher, ready=ready, metrics=metrics)
     control.install(context)
 
     def finished(result: JobResult) -> None:
@@ -225,9 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         loglevel=settings.log_level,
         without_mingle=True,
         without_gossip=True,
+        consumer_cls=DeadLetteringConsumer,  # Celery takes the class itself (kombu's symbol_by_name passes it through)
     )
-    worker_ready.connect(lambda **_: _on_ready(context), weak=False)
-    worker_shutting_down.connect(lambda **_: _on_shutdown(batcher, context, stopping), weak=False)
+    worker_ready.connect(lambda **_: ready.set(), weak=False)
+    worker_shutting_down.connect(lambda **_: _on_shutdown(batcher, ready, stopping), weak=False)
     warn_if_evicting(settings)
     worker.start()  # blocks; SIGTERM → warm shutdown: task threads finish their jobs first
     batcher.stop()

@@ -8,6 +8,8 @@ GET    /healthz /readyz /metrics /openapi.json
 """
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import redis
@@ -24,7 +26,6 @@ from producers.gateway.addresses import AllowList, CallbackRefused, RecentAnswer
 from producers.gateway.bodylimit import BodyLimit
 from producers.gateway.callbacks import CallbackQueue
 from producers.gateway.dispatcher import CallbackDispatcher, DeliveryPolicy
-from producers.gateway.keys import OWNER_KEY_PREFIX
 from producers.gateway.limits import Outstanding, QueueDepth, allow_request
 from producers.gateway.metrics import GatewayMetrics
 from producers.gateway.schemas import (
@@ -49,6 +50,7 @@ from shared.errors import (
     NotAllEnqueued,
 )
 from shared.job_types import JobType, JobTypeSpec, KnownJobType
+from shared.keys import OWNER_KEY_PREFIX
 from shared.redact import redact_text
 from shared.redis_client import redis_client
 from shared.results import JobResult, JobStatus, result_from_meta
@@ -100,22 +102,28 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
     waiter = ResultWaiter(backend)
 
     typed_routes: set[str] = set()  # POST /v1/jobs/<type>, one per registered type
-    app = FastAPI(title="greenq", version="1", description="LLM jobs for online stores, with energy receipts.")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if dispatch_callbacks:
+            dispatcher.start()
+        try:
+            yield
+        finally:
+            dispatcher.stop()
+            client.close()
+
+    app = FastAPI(
+        title="greenq",
+        version="1",
+        description="LLM jobs for online stores, with energy receipts.",
+        lifespan=lifespan,
+    )
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.gateway_max_body_bytes,
         refusal=lambda n: error_body("body_too_large", f"request body over {n} bytes"),
     )
-
-    @app.on_event("startup")
-    def _start() -> None:
-        if dispatch_callbacks:
-            dispatcher.start()
-
-    @app.on_event("shutdown")
-    def _stop() -> None:
-        dispatcher.stop()
-        client.close()
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Any) -> Response:

@@ -21,13 +21,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from producers.gateway.keys import (
+from producers.gateway.waiting import is_final
+from shared.keys import (
     CALLBACK_DUE_KEY,
     CALLBACK_JOB_KEY_PREFIX,
     LEGACY_CALLBACK_KEY_PREFIX,
     LEGACY_PENDING_KEY,
 )
-from producers.gateway.waiting import is_final
 from shared.results import result_from_meta
 
 log = logging.getLogger(__name__)

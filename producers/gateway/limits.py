@@ -7,8 +7,8 @@ import threading
 import time
 from typing import Any
 
-from producers.gateway.keys import OUTSTANDING_KEY_PREFIX, OWNER_KEY_PREFIX, RATE_KEY_PREFIX
 from shared.jobs import JobType
+from shared.keys import OUTSTANDING_KEY_PREFIX, OWNER_KEY_PREFIX, RATE_KEY_PREFIX
 from shared.queue_stats import read_queue_stats
 
 DEPTH_CACHE_S = 0.25

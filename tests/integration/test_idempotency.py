@@ -13,8 +13,8 @@ from kombu.transport.redis import PublishBatch
 
 from producers.client import JobSpec
 from shared import errors
+from shared.keys import IDEMPOTENCY_KEY_PREFIX
 from shared.local_redis import LocalRedis, start_redis
-from shared.queues import IDEMPOTENCY_KEY_PREFIX
 from shared.results import JobStatus
 from tests.integration.gateways import Gateway
 from tests.integration.harness import Stack, free_port, stack

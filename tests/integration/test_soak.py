@@ -16,8 +16,8 @@ import redis
 
 from producers.client import JobSpec
 from shared.errors import BrokerUnavailable
+from shared.keys import COMPUTATIONS_KEY
 from shared.local_redis import LocalRedis, start_redis
-from shared.queues import COMPUTATIONS_KEY
 from shared.results import JobResult, JobStatus
 from tests.integration.harness import Stack, free_port, stack
 

@@ -11,6 +11,7 @@ from shared import job_types
 from shared.policies import BatchPolicy, GenerationSettings
 from workers.batcher import Batcher, JobExpiredInBatcher, Requeue
 from workers.fake_runtime import EchoRuntime
+from workers.observers import BaseObserver
 from workers.runtime import Generation, GenerationRequest
 
 GEN = GenerationSettings(max_new_tokens=4)
@@ -27,6 +28,30 @@ def poison_when(marker: str):  # type: ignore[no-untyped-def]
             raise RuntimeError(f"cannot handle {marker}")
 
     return check
+
+
+class Recorder(BaseObserver):
+    """Every moment it sees, in order; it overrides all of them, as any observer may override some."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, list[str]]] = []
+        self.caps: list[int] = []
+        self.faults: list[BaseException] = []
+
+    def before_batch(self, model: str, job_ids: Sequence[str]) -> None:
+        self.events.append(("start", list(job_ids)))
+
+    def after_batch(self, model: str, job_ids: Sequence[str]) -> None:
+        self.events.append(("end", list(job_ids)))
+
+    def after_batch_succeeded(self, model: str, job_ids: Sequence[str]) -> None:
+        self.events.append(("ok", list(job_ids)))
+
+    def on_oom(self, size_cap: int) -> None:
+        self.caps.append(size_cap)
+
+    def on_device_fault(self, exc: BaseException) -> None:
+        self.faults.append(exc)
 
 
 def run(batcher: Batcher, texts: list[str]) -> list[object]:
@@ -102,15 +127,15 @@ def test_out_of_memory_lowers_the_cap_for_a_while() -> None:
 
     now = [1000.0]
     runtime = EchoRuntime(fail_when=oom_above_two)
-    caps: list[int] = []
-    batcher = Batcher({"echo": runtime}, POLICIES, clock=lambda: now[0], oom_backoff_s=60, on_oom=caps.append)
+    recorder = Recorder()
+    batcher = Batcher({"echo": runtime}, POLICIES, clock=lambda: now[0], oom_backoff_s=60, observers=[recorder])
     batcher.start()
     futures = [batcher.submit(f"j{i}", "reply", "echo", request(f"j{i}"), priority=5) for i in range(8)]
     now[0] += 1.0  # past max wait
     with batcher._cond:
         batcher._cond.notify_all()
     assert all(not isinstance(f.result(timeout=10), Exception) for f in futures)
-    assert caps == [4, 2, 2] and batcher.size_cap() == 2  # 8 fails, then each half of 4
+    assert recorder.caps == [4, 2, 2] and batcher.size_cap() == 2  # 8 fails, then each half of 4
     now[0] += 61.0
     assert batcher.size_cap() is None
     batcher.stop()
@@ -129,21 +154,22 @@ def test_drain_hands_back_waiting_jobs_and_refuses_new_ones() -> None:
     batcher.stop(timeout_s=5)
 
 
-def test_attempts_are_opened_and_closed_around_each_batch() -> None:
-    events: list[tuple[str, list[str]]] = []
+def test_observers_see_each_batch_start_end_and_succeed() -> None:
+    recorder = Recorder()
     runtime = EchoRuntime(fail_when=poison_when("bad"))
-    batcher = Batcher(
-        {"echo": runtime},
-        POLICIES,
-        before_batch=lambda ids: events.append(("start", ids)),
-        after_batch=lambda ids: events.append(("end", ids)),
-    )
+    batcher = Batcher({"echo": runtime}, POLICIES, observers=[recorder, BaseObserver()])
     batcher.start()
     run(batcher, ["a", "bad"])
     batcher.stop()
-    starts = [ids for kind, ids in events if kind == "start"]
-    ends = [ids for kind, ids in events if kind == "end"]
-    assert starts == ends == [["a", "bad"], ["a"], ["bad"]]  # raising is finishing: only a crash leaves one open
+    assert recorder.events == [  # raising is finishing: only a crash leaves a batch open
+        ("start", ["a", "bad"]),
+        ("end", ["a", "bad"]),
+        ("start", ["a"]),
+        ("end", ["a"]),
+        ("ok", ["a"]),
+        ("start", ["bad"]),
+        ("end", ["bad"]),
+    ]
 
 
 def cuda_error_when(marker: str):  # type: ignore[no-untyped-def]
@@ -155,23 +181,16 @@ def cuda_error_when(marker: str):  # type: ignore[no-untyped-def]
 
 
 def test_device_fault_hands_back_every_job_and_trips_once() -> None:
-    events: list[tuple[str, list[str]]] = []
-    faults: list[BaseException] = []
+    recorder = Recorder()
     # A long max wait: the first batch closes full (4), however slowly a loaded machine submits.
     policies = {t: BatchPolicy(max_batch_size=4, max_wait_s=2.0) for t in job_types.names()}
     runtime = EchoRuntime(fail_when=cuda_error_when("job"))
-    batcher = Batcher(
-        {"echo": runtime},
-        policies,
-        before_batch=lambda ids: events.append(("start", ids)),
-        after_batch=lambda ids: events.append(("end", ids)),
-        on_device_fault=faults.append,
-    )
+    batcher = Batcher({"echo": runtime}, policies, observers=[recorder])
     batcher.start()
     outcomes = run(batcher, [f"job-{i}" for i in range(8)])  # a batch of four faults; four more wait
     assert all(isinstance(o, Requeue) for o in outcomes)  # none failed: the faulting batch's jobs go back too
-    assert len(faults) == 1 and batcher.device_fault is faults[0]
-    assert events == [("start", ["job-0", "job-1", "job-2", "job-3"])]  # not bisected; its attempts stay open
+    assert len(recorder.faults) == 1 and batcher.device_fault is recorder.faults[0]
+    assert recorder.events == [("start", ["job-0", "job-1", "job-2", "job-3"])]  # not bisected; its attempts stay open
     with pytest.raises(Requeue):
         batcher.submit("late", "reply", "echo", request("late"), priority=5)
     batcher.stop(timeout_s=5)

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+from collections.abc import Sequence
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from shared import job_types
-from shared.policies import BatchPolicy
-from workers import metrics
-from workers.batcher import Batcher
+from shared.policies import BatchPolicy, GenerationSettings
+from workers.batcher import Batcher, Requeue
 from workers.breaker import is_device_fault
 from workers.fake_runtime import EchoRuntime
+from workers.metrics import WorkerMetrics
+from workers.observers import MetricsObserver, RestartOnDeviceFault
+from workers.runtime import GenerationRequest
 
 
 class AcceleratorError(RuntimeError):
@@ -80,17 +85,27 @@ def test_a_cycle_of_causes_ends() -> None:
 def test_tripping_marks_the_worker_not_ready_counts_and_asks_for_a_warm_shutdown(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from workers.control import WorkerContext
-    from workers.process import _on_device_fault
-
     signals: list[tuple[int, int]] = []
     monkeypatch.setattr(os, "kill", lambda pid, sig: signals.append((pid, sig)))
-    batcher = Batcher({"echo": EchoRuntime()}, {t: BatchPolicy() for t in job_types.names()})
-    context = WorkerContext(node="cuda0@test", device="cuda:0", batcher=batcher, ready=True)
-    metrics.set_ready(True)
-    before = metrics.REGISTRY.get_sample_value("greenq_device_faults_total") or 0.0
-    _on_device_fault(context)
-    assert not context.ready and not metrics.is_ready()
-    assert metrics.REGISTRY.get_sample_value("greenq_worker_ready") == 0
-    assert metrics.REGISTRY.get_sample_value("greenq_device_faults_total") == before + 1
+    ready = threading.Event()
+    ready.set()
+    metrics = WorkerMetrics(CollectorRegistry())
+    metrics.watch_readiness(ready.is_set)
+
+    def sick(requests: Sequence[GenerationRequest]) -> None:
+        raise AcceleratorError("CUDA error: an illegal memory access was encountered")
+
+    batcher = Batcher(
+        {"echo": EchoRuntime(fail_when=sick)},
+        {t: BatchPolicy(max_wait_s=0.01) for t in job_types.names()},
+        observers=[MetricsObserver(metrics), RestartOnDeviceFault(ready)],
+    )
+    batcher.start()
+    request = GenerationRequest((1, 2, 3), 4, GenerationSettings(max_new_tokens=4))
+    with pytest.raises(Requeue):
+        batcher.submit("job-1", "reply", "echo", request, priority=5).result(timeout=10)
+    batcher.stop(timeout_s=5)
+    assert not ready.is_set()
+    assert metrics.registry.get_sample_value("greenq_worker_ready") == 0
+    assert metrics.registry.get_sample_value("greenq_device_faults_total") == 1
     assert signals == [(os.getpid(), signal.SIGTERM)]

@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily
 
 from producers.gateway.metrics import GatewayMetrics
-from workers import metrics
 from workers.exporter import QueueCollector
+from workers.metrics import GPU_GAUGES, WorkerMetrics
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -46,8 +46,8 @@ def _exposed(families: Any) -> set[str]:
 
 def exported_names() -> set[str]:
     """Every greenq metric name a worker or the exporter can expose (counters with `_total`)."""
-    worker = {n for n in _exposed(metrics.REGISTRY.collect()) if n.startswith("greenq_")}
-    gpu = {f"greenq_gpu_{key}" for key in metrics.GPU_GAUGES}
+    worker = {n for n in _exposed(WorkerMetrics(CollectorRegistry()).registry.collect()) if n.startswith("greenq_")}
+    gpu = {f"greenq_gpu_{key}" for key in GPU_GAUGES}
     exporter = _exposed(QueueCollector(_EmptyRedis()).collect())  # type: ignore[arg-type]
     gateway = _exposed(GatewayMetrics(CollectorRegistry()).registry.collect())
     return worker | gpu | exporter | gateway
@@ -59,7 +59,7 @@ def test_readme_metrics_match_the_code() -> None:
 
 
 def test_names_carry_units_and_counters_end_in_total() -> None:
-    for family in metrics.REGISTRY.collect():
+    for family in WorkerMetrics(CollectorRegistry()).registry.collect():
         if family.type == "counter":
             assert all(s.name.endswith(("_total", "_created")) for s in family.samples)
         assert "job_id" not in {label for s in family.samples for label in s.labels}

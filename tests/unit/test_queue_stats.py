@@ -7,8 +7,9 @@ import json
 from typing import Any
 
 from shared import job_types
+from shared.keys import UNACKED_KEY
 from shared.queue_stats import read_queue_stats, submitted_at
-from shared.queues import UNACKED_KEY, queue_name, redis_priority_lists
+from shared.queues import queue_name, redis_priority_lists
 
 
 class _ListsRedis:

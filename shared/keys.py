@@ -1,0 +1,33 @@
+"""Every Redis key name greenq reads or writes, in one place (arq's `constants.py`).
+
+Names ending in `_PREFIX` are followed by the part named in their comment. The strings are
+part of the stored data's format: changing one orphans what a deployed Redis already holds.
+Queue and task names are in `shared/queues.py`; Celery's result keys belong to Celery.
+"""
+
+from __future__ import annotations
+
+# Jobs, on the result backend.
+IDEMPOTENCY_KEY_PREFIX = "greenq:idem:"  # + job type:key → job id (producers/idempotency.py)
+CLAIM_KEY_PREFIX = "greenq:claim:"  # + job id → "received" or "cancelled" (shared/claims.py)
+ATTEMPTS_KEY_PREFIX = "greenq:attempts:"  # + job id → unfinished attempts (shared/attempts.py)
+LEASE_KEY_PREFIX = "greenq:lease:"  # + job id → the worker computing it (workers/leases.py)
+DEAD_LETTER_KEY = "greenq:dead"  # hash: record id → JSON record (shared/deadletter.py)
+
+# The reliable fetch, on the broker (shared/redis_transport.py).
+UNACKED_KEY = "unacked"  # kombu's own hash of reserved, unacknowledged messages (its transport default)
+UNACKED_OWNER_KEY = "greenq:unacked:owner"  # hash: delivery tag → consumer holding it
+INFLIGHT_KEY_PREFIX = "greenq:inflight:"  # + consumer id → set of the delivery tags it holds
+CONSUMERS_KEY = "greenq:consumers"  # sorted set: consumer id scored by its last heartbeat
+
+# The gateway (producers/gateway/).
+OWNER_KEY_PREFIX = "greenq:owner:"  # + job id → tenant name, for the result TTL
+RATE_KEY_PREFIX = "greenq:rate:"  # + tenant:second → requests counted in that second
+OUTSTANDING_KEY_PREFIX = "greenq:outstanding:"  # + tenant → sorted set of job ids scored by submission time
+CALLBACK_DUE_KEY = "greenq:callbacks:due"  # sorted set: job id scored by when to look at it next (a lease, if claimed)
+CALLBACK_JOB_KEY_PREFIX = "greenq:callbacks:job:"  # + job id → hash: url, tenant, attempts
+LEGACY_PENDING_KEY = "greenq:callbacks:pending"  # before due/job: a set of job ids, moved over at start
+LEGACY_CALLBACK_KEY_PREFIX = "greenq:callback:"  # + job id → JSON record, moved over at start
+
+# Fault tests only (GREENQ_CHAOS__LOG_COMPUTATIONS): a list of "<job id> <pid>", one per computation.
+COMPUTATIONS_KEY = "greenq:chaos:computations"

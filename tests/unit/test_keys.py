@@ -1,0 +1,62 @@
+"""Redis key names have one home, shared/keys.py, and keep the strings deployed data is stored under."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from shared import keys
+
+REPO = Path(__file__).resolve().parents[2]
+KEY_LIKE = re.compile(r"greenq:[a-z]")  # "greenq: message" (a CLI prefix) is not a key
+
+
+def key_literals(path: Path) -> list[str]:
+    """String literals in code (docstrings aside) that look like greenq Redis keys."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    docstrings = {
+        id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+        and KEY_LIKE.match(node.value)
+    ]
+
+
+def test_every_key_name_is_in_shared_keys() -> None:
+    home = REPO / "shared" / "keys.py"
+    elsewhere = {
+        str(path.relative_to(REPO)): found
+        for package in ("shared", "producers", "workers")
+        for path in sorted((REPO / package).rglob("*.py"))
+        if path != home and (found := key_literals(path))
+    }
+    assert elsewhere == {}, f"name these keys in shared/keys.py: {elsewhere}"
+
+
+def test_key_strings_are_the_deployed_ones() -> None:
+    """A changed string orphans what a running Redis holds: change one only with a migration."""
+    assert {name: value for name, value in vars(keys).items() if name.isupper()} == {
+        "IDEMPOTENCY_KEY_PREFIX": "greenq:idem:",
+        "CLAIM_KEY_PREFIX": "greenq:claim:",
+        "ATTEMPTS_KEY_PREFIX": "greenq:attempts:",
+        "LEASE_KEY_PREFIX": "greenq:lease:",
+        "DEAD_LETTER_KEY": "greenq:dead",
+        "UNACKED_KEY": "unacked",
+        "UNACKED_OWNER_KEY": "greenq:unacked:owner",
+        "INFLIGHT_KEY_PREFIX": "greenq:inflight:",
+        "CONSUMERS_KEY": "greenq:consumers",
+        "OWNER_KEY_PREFIX": "greenq:owner:",
+        "RATE_KEY_PREFIX": "greenq:rate:",
+        "OUTSTANDING_KEY_PREFIX": "greenq:outstanding:",
+        "CALLBACK_DUE_KEY": "greenq:callbacks:due",
+        "CALLBACK_JOB_KEY_PREFIX": "greenq:callbacks:job:",
+        "LEGACY_PENDING_KEY": "greenq:callbacks:pending",
+        "LEGACY_CALLBACK_KEY_PREFIX": "greenq:callback:",
+        "COMPUTATIONS_KEY": "greenq:chaos:computations",
+    }

@@ -1,0 +1,122 @@
+"""What watches the batch thread: one Protocol with a method per moment, and the worker's observers.
+
+The moments are named for when they fire, as dramatiq's middleware hooks are. Each runs on
+the batch thread, in the order the observers were given; an observer that raises in
+`before_batch` or `after_batch` fails the batch as a runtime error would, so keep them
+quick and let them log rather than raise. Subclass `BaseObserver` and override only the
+moments you need:
+
+>>> class Count(BaseObserver):
+...     def after_batch_succeeded(self, model, job_ids): print(model, len(job_ids))
+>>> batcher = Batcher(runtimes, settings.batch, observers=[Count()])
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import redis
+
+from shared.attempts import AttemptCounter
+from shared.keys import COMPUTATIONS_KEY
+from workers.metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+
+class BatchObserver(Protocol):
+    def before_batch(self, model: str, job_ids: Sequence[str]) -> None:
+        """A batch is about to run on `model`."""
+
+    def after_batch(self, model: str, job_ids: Sequence[str]) -> None:
+        """The batch's model call returned or raised; not after a device fault, which ends the worker as a crash."""
+
+    def after_batch_succeeded(self, model: str, job_ids: Sequence[str]) -> None:
+        """Every job of the batch got its output (and its energy share), just before their futures resolve."""
+
+    def on_oom(self, size_cap: int) -> None:
+        """A batch ran out of memory: max batch size lowered to `size_cap` for a while; the batch is split."""
+
+    def on_device_fault(self, exc: BaseException) -> None:
+        """The device failed (`workers.breaker`): the batcher runs nothing more and hands every job back."""
+
+
+class BaseObserver:
+    """Every moment of `BatchObserver`, doing nothing."""
+
+    def before_batch(self, model: str, job_ids: Sequence[str]) -> None:
+        pass
+
+    def after_batch(self, model: str, job_ids: Sequence[str]) -> None:
+        pass
+
+    def after_batch_succeeded(self, model: str, job_ids: Sequence[str]) -> None:
+        pass
+
+    def on_oom(self, size_cap: int) -> None:
+        pass
+
+    def on_device_fault(self, exc: BaseException) -> None:
+        pass
+
+
+class AttemptObserver(BaseObserver):
+    """Opens each job's attempt when its batch starts and closes it when the batch returns (`shared.attempts`)."""
+
+    def __init__(self, attempts: AttemptCounter) -> None:
+        self._attempts = attempts
+
+    def before_batch(self, model: str, job_ids: Sequence[str]) -> None:
+        self._attempts.record(job_ids)
+
+    def after_batch(self, model: str, job_ids: Sequence[str]) -> None:
+        self._attempts.finished(job_ids)
+
+
+class ComputationLog(BaseObserver):
+    """Fault tests only (GREENQ_CHAOS__LOG_COMPUTATIONS): push "<job id> <pid>" per computation, to count them."""
+
+    def __init__(self, client: Any) -> None:
+        self._redis = client
+
+    def before_batch(self, model: str, job_ids: Sequence[str]) -> None:
+        while True:  # the count must be complete, also across a backend restart
+            try:
+                self._redis.rpush(COMPUTATIONS_KEY, *(f"{job_id} {os.getpid()}" for job_id in job_ids))
+                return
+            except (redis.RedisError, OSError):
+                time.sleep(0.2)
+
+
+class MetricsObserver(BaseObserver):
+    """Batch sizes, out-of-memory errors and device faults, into the worker's metrics."""
+
+    def __init__(self, metrics: WorkerMetrics) -> None:
+        self._metrics = metrics
+
+    def after_batch_succeeded(self, model: str, job_ids: Sequence[str]) -> None:
+        self._metrics.batch_size.labels(model).observe(len(job_ids))
+
+    def on_oom(self, size_cap: int) -> None:
+        self._metrics.out_of_memory.inc()
+
+    def on_device_fault(self, exc: BaseException) -> None:
+        self._metrics.device_faults.inc()
+
+
+class RestartOnDeviceFault(BaseObserver):
+    """Not ready at once, then Celery's warm shutdown (as the launcher would ask), whose task threads hand
+    their jobs back; the worker then exits for the launcher to restart it."""
+
+    def __init__(self, ready: threading.Event) -> None:
+        self._ready = ready
+
+    def on_device_fault(self, exc: BaseException) -> None:
+        self._ready.clear()
+        os.kill(os.getpid(), signal.SIGTERM)
