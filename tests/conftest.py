@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.local_model import build_local_model
+from workers.model_builder import build_local_model
 
 
 @pytest.fixture(scope="session")

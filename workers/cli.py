@@ -14,7 +14,7 @@ from pathlib import Path
 from producers.cli import EXIT_USAGE, SubParsers, new_parser, run
 from producers.cli import add_commands as add_producer_commands
 from shared.settings import Settings
-from workers.local_model import SHAPES
+from workers.model_builder import SHAPES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +119,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _build_model(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.local_model import build_local_model
+    from workers.model_builder import build_local_model
 
     out = args.out or settings.model_cache_dir / args.shape
     print(build_local_model(args.shape, out))

@@ -22,8 +22,8 @@ from celery.worker.control import control_command, inspect_command
 
 from shared import job_types
 from shared.policies import BatchPolicy
-from workers.batcher import Batcher
 from workers.metrics import WorkerMetrics
+from workers.serving.batcher import Batcher
 
 RATE_WINDOW_S = 60.0
 

@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from shared.job_types import JobType
-from workers.breaker import DEVICE_FAULT_EXIT_CODE
 from workers.devices import Device
+from workers.serving.breaker import DEVICE_FAULT_EXIT_CODE
 
 log = logging.getLogger(__name__)
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)

@@ -27,27 +27,27 @@ from shared.redis_client import redis_client
 from shared.results import JobResult
 from shared.settings import Settings
 from workers import control
-from workers.batcher import Batcher
-from workers.breaker import DEVICE_FAULT_EXIT_CODE
-from workers.carbon import intensity_source
 from workers.chaos import ChaosRuntime
 from workers.consumer import DeadLetteringConsumer
 from workers.control import WorkerContext
-from workers.energy import EnergyAccountant
-from workers.handler import JobHandler, WorkerIdentity
+from workers.energy.accountant import EnergyAccountant
+from workers.energy.carbon import intensity_source
+from workers.energy.meters.detect import detect_meter
+from workers.energy.meters.nvml import NvmlMeter
 from workers.leases import JobLeases
 from workers.local_model import resolve_model
-from workers.meters.detect import detect_meter
-from workers.meters.nvml import NvmlMeter
 from workers.metrics import WorkerMetrics, serve
-from workers.observers import (
+from workers.runtime import HFRuntime, ModelRuntime, warm_up
+from workers.serving.batcher import Batcher
+from workers.serving.breaker import DEVICE_FAULT_EXIT_CODE
+from workers.serving.handler import JobHandler, WorkerIdentity
+from workers.serving.observers import (
     AttemptObserver,
     BatchObserver,
     ComputationLog,
     MetricsObserver,
     RestartOnDeviceFault,
 )
-from workers.runtime import HFRuntime, ModelRuntime, warm_up
 
 log = logging.getLogger("greenq.worker")
 

@@ -41,10 +41,10 @@ from shared.queues import queue_name, task_name
 from shared.redact import redact_text
 from shared.results import JobResult
 from shared.settings import Settings
-from workers.batcher import Requeue
-from workers.handler import JobHandler
 from workers.leases import JobLeases
 from workers.result_store import ResultStore
+from workers.serving.batcher import Requeue
+from workers.serving.handler import JobHandler
 
 log = logging.getLogger(__name__)
 INFRA_ERRORS = (redis.RedisError, OperationalError, OSError)

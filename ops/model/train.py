@@ -21,7 +21,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from shared.jobs import parse_job, parse_job_type
-from workers.local_model import EOS, train_tokenizer
+from workers.model_builder import EOS, train_tokenizer
 from workers.prompts import build_messages
 
 HERE = Path(__file__).parent

@@ -9,10 +9,10 @@ import pytest
 
 from shared import job_types
 from shared.policies import BatchPolicy, GenerationSettings
-from workers.batcher import Batcher, JobExpiredInBatcher, Requeue
-from workers.fake_runtime import EchoRuntime
-from workers.observers import BaseObserver
+from tests.fake_runtime import EchoRuntime
 from workers.runtime import Generation, GenerationRequest
+from workers.serving.batcher import Batcher, JobExpiredInBatcher, Requeue
+from workers.serving.observers import BaseObserver
 
 GEN = GenerationSettings(max_new_tokens=4)
 POLICIES = {t: BatchPolicy(max_batch_size=8, max_wait_s=0.05) for t in job_types.names()}
@@ -227,8 +227,8 @@ class BrokenMeter:
 
 
 def test_a_failing_energy_meter_costs_the_receipt_not_the_jobs() -> None:
-    from workers.carbon import StaticIntensity
-    from workers.energy import EnergyAccountant
+    from workers.energy.accountant import EnergyAccountant
+    from workers.energy.carbon import StaticIntensity
 
     batcher = Batcher({"echo": EchoRuntime()}, POLICIES, energy=EnergyAccountant(BrokenMeter(), StaticIntensity(400)))
     batcher.start()

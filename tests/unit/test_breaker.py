@@ -12,12 +12,12 @@ from prometheus_client import CollectorRegistry
 
 from shared import job_types
 from shared.policies import BatchPolicy, GenerationSettings
-from workers.batcher import Batcher, Requeue
-from workers.breaker import is_device_fault
-from workers.fake_runtime import EchoRuntime
+from tests.fake_runtime import EchoRuntime
 from workers.metrics import WorkerMetrics
-from workers.observers import MetricsObserver, RestartOnDeviceFault
 from workers.runtime import GenerationRequest
+from workers.serving.batcher import Batcher, Requeue
+from workers.serving.breaker import is_device_fault
+from workers.serving.observers import MetricsObserver, RestartOnDeviceFault
 
 
 class AcceleratorError(RuntimeError):

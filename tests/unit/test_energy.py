@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.attribution import attribute_energy, split_microjoules
-from workers.carbon import CachedIntensity, FileIntensity, StaticIntensity, co2e_grams
-from workers.energy import EnergyAccountant
-from workers.meters.estimate import CpuTimeEstimateMeter
-from workers.meters.nvml import NvmlMeter
-from workers.meters.rapl import RaplMeter
+from workers.energy.accountant import EnergyAccountant
+from workers.energy.attribution import attribute_energy, split_microjoules
+from workers.energy.carbon import CachedIntensity, FileIntensity, StaticIntensity, co2e_grams
+from workers.energy.meters.estimate import CpuTimeEstimateMeter
+from workers.energy.meters.nvml import NvmlMeter
+from workers.energy.meters.rapl import RaplMeter
 
 
 class FakeNvml:

@@ -28,10 +28,10 @@ from shared.jobs import parse_job
 from shared.policies import BatchPolicy, GenerationSettings
 from shared.queues import job_type_of_task, parse_queues, queue_name, task_name
 from shared.settings import Settings
-from workers.batcher import Batcher
-from workers.fake_runtime import EchoRuntime
-from workers.handler import JobHandler, WorkerIdentity
+from tests.fake_runtime import EchoRuntime
 from workers.prompts import build_messages
+from workers.serving.batcher import Batcher
+from workers.serving.handler import JobHandler, WorkerIdentity
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text(encoding="utf-8")

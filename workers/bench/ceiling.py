@@ -7,8 +7,8 @@ from typing import Any
 
 from shared.settings import Settings
 from workers.bench.workload import BenchConfig
-from workers.carbon import co2e_grams
-from workers.meters.detect import detect_meter
+from workers.energy.carbon import co2e_grams
+from workers.energy.meters.detect import detect_meter
 from workers.runtime import GenerationRequest, HFRuntime
 
 

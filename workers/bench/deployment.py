@@ -18,7 +18,7 @@ from shared.queues import BENCH_NAIVE_QUEUE
 from shared.results import JobResult, JobStatus
 from shared.settings import Settings
 from workers.bench.workload import BenchConfig
-from workers.carbon import co2e_grams
+from workers.energy.carbon import co2e_grams
 
 READY_TIMEOUT_S = 300.0
 

@@ -18,8 +18,8 @@ from shared.jobs import parse_job
 from shared.queues import BENCH_NAIVE_QUEUE, BENCH_NAIVE_TASK
 from shared.results import JobResult, JobStatus, Timings
 from shared.settings import Settings
+from workers.energy.meters.detect import detect_meter
 from workers.local_model import resolve_model
-from workers.meters.detect import detect_meter
 from workers.prompts import build_messages
 from workers.runtime import GenerationRequest, HFRuntime, warm_up
 

@@ -12,7 +12,7 @@ import time
 from types import ModuleType
 from typing import Any
 
-from workers.meters import Component, Source
+from workers.energy.meters import Component, Source
 
 
 class NvmlMeter:

@@ -22,9 +22,9 @@ from shared.jobs import parse_job
 from shared.redact import redact_text
 from shared.results import JobResult, JobStatus, Timings
 from shared.settings import Settings
-from workers.batcher import Batcher, BatchOutcome, JobExpiredInBatcher, Requeue
 from workers.prompts import build_messages
 from workers.runtime import GenerationRequest, ModelRuntime
+from workers.serving.batcher import Batcher, BatchOutcome, JobExpiredInBatcher, Requeue
 
 log = logging.getLogger(__name__)
 

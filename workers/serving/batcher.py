@@ -1,12 +1,12 @@
 """The micro-batcher: one thread that turns waiting jobs into `generate` calls.
 
 Celery task threads `submit` a job and block on the returned future; the batcher thread
-forms batches with `workers.batching` and runs them on the job's model. A batch that
+forms batches with `workers.serving.batching` and runs them on the job's model. A batch that
 raises is split in halves and retried until the failing job stands alone, so one bad
 job never fails the jobs that would have succeeded without it. A batch that raises a
-device fault (`workers.breaker`) trips the breaker instead: every job held goes back to
+device fault (`workers.serving.breaker`) trips the breaker instead: every job held goes back to
 the queue and the observers' `on_device_fault` tells the worker to restart. Observers
-(`workers.observers`) see each batch's named moments.
+(`workers.serving.observers`) see each batch's named moments.
 
 >>> batcher = Batcher({"m": runtime}, settings.batch, observers=[MetricsObserver(metrics)])
 >>> batcher.start()
@@ -28,11 +28,11 @@ from typing import TypeVar
 from shared.errors import GreenqError
 from shared.job_types import JobType
 from shared.policies import BatchPolicy
-from workers.batching import PendingJob, next_wakeup, select_batch, split_expired
-from workers.breaker import is_device_fault
-from workers.energy import EnergyAccountant, EnergyShare
-from workers.observers import BatchObserver
+from workers.energy.accountant import EnergyAccountant, EnergyShare
 from workers.runtime import Generation, GenerationRequest, ModelRuntime
+from workers.serving.batching import PendingJob, next_wakeup, select_batch, split_expired
+from workers.serving.breaker import is_device_fault
+from workers.serving.observers import BatchObserver
 
 log = logging.getLogger(__name__)
 
