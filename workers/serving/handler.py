@@ -111,8 +111,8 @@ class JobHandler:
             now = self._clock()
             timings = Timings(queue_s=queue_s, batch_wait_s=now - received_at, end_to_end_s=now - submitted_at)
             return self._final(job_id, job_type, JobStatus.expired, error=str(exc), timings=timings)
-        except Exception as exc:  # the batcher isolated it: this job fails alone
-            log.exception("job %s failed", job_id)
+        except Exception as exc:  # the batcher isolated it: this job fails alone (an expected outcome: one line)
+            log.warning("job %s failed on its own: %s", job_id, redact_text(f"{type(exc).__name__}: {exc}"))
             return self._final(
                 job_id,
                 job_type,
