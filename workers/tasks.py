@@ -34,6 +34,7 @@ from kombu.exceptions import OperationalError
 
 from shared import claims, job_types
 from shared.attempts import AttemptCounter
+from shared.celery_app import register_task
 from shared.deadletter import DeadLetter, DeadLetterStore
 from shared.errors import InvalidJob, JobNotComputed
 from shared.job_types import JobType
@@ -93,7 +94,8 @@ def _finish(result: JobResult) -> dict[str, Any]:
 
 
 def _register(app: Celery, context: TaskContext, job_type: JobType) -> None:
-    @app.task(
+    @register_task(
+        app,
         name=task_name(job_type),
         bind=True,
         acks_late=True,
