@@ -102,6 +102,7 @@ def _register(app: Celery, context: TaskContext, job_type: JobType) -> None:
         typing=False,
         ignore_result=True,  # stored by ResultStore, once; see workers/result_store.py
         throws=(JobNotComputed,),
+        shared=False,  # it closes over this worker's context: not for every app the process makes later
     )
     def run_job(task: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
         job_id: str = task.request.id
