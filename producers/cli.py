@@ -191,17 +191,16 @@ def _pool(args: argparse.Namespace, settings: Settings) -> int:
             statuses = pool.status(app)
             print(json.dumps(statuses, indent=2) if args.json else pool.status_table(statuses))
             return 0 if statuses else EXIT_UNAVAILABLE
-        job_type = args.job_type if hasattr(args, "job_type") else None
         if args.pool_command == "add-queue":
-            print(pool.add_queue(app, args.node, job_type))  # type: ignore[arg-type]
+            print(pool.add_queue(app, args.node, args.job_type))
         elif args.pool_command == "remove-queue":
-            print(pool.remove_queue(app, args.node, job_type))  # type: ignore[arg-type]
+            print(pool.remove_queue(app, args.node, args.job_type))
         elif args.pool_command == "set-policy":
             print(
                 pool.set_policy(
                     app,
                     args.node,
-                    job_type,  # type: ignore[arg-type]
+                    args.job_type,
                     max_batch_size=args.max_batch_size,
                     max_wait_s=args.max_wait_s,
                     max_batch_tokens=args.max_batch_tokens,

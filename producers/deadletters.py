@@ -18,12 +18,10 @@ def run_dlq(settings: Settings, action: str, letter_id: str | None) -> int:
         redis_client(settings.backend_url, settings.tls_ca_file, sentinel_master=settings.sentinel_master)
     )
     if action == "list":
-        for letter in store.list():
-            when = datetime.fromtimestamp(letter.at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-            retry = "retryable" if letter.retryable else "-"
-            print(
-                f"{letter.id}  {when}  {letter.queue or '-':<20} {letter.job_id or '-':<36} {retry:<9} {letter.reason}"
-            )
+        for entry in store.list():
+            when = datetime.fromtimestamp(entry.at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            retry = "retryable" if entry.retryable else "-"
+            print(f"{entry.id}  {when}  {entry.queue or '-':<20} {entry.job_id or '-':<36} {retry:<9} {entry.reason}")
         return 0
     if action == "purge" and letter_id is None:
         print(f"purged {store.purge()} dead letters")

@@ -32,7 +32,7 @@ import time
 import uuid
 import weakref
 from queue import Empty
-from typing import Any
+from typing import Any, cast
 
 import kombu.transport as kombu_transport
 from kombu.transport import TRANSPORT_ALIASES
@@ -158,7 +158,8 @@ class QoS(kombu_redis.QoS):
                 pipe.srem(inflight_key(owner), tag)
             if payload:
                 message, exchange, routing_key = loads(bytes_to_str(payload))
-                self.channel._do_restore_message(message, exchange, routing_key, pipe, leftmost)
+                # kombu's own method, unannotated:
+                self.channel._do_restore_message(message, exchange, routing_key, pipe, leftmost)  # type: ignore[no-untyped-call]
 
         with self.channel.conn_or_acquire(client) as client:
             client.transaction(restore_transaction, self.unacked_key, UNACKED_OWNER_KEY)
@@ -200,19 +201,21 @@ class QoS(kombu_redis.QoS):
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
-    from_transport_options = kombu_redis.Channel.from_transport_options + ("consumer_lease_s", "idle_poll_s")
+    # mypy reads kombu's tuple as fixed-length, so a longer one (as kombu's own subclasses make) is "incompatible".
+    from_transport_options = kombu_redis.Channel.from_transport_options + ("consumer_lease_s", "idle_poll_s")  # type: ignore[assignment]
     consumer_lease_s = DEFAULT_CONSUMER_LEASE_S
     idle_poll_s = DEFAULT_IDLE_POLL_S
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.consumer_id = new_consumer_id()
         self._idle_until = 0.0
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]  # kombu's, unannotated
 
     # -- fetching ------------------------------------------------------------------------
 
     def _claim_keys(self, queues: list[str]) -> list[str]:
-        lists = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
+        # kombu's own method, unannotated:
+        lists = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]  # type: ignore[no-untyped-call]
         return [
             *lists,
             self.unacked_key,
@@ -232,7 +235,7 @@ class Channel(kombu_redis.Channel):
         keys = self._claim_keys(queues)
         n_lists = len(keys) - 5
         self._in_poll = self.client.connection
-        self._brpop_sent_at = time.monotonic()
+        self._brpop_sent_at = time.monotonic()  # type: ignore[assignment]  # kombu declares it `= None`
         self.client.connection.send_command("EVAL", CLAIM_SCRIPT, len(keys), *keys, n_lists, self.consumer_id)
 
     def _brpop_read(self, **options: Any) -> bool:
@@ -262,7 +265,7 @@ class Channel(kombu_redis.Channel):
             self.connection._deliver(message, dest)
             return True
         finally:
-            self._in_poll = None
+            self._in_poll = None  # type: ignore[assignment]  # kombu declares it `= False`, then sets None too
             flush = getattr(self, "_flush_brpop_reauth", None)  # kombu >= 5.7
             if flush is not None:
                 flush()
@@ -321,8 +324,9 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
     def register_with_event_loop(self, connection: Any, loop: Any) -> None:
-        super().register_with_event_loop(connection, loop)
+        super().register_with_event_loop(connection, loop)  # type: ignore[no-untyped-call]  # kombu's, unannotated
         connection.greenq_event_loop = True
+        assert self.client is not None  # the Connection that made this transport
         options = self.client.transport_options
         idle_poll_s = float(options.get("idle_poll_s", DEFAULT_IDLE_POLL_S))
         lease_s = float(options.get("consumer_lease_s", DEFAULT_CONSUMER_LEASE_S))
@@ -336,7 +340,8 @@ class Transport(kombu_redis.Transport):
         ]
 
     def _heartbeat_all(self) -> None:
-        for channel in list(self.cycle._channels):
+        cycle = cast(kombu_redis.MultiChannelPoller, self.cycle)  # kombu's Redis transport always makes one
+        for channel in list(cycle._channels):
             try:
                 channel.heartbeat()
             except channel.connection_errors:
@@ -346,14 +351,15 @@ class Transport(kombu_redis.Transport):
 class SentinelChannel(Channel, kombu_redis.SentinelChannel):
     """The reliable fetch on the master the sentinels name (`master_name` in the transport options)."""
 
-    from_transport_options = kombu_redis.SentinelChannel.from_transport_options + ("consumer_lease_s", "idle_poll_s")
+    # A longer tuple than kombu's (see Channel).
+    from_transport_options = kombu_redis.SentinelChannel.from_transport_options + ("consumer_lease_s", "idle_poll_s")  # type: ignore[assignment]
 
 
 class SentinelTransport(Transport):
     """For sentinel:// URLs: after a failover, channels reconnect to the new master."""
 
     Channel = SentinelChannel
-    default_port = kombu_redis.SentinelTransport.default_port
+    default_port = kombu_redis.SentinelTransport.default_port  # type: ignore[assignment]  # kombu: `= None`
 
 
 def _noop() -> None:

@@ -13,12 +13,12 @@ from typing import Any
 from celery.backends.redis import RedisBackend, SentinelBackend
 
 
-class PollingRedisBackend(RedisBackend):  # type: ignore[misc]
+class PollingRedisBackend(RedisBackend):  # type: ignore[misc]  # celery ships no types: a base of type Any
     def on_task_call(self, producer: Any, task_id: str) -> None:
         pass
 
 
-class PollingSentinelBackend(SentinelBackend):  # type: ignore[misc]
+class PollingSentinelBackend(SentinelBackend):  # type: ignore[misc]  # (as above)
     def on_task_call(self, producer: Any, task_id: str) -> None:
         pass
 

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from shared.errors import ModelLoadError
 from shared.policies import GenerationSettings
@@ -97,7 +97,8 @@ class HFRuntime:
                 f"could not load model {name_or_path!r}: {exc}. Set GREENQ_MODEL to a local directory "
                 "or a hub name available offline."
             ) from exc
-        self.model.to(device).eval()
+        # transformers wraps `to` in functools.wraps, which typeshed does not bind as a method.
+        cast("torch.nn.Module", self.model).to(device).eval()
         self.tokenizer.padding_side = "left"
         eos = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
@@ -162,6 +163,6 @@ class HFRuntime:
         results = []
         for row, request in zip(new_tokens, requests, strict=True):
             tokens, reason = trim_row(row, request.max_new_tokens, self.stop_ids)
-            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            text = cast(str, self.tokenizer.decode(tokens, skip_special_tokens=True))  # one row: one string
             results.append(Generation(text=text, finish_reason=reason, generated_tokens=len(tokens)))
         return results

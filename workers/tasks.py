@@ -34,6 +34,7 @@ from kombu.exceptions import OperationalError
 
 from shared import claims, job_types
 from shared.attempts import AttemptCounter
+from shared.celery_app import register_task
 from shared.deadletter import DeadLetter, DeadLetterStore
 from shared.errors import InvalidJob, JobNotComputed
 from shared.job_types import JobType
@@ -93,13 +94,15 @@ def _finish(result: JobResult) -> dict[str, Any]:
 
 
 def _register(app: Celery, context: TaskContext, job_type: JobType) -> None:
-    @app.task(
+    @register_task(
+        app,
         name=task_name(job_type),
         bind=True,
         acks_late=True,
         typing=False,
         ignore_result=True,  # stored by ResultStore, once; see workers/result_store.py
         throws=(JobNotComputed,),
+        shared=False,  # it closes over this worker's context: not for every app the process makes later
     )
     def run_job(task: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
         job_id: str = task.request.id

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make this checkout runnable: a virtualenv with greenq and its test tools, and redis-server.
+# Make this checkout runnable: a virtualenv with greenq and its test tools (pytest, ruff, mypy), and redis-server.
 # Idempotent and quick when nothing changed. Never needs a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

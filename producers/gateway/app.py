@@ -253,7 +253,7 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
 
     def owned(who: Tenant, job_id: str) -> None:
         owner = store.get(f"{OWNER_KEY_PREFIX}{job_id}")
-        if owner is None or owner.decode() != who.name:
+        if owner is None or owner != who.name.encode():
             raise ApiError(404, "not_found", f"no job {job_id}")
 
     def look_up(who: Tenant, job_id: str) -> JobView:

@@ -8,6 +8,16 @@ import pytest
 from shared.local_redis import start_redis
 from tests.integration.harness import Stack, free_port, stack
 
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test here starts redis-server, worker processes or servers: all are `slow`, so
+    `-m "not chaos and not slow"` is the fast unit suite."""
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def redis_port() -> Iterator[int]:

@@ -21,6 +21,7 @@ def runtime() -> HFRuntime:
     return HFRuntime(resolve_model("local:store-assistant", Path("/nonexistent")), "cpu", "float32")
 
 
+@pytest.mark.slow  # generates for every sample with the shipped model: about 20 s on 2 cores
 @pytest.mark.parametrize("job_type", list(job_types.names()))
 def test_shipped_model_answers_every_job_type(runtime: HFRuntime, job_type: JobType) -> None:
     gen = GenerationSettings(max_new_tokens=60)

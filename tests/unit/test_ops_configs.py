@@ -37,6 +37,7 @@ def test_kubernetes_prometheus_config_parses() -> None:
     assert {j["job_name"] for j in config["scrape_configs"]} == {"greenq-workers", "greenq-exporter"}
 
 
+@pytest.mark.slow  # promtool's rule unit tests take about 7 s
 def test_promtool_checks_and_unit_tests_the_rules() -> None:
     for args in (("check", "rules", "alerts.yml"), ("test", "rules", "alerts_test.yml")):
         result = promtool(*args)

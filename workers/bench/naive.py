@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from shared.celery_app import make_celery
+from shared.celery_app import make_celery, register_task
 from shared.envelope import Envelope
 from shared.jobs import parse_job
 from shared.queues import BENCH_NAIVE_QUEUE, BENCH_NAIVE_TASK
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     meter = detect_meter(settings.energy_meter, on_gpu, settings.rapl_root, settings.cpu_watts_per_core)
     app = make_celery(settings)
 
-    @app.task(name=BENCH_NAIVE_TASK, acks_late=True, bind=True)
+    @register_task(app, name=BENCH_NAIVE_TASK, acks_late=True, bind=True)
     def generate(task: Any, body: dict[str, Any]) -> dict[str, Any]:
         received = time.time()
         envelope = Envelope.decode(body)

@@ -48,7 +48,8 @@ def padded_tokens(jobs: Sequence[PendingJob]) -> int:
 
 
 def split_expired(jobs: Iterable[PendingJob], now: float) -> tuple[list[PendingJob], list[PendingJob]]:
-    alive, expired = [], []
+    alive: list[PendingJob] = []
+    expired: list[PendingJob] = []
     for job in jobs:
         (expired if job.deadline_at is not None and now >= job.deadline_at else alive).append(job)
     return alive, expired

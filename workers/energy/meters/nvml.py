@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from types import ModuleType
 from typing import Any
 
 from workers.energy.meters import Component, Source
@@ -18,11 +17,12 @@ from workers.energy.meters import Component, Source
 class NvmlMeter:
     source: Source = "nvml"
 
-    def __init__(
-        self, device_index: int = 0, nvml: ModuleType | Any | None = None, sample_interval_s: float = 0.05
-    ) -> None:
+    def __init__(self, device_index: int = 0, nvml: Any = None, sample_interval_s: float = 0.05) -> None:
+        """`nvml`: the `pynvml` module (from nvidia-ml-py; the default) or a stand-in with its functions."""
         if nvml is None:
-            import pynvml as nvml  # from nvidia-ml-py
+            import pynvml  # from nvidia-ml-py
+
+            nvml = pynvml
         self._nvml = nvml
         nvml.nvmlInit()
         self._handle = nvml.nvmlDeviceGetHandleByIndex(device_index)

@@ -1,0 +1,214 @@
+"""The Celery edge (workers/tasks.py) run in-process: Celery's `apply`, a fake Redis behind the result
+backend, the fake runtime behind a real batcher. No broker, no worker process, no network."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from celery import Celery
+
+from shared import claims, job_types
+from shared.attempts import AttemptCounter
+from shared.celery_app import make_celery
+from shared.deadletter import DeadLetterStore
+from shared.envelope import Envelope
+from shared.queues import queue_name, task_name
+from shared.results import JobResult, JobStatus
+from shared.settings import Settings
+from tests.unit.fake_redis import FakeRedis
+from workers import tasks
+from workers.batcher import Batcher
+from workers.fake_runtime import EchoRuntime
+from workers.handler import JobHandler, WorkerIdentity
+from workers.leases import JobLeases
+from workers.result_store import ResultStore
+from workers.tasks import TaskContext, register_job_tasks
+
+# Port 1 refuses at once: anything that reached past the fake Redis would fail, not find a real server.
+SETTINGS = Settings(broker_url="redis://127.0.0.1:1/0", model="echo", max_prompt_tokens=4096, max_attempts=3)
+
+
+@dataclass
+class Worker:
+    """One worker's task edge, wired as workers/process.py wires it, on a fake Redis."""
+
+    app: Celery
+    redis: FakeRedis
+    runtime: EchoRuntime
+    batcher: Batcher
+    context: TaskContext
+    finished: list[JobResult] = field(default_factory=list)
+
+    def run(self, job_id: str, *args: Any, job_type: str = "reply") -> Any:
+        """Run the job's task as a worker thread would; returns Celery's EagerResult."""
+        return self.app.tasks[task_name(job_type)].apply(args=args, task_id=job_id)
+
+    def stored(self, job_id: str) -> JobResult | None:
+        return ResultStore(self.app.backend, SETTINGS.result_ttl_s).get(job_id)
+
+
+@pytest.fixture
+def worker(fake: FakeRedis) -> Iterator[Worker]:
+    app = make_celery(SETTINGS)
+    app.backend.client = fake  # the result backend's redis-py client: the one client the task edge uses
+    runtime = EchoRuntime()
+    batcher = Batcher({"echo": runtime}, SETTINGS.batch)
+    batcher.start()
+    finished: list[JobResult] = []
+    context = TaskContext(
+        handler=JobHandler(SETTINGS, {"echo": runtime}, batcher, WorkerIdentity("test@host", "cpu")),
+        settings=SETTINGS,
+        attempts=AttemptCounter(fake, SETTINGS.result_ttl_s),
+        leases=JobLeases(fake, ttl_s=30, owner="test@host"),
+        on_finished=finished.append,
+        stopping=threading.Event(),
+    )
+    register_job_tasks(app, context)
+    yield Worker(app, fake, runtime, batcher, context, finished)
+    batcher.stop(timeout_s=5)
+
+
+def envelope(job_id: str, job_type: str = "reply") -> dict[str, Any]:
+    return Envelope(
+        job_id=job_id,
+        job_type=job_type,
+        payload=dict(job_types.get(job_type).samples[0]),
+        submitted_at=time.time(),
+        priority=5,
+    ).encode()
+
+
+def test_every_job_type_has_a_task_on_its_queue(worker: Worker) -> None:
+    for job_type in job_types.names():
+        task = worker.app.tasks[task_name(job_type)]
+        assert task.acks_late and task.ignore_result
+        assert worker.app.amqp.router.route({}, task.name)["queue"].name == queue_name(job_type)
+
+
+def test_a_job_is_computed_stored_once_and_reported(worker: Worker) -> None:
+    outcome = worker.run("job-1", envelope("job-1"))
+    assert outcome.successful()
+    assert outcome.result["status"] == "succeeded"
+    stored = worker.stored("job-1")
+    assert stored is not None and stored.status is JobStatus.succeeded
+    assert worker.finished == [stored]
+    assert len(worker.redis.published) == 1  # Celery's result consumers hear of it
+    assert claims.state(worker.redis, "job-1") == claims.RECEIVED
+    assert worker.context.leases.holder("job-1") is None  # released
+    assert worker.runtime.batches == [1]
+
+
+def test_a_redelivered_finished_job_is_not_computed_again(worker: Worker) -> None:
+    first = worker.run("job-1", envelope("job-1"))
+    again = worker.run("job-1", envelope("job-1"))
+    assert again.result == first.result
+    assert worker.runtime.batches == [1]
+    assert len(worker.finished) == 1  # reported once, by the run that stored it
+
+
+def test_a_job_cancelled_before_any_worker_started_it_ends_cancelled(worker: Worker) -> None:
+    assert claims.cancel(worker.redis, "job-1", SETTINGS.result_ttl_s)
+    outcome = worker.run("job-1", envelope("job-1"))
+    assert outcome.failed()  # JobNotComputed, carrying the record, so Flower counts it
+    stored = worker.stored("job-1")
+    assert stored is not None and stored.status is JobStatus.cancelled
+    assert worker.runtime.batches == []
+
+
+def test_a_job_that_took_its_worker_down_too_often_is_given_up_and_dead_lettered(worker: Worker) -> None:
+    for _ in range(SETTINGS.max_attempts):
+        worker.context.attempts.record(["job-1"])  # each batch start whose worker then died
+    body = envelope("job-1")
+    worker.run("job-1", body)
+    stored = worker.stored("job-1")
+    assert stored is not None and stored.status is JobStatus.failed
+    assert stored.error is not None and stored.error.startswith("gave up after 3 attempts")
+    [letter] = DeadLetterStore(worker.redis).list()
+    assert (letter.job_id, letter.attempts, letter.queue) == ("job-1", 3, queue_name("reply"))
+    assert letter.retryable and letter.args == [body]  # `greenq dlq retry` can send it again
+    assert worker.runtime.batches == []
+
+
+def test_a_job_attempted_before_runs_alone(worker: Worker) -> None:
+    worker.context.attempts.record(["job-1"])
+    assert worker.run("job-1", envelope("job-1")).successful()
+    assert worker.runtime.batches == [1]
+
+
+@pytest.mark.parametrize("args", [({"not": "an envelope"},), (), (1, 2)])
+def test_a_malformed_message_fails_alone_and_is_dead_lettered(worker: Worker, args: tuple[Any, ...]) -> None:
+    worker.run("job-1", *args)
+    stored = worker.stored("job-1")
+    assert stored is not None and stored.status is JobStatus.failed
+    assert stored.error is not None and stored.error.startswith("invalid job")
+    [letter] = DeadLetterStore(worker.redis).list()
+    assert letter.job_id == "job-1" and letter.task == task_name("reply")
+
+
+def test_an_unexpected_error_fails_the_job_with_its_reason(worker: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(text: str) -> list[int]:
+        raise ValueError("tokenizer bug")
+
+    monkeypatch.setattr(worker.runtime, "encode", broken)
+    worker.run("job-1", envelope("job-1"))
+    stored = worker.stored("job-1")
+    assert stored is not None and stored.status is JobStatus.failed
+    assert stored.error == "internal error: ValueError('tokenizer bug')"
+
+
+def test_a_job_another_live_worker_computes_gets_that_workers_result(
+    worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tasks, "HOLDER_POLL_S", 0.01)
+    other = JobLeases(worker.redis, ttl_s=30, owner="other@host")
+    token = other.acquire("job-1")
+    assert token is not None
+    theirs = JobResult(job_id="job-1", job_type="reply", status=JobStatus.succeeded, text="from the other worker")
+    their_store = ResultStore(worker.app.backend, SETTINGS.result_ttl_s)  # app.backend is per thread: take it here
+
+    def other_worker_finishes() -> None:
+        time.sleep(0.05)
+        their_store.put_once(theirs)
+        other.release("job-1", token)
+
+    threading.Thread(target=other_worker_finishes).start()
+    outcome = worker.run("job-1", envelope("job-1"))
+    assert outcome.result["text"] == "from the other worker"
+    assert worker.runtime.batches == [] and worker.finished == []
+
+
+def test_a_job_another_live_worker_holds_goes_back_to_the_queue_when_stopping(worker: Worker) -> None:
+    assert JobLeases(worker.redis, ttl_s=30, owner="other@host").acquire("job-1") is not None
+    worker.context.stopping.set()
+    outcome = worker.run("job-1", envelope("job-1"))
+    assert outcome.state == "REJECTED"  # Reject(requeue=True): the message goes back, not acked
+    assert worker.stored("job-1") is None and worker.runtime.batches == []
+
+
+def test_a_job_the_stopping_batcher_cannot_take_goes_back_to_the_queue(worker: Worker) -> None:
+    worker.batcher.stop(timeout_s=5)
+    outcome = worker.run("job-1", envelope("job-1"))
+    assert outcome.state == "REJECTED"
+    assert worker.stored("job-1") is None
+    assert worker.context.leases.holder("job-1") is None  # released for whoever gets it next
+
+
+def test_redis_trouble_is_retried_not_the_jobs_failure(worker: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tasks, "RETRY_FIRST_S", 0.001)
+    worker.redis.fail_next(3)
+    assert worker.run("job-1", envelope("job-1")).successful()
+    stored = worker.stored("job-1")
+    assert stored is not None and stored.status is JobStatus.succeeded
+
+
+def test_redis_trouble_while_stopping_hands_the_job_back(worker: Worker) -> None:
+    worker.context.stopping.set()
+    worker.redis.fail_next(1)
+    outcome = worker.run("job-1", envelope("job-1"))
+    assert outcome.state == "REJECTED"
+    assert worker.stored("job-1") is None
