@@ -15,10 +15,10 @@ from shared.errors import InvalidJob
 from shared.job_types import JobType
 from shared.results import JobStatus
 from shared.settings import Settings
-from workers.batcher import Batcher, Requeue
-from workers.fake_runtime import EchoRuntime
-from workers.handler import JobHandler, WorkerIdentity
+from tests.fake_runtime import EchoRuntime
 from workers.runtime import Generation, GenerationRequest
+from workers.serving.batcher import Batcher, Requeue
+from workers.serving.handler import JobHandler, WorkerIdentity
 
 SETTINGS = Settings(model="echo", max_prompt_tokens=4096)
 IDENTITY = WorkerIdentity(worker="test@host", device="cpu")

@@ -20,13 +20,13 @@ from shared.envelope import Envelope
 from shared.queues import queue_name, task_name
 from shared.results import JobResult, JobStatus
 from shared.settings import Settings
+from tests.fake_runtime import EchoRuntime
 from tests.unit.fake_redis import FakeRedis
 from workers import tasks
-from workers.batcher import Batcher
-from workers.fake_runtime import EchoRuntime
-from workers.handler import JobHandler, WorkerIdentity
 from workers.leases import JobLeases
 from workers.result_store import ResultStore
+from workers.serving.batcher import Batcher
+from workers.serving.handler import JobHandler, WorkerIdentity
 from workers.tasks import TaskContext, register_job_tasks
 
 # Port 1 refuses at once: anything that reached past the fake Redis would fail, not find a real server.
