@@ -51,3 +51,20 @@ def test_importing_producers_loads_no_model_code() -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout) == []
+
+
+# The three commands that play both sides (they submit jobs like a storefront and start workers).
+BOTH_SIDES = {"workers/cli.py", "workers/demo.py", "workers/bench"}
+
+
+def test_the_worker_core_does_not_import_producers() -> None:
+    def both_sides(path: Path) -> bool:
+        relative = path.relative_to(REPO).as_posix()
+        return any(relative == allowed or relative.startswith(allowed + "/") for allowed in BOTH_SIDES)
+
+    offenders = sorted(
+        str(path.relative_to(REPO))
+        for path in (REPO / "workers").rglob("*.py")
+        if "producers" in imported_packages(path) and not both_sides(path)
+    )
+    assert offenders == [], f"only {sorted(BOTH_SIDES)} may import producers/: {offenders}"
