@@ -107,9 +107,15 @@ def test_soak_kills_restarts_and_outages_lose_and_duplicate_nothing(
                 log, node = tmp_path / f"w{n}.{generation[0]}.log", f"w{n}@soak"
                 try:
                     workers[n] = s.start_worker(log, node=node)
-                except redis.RedisError:  # its readiness ping was cut by a connection kill: it is up, ask again
+                except Exception:  # its readiness ping was cut by a connection kill: it is up, ask again
                     workers[n] = s.processes[-1]
-                    s.wait_ready([node], workers[n], log)
+                    for attempt in range(3):
+                        try:
+                            s.wait_ready([node], workers[n], log)
+                            break
+                        except Exception:
+                            if attempt == 2 or workers[n].poll() is not None:
+                                raise
             elif action == "connections":
                 killed = redis.Redis(port=broker.port).execute_command("CLIENT", "KILL", "TYPE", "normal")
                 events.append(f"killed {killed} broker connections")
