@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.local_redis import start_redis
+from shared.local_redis import LocalRedis, start_redis
 from tests.integration.harness import Stack, free_port, stack
 
 HERE = Path(__file__).parent
@@ -57,3 +57,13 @@ def fresh(redis_port: int, tiny_model_dir: Path) -> Iterator[Stack]:
     """A stack with no worker yet: the test starts what it needs."""
     with stack(redis_port, tiny_model_dir) as s:
         yield s
+
+
+@pytest.fixture
+def own_redis() -> Iterator[LocalRedis]:
+    """A redis-server of the test's own, persistent (AOF always), for tests that halt or restart it."""
+    server = start_redis(free_port(), persistent=True)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,15 +29,6 @@ def _burst(s: Stack, n: int, tag: str, timeout_s: float = 120) -> list[int]:
     assert sorted(r.job_id for r in results) == sorted(ids)
     assert all(r.status is JobStatus.succeeded for r in results), [r.error for r in results]
     return [r.batch_size for r in results]
-
-
-@pytest.fixture
-def own_redis() -> Iterator[LocalRedis]:
-    server = start_redis(free_port(), persistent=True)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_workers_survive_killed_connections_and_a_redis_restart(

@@ -7,14 +7,13 @@ import os
 import re
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from producers.client import JobSpec
 from shared.errors import BrokerUnavailable
-from shared.local_redis import LocalRedis, start_redis
+from shared.local_redis import LocalRedis
 from shared.results import JobResult, JobStatus
 from tests.integration.harness import Stack, free_port, stack
 
@@ -35,15 +34,6 @@ def _jobs_batched(s: Stack, port: int) -> float:
     """How many job computations a worker has run (the sum of its batch-size histogram)."""
     match = re.search(r"^greenq_batch_size_sum\{[^}]*\} (\S+)$", s.metrics_text(port), flags=re.M)
     return float(match[1]) if match else 0.0
-
-
-@pytest.fixture
-def own_redis() -> Iterator[LocalRedis]:
-    server = start_redis(free_port(), persistent=True)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_a_job_popped_by_a_worker_that_dies_before_reading_it_is_not_lost(
