@@ -20,7 +20,7 @@ from shared import job_types
 from shared.delivery import Priority
 from shared.job_types import JobType, KnownJobType
 from shared.jobs import MAX_PAYLOAD_BYTES
-from shared.policies import BatchPolicy, GenerationSettings
+from shared.policies import BACKLOG_GRACE_S, BatchPolicy, GenerationSettings
 from shared.redis_client import DEFAULT_SENTINEL_MASTER, is_sentinel_url
 
 
@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     batch: dict[KnownJobType, BatchPolicy] = Field(default_factory=dict)
     generation: dict[KnownJobType, GenerationSettings] = Field(default_factory=dict)
     priority: dict[KnownJobType, Priority] = Field(default_factory=dict)
+    # p95 submission-to-result objective per job type, seconds: the adaptive batch policy holds
+    # batches within it, the alerts compare latency against it (greenq_latency_objective_seconds).
+    latency_objective_s: dict[KnownJobType, float] = Field(default_factory=dict)
     max_payload_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=1024, le=16 * 1024 * 1024)
     prompt_templates_dir: Path | None = None
     max_prompt_tokens: int = Field(default=1024, ge=16, le=131072)
@@ -136,6 +139,19 @@ class Settings(BaseSettings):
     def _priority_defaults(cls, value: Any) -> Any:
         return _merge_per_type({spec.name: spec.priority for spec in job_types.specs()}, value)
 
+    @field_validator("latency_objective_s", mode="before")
+    @classmethod
+    def _objective_defaults(cls, value: Any) -> Any:
+        return _merge_per_type({spec.name: spec.latency_objective_s for spec in job_types.specs()}, value)
+
+    @field_validator("latency_objective_s")
+    @classmethod
+    def _objectives_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        for job_type, objective_s in value.items():
+            if not 0 < objective_s <= 7 * 86_400:
+                raise ValueError(f"latency_objective_s.{job_type}: {objective_s} s; use more than 0 and at most a week")
+        return value
+
     @field_validator("gateway_callback_allow")
     @classmethod
     def _allow_entries(cls, value: list[str]) -> list[str]:
@@ -153,7 +169,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _visibility_covers_work(self) -> Settings:
-        longest_s = max(p.max_wait_s for p in self.batch.values()) + self.max_batch_compute_s
+        longest_s = max(self.longest_hold_s(t) for t in self.batch) + self.max_batch_compute_s
         if self.visibility_timeout_s <= longest_s:
             raise ValueError(
                 f"visibility_timeout_s ({self.visibility_timeout_s}) must exceed the longest batch wait plus "
@@ -168,6 +184,13 @@ class Settings(BaseSettings):
             if gen.min_new_tokens > gen.max_new_tokens:
                 raise ValueError(f"generation.{job_type}: min_new_tokens exceeds max_new_tokens")
         return self
+
+    def longest_hold_s(self, job_type: JobType) -> float:
+        """The longest a worker may hold this type's job before its batch starts."""
+        policy = self.batch[job_type]
+        if policy.mode == "fixed":
+            return policy.max_wait_s + BACKLOG_GRACE_S
+        return min(policy.max_hold_s, self.latency_objective_s[job_type])
 
     @property
     def backend_url(self) -> str:

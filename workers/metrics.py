@@ -21,8 +21,8 @@ from shared.job_types import JobType
 from shared.policies import BatchPolicy
 from shared.results import JobResult, JobStatus
 
-# About 10 ms to 10 min: LLM jobs span interactive replies to long batch work.
-LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+# About 10 ms to 2 h: LLM jobs span interactive replies to hour-long strategy objectives.
+LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128, 256)
 ENERGY_BUCKETS_J = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 50, 100, 500, 1000, 5000)
 CO2E_BUCKETS_G = (1e-6, 1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1)
@@ -44,6 +44,7 @@ class WorkerMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._objectives_s: dict[str, float] = {}
         ProcessCollector(registry=registry)
         by_type = ["job_type"]
         self.jobs = Counter(
@@ -150,6 +151,49 @@ class WorkerMetrics:
             "Max batch size lowered after an out-of-memory error; 0 when none.",
             registry=registry,
         )
+        self.objective = Gauge(
+            "greenq_latency_objective_seconds",
+            "Each job type's p95 submission-to-result objective (GREENQ_LATENCY_OBJECTIVE_S).",
+            by_type,
+            registry=registry,
+        )
+        self.within_objective = Counter(
+            "greenq_jobs_within_objective",
+            "Succeeded jobs whose submission-to-result time met their type's objective.",
+            by_type,
+            registry=registry,
+        )
+        self.policy_mode = Gauge(
+            "greenq_batch_policy_mode",
+            "1 for the batch policy mode in force per job type (fixed or adaptive).",
+            ["job_type", "mode"],
+            registry=registry,
+        )
+        self.hold = Histogram(
+            "greenq_batch_hold_seconds",
+            "How long each batch was held open: its first job's arrival in the batcher to the batch's start.",
+            by_type,
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.energy_predicted = Counter(
+            "greenq_batch_energy_predicted_joules",
+            "Energy the adaptive policy predicted for the batches it planned (compare with the measured counter).",
+            by_type,
+            registry=registry,
+        )
+        self.energy_measured = Counter(
+            "greenq_batch_energy_measured_joules",
+            "Measured energy of the batches that had a prediction.",
+            by_type,
+            registry=registry,
+        )
+        self.arrival_rate = Gauge(
+            "greenq_arrival_rate_per_second",
+            "Jobs per second arriving at this worker's batcher, as the adaptive policy estimates it.",
+            by_type,
+            registry=registry,
+        )
         self.device_faults = Counter(
             "greenq_device_faults",
             "Device faults (CUDA errors) after which the worker handed its jobs back and restarted; "
@@ -172,6 +216,12 @@ class WorkerMetrics:
             ):
                 metric.labels(job_type)
 
+    def record_objectives(self, objectives_s: Mapping[JobType, float]) -> None:
+        self._objectives_s = dict(objectives_s)
+        for job_type, objective_s in objectives_s.items():
+            self.objective.labels(job_type).set(objective_s)
+            self.within_objective.labels(job_type)
+
     def record_result(self, result: JobResult) -> None:
         job_type = result.job_type or "unknown"
         self.jobs.labels(job_type, result.status.value).inc()
@@ -179,6 +229,9 @@ class WorkerMetrics:
             return
         t = result.timings
         self.latency.labels(job_type).observe(t.end_to_end_s)
+        objective_s = self._objectives_s.get(job_type)
+        if objective_s is not None and t.end_to_end_s <= objective_s:
+            self.within_objective.labels(job_type).inc()
         self.queue_wait.labels(job_type).observe(t.queue_s)
         self.batch_wait.labels(job_type).observe(t.batch_wait_s)
         self.compute.labels(job_type).observe(t.compute_s)
@@ -193,6 +246,8 @@ class WorkerMetrics:
 
     def record_policies(self, policies: Mapping[JobType, BatchPolicy]) -> None:
         for job_type, policy in policies.items():
+            for mode in ("fixed", "adaptive"):
+                self.policy_mode.labels(job_type, mode).set(1 if policy.mode == mode else 0)
             self.policy_size.labels(job_type).set(policy.max_batch_size)
             self.policy_wait.labels(job_type).set(policy.max_wait_s)
             self.policy_tokens.labels(job_type).set(policy.max_batch_tokens)

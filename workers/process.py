@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("metrics on :%d/metrics", metrics_port)
     metrics.initialise_labels()
     metrics.record_policies(settings.batch)
+    metrics.record_objectives(settings.latency_objective_s)
     metrics.device_faults.inc(args.device_faults)
 
     def load() -> dict[str, ModelRuntime]:

@@ -113,7 +113,7 @@ REPLY = register(
         payload=ReplyJob,
         prompt_values=prompt_values,
         priority=8,
-        latency_objective_s=30,
+        latency_objective_s=10,
         batch=BatchPolicy(max_batch_size=16, max_wait_s=0.02),
         generation=GenerationSettings(max_new_tokens=160),
         samples=SAMPLES,

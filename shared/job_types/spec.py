@@ -39,7 +39,7 @@ class JobTypeSpec(Generic[P]):
     payload: type[P]  # the pydantic schema every payload is validated against, by producers and workers
     prompt_values: Callable[[P], Mapping[str, str]]  # a validated payload → the template's $placeholders
     priority: int  # default priority, MIN_PRIORITY (least urgent) … MAX_PRIORITY (most urgent)
-    latency_objective_s: float  # the longest a job should wait in its queue (ops/prometheus/alerts.yml)
+    latency_objective_s: float  # p95 submission-to-result objective; GREENQ_LATENCY_OBJECTIVE_S overrides it
     batch: BatchPolicy = field(default_factory=BatchPolicy)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     # Each check reads a succeeded job's text and returns warnings for its result (empty: nothing to say).
