@@ -45,6 +45,17 @@ def submitted_at(raw: bytes) -> float | None:
         return None
 
 
+def read_depths(client: Any, job_types: Iterable[JobType]) -> dict[JobType, int]:
+    """Jobs waiting in each type's queue, all priorities, in one pipelined read; raises redis' errors."""
+    types = list(job_types)
+    pipe = client.pipeline()
+    for job_type in types:
+        for name in redis_priority_lists(queue_name(job_type)):
+            pipe.llen(name)
+    replies = iter(pipe.execute())
+    return {t: sum(int(next(replies)) for _ in redis_priority_lists(queue_name(t))) for t in types}
+
+
 def read_queue_stats(client: Any, job_types: Iterable[JobType] | None = None, now: float | None = None) -> QueueStats:
     """One pipelined read of every priority sub-list of each job type's queue; raises redis' errors."""
     now = time.time() if now is None else now

@@ -12,9 +12,11 @@ import logging
 import sys
 import threading
 import time
+from functools import partial
 
 import redis
 from celery.signals import worker_ready, worker_shutting_down
+from celery.worker import state as worker_state
 from prometheus_client import CollectorRegistry
 
 from shared import redis_transport
@@ -27,6 +29,7 @@ from shared.redis_client import redis_client
 from shared.results import JobResult
 from shared.settings import Settings
 from workers import control
+from workers.backlog import BacklogProbe
 from workers.chaos import ChaosRuntime
 from workers.consumer import DeadLetteringConsumer
 from workers.control import WorkerContext
@@ -174,13 +177,27 @@ def main(argv: list[str] | None = None) -> int:
     metrics.worker_info.labels(args.node_name, args.device, energy.meter.source).set(1)
     app = make_celery(settings)
     attempts = AttemptCounter(app.backend.client, settings.result_ttl_s)
+    threads = thread_count(settings, queues)
+    probe: BacklogProbe | None = None
     batcher = Batcher(
         {},
         settings.batch,
         energy=energy,
         oom_backoff_s=settings.oom_backoff_s,
         observers=observers(settings, attempts, app.backend.client, metrics, ready),
+        objectives_s=settings.latency_objective_s,
+        backlog=lambda: probe.takeable() if probe is not None else {},
     )
+    if is_redis_url(settings.broker_url):
+        broker = redis_client(settings.broker_url, settings.tls_ca_file, sentinel_master=settings.sentinel_master)
+        probe = BacklogProbe(
+            broker,
+            queues,
+            free_slots=lambda: threads - len(worker_state.reserved_requests),
+            wanted=lambda: batcher.pending_count() > 0,
+        ).start()
+    for job_type in queues:
+        metrics.arrival_rate.labels(job_type).set_function(partial(batcher.arrivals_per_s, job_type))
     metrics.size_cap.set_function(lambda: batcher.size_cap() or 0)
     batcher.start(load)  # torch lives on the batch thread alone: loading, warm-up, generation
     runtimes = batcher.wait_ready()
@@ -203,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         hostname=args.node_name,
         queues=[queue_name(q) for q in queues],
         pool="threads",
-        concurrency=thread_count(settings, queues),
+        concurrency=threads,
         loglevel=settings.log_level,
         without_mingle=True,
         without_gossip=True,
@@ -215,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     worker.start()  # blocks; SIGTERM → warm shutdown: task threads finish their jobs first
     batcher.stop()
     leases.stop()
+    if probe is not None:
+        probe.stop()
     energy.meter.close()
     if batcher.device_fault is not None:  # every task thread has rejected its message (requeue) by now
         log.error("exiting with %d after a device fault: the launcher restarts this worker", DEVICE_FAULT_EXIT_CODE)

@@ -111,11 +111,12 @@ def _register(app: Celery, context: TaskContext, job_type: JobType) -> None:
         def infra(call: Callable[[], T], what: str) -> T:
             return retry_infra(call, f"job {job_id}: {what}", context.stopping)
 
-        stored = infra(lambda: store.get(job_id), "reading its stored result")
-        if stored is not None:
-            return _finish(stored)  # a redelivery of a finished job: no recompute
-
-        token = infra(lambda: context.leases.acquire(job_id), "taking its lease")
+        # Until it reaches the batcher, a forming batch that could take this job waits for it.
+        with context.handler.expecting(job_type):
+            stored = infra(lambda: store.get(job_id), "reading its stored result")
+            if stored is not None:
+                return _finish(stored)  # a redelivery of a finished job: no recompute
+            token = infra(lambda: context.leases.acquire(job_id), "taking its lease")
         while token is None:  # a live worker is computing it: wait for its result, or for it to die
             if context.stopping.is_set():
                 raise Reject("worker stopping while another worker computes this job", requeue=True)
@@ -125,7 +126,8 @@ def _register(app: Celery, context: TaskContext, job_type: JobType) -> None:
                 return _finish(stored)
             token = infra(lambda: context.leases.acquire(job_id), "taking its lease")
         try:
-            result = _compute(task, context, job_type, job_id, args, kwargs, infra)
+            with context.handler.expecting(job_type):
+                result = _compute(task, context, job_type, job_id, args, kwargs, infra)
             final, ours = infra(lambda: store.put_once(result), "storing its result")
         finally:
             try:

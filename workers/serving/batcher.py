@@ -1,7 +1,9 @@
 """The micro-batcher: one thread that turns waiting jobs into `generate` calls.
 
 Celery task threads `submit` a job and block on the returned future; the batcher thread
-forms batches with `workers.serving.batching` and runs them on the job's model. A batch that
+forms batches with `workers.serving.batching` (closing them by the fixed rule or the adaptive
+policy of `workers.serving.adaptive`, which learns each batch size's cost here) and runs them
+on the job's model. A batch that
 raises is split in halves and retried until the failing job stands alone, so one bad
 job never fails the jobs that would have succeeded without it. A batch that raises a
 device fault (`workers.serving.breaker`) trips the breaker instead: every job held goes back to
@@ -20,19 +22,32 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from shared.errors import GreenqError
 from shared.job_types import JobType
 from shared.policies import BatchPolicy
 from workers.energy.accountant import EnergyAccountant, EnergyShare
 from workers.runtime import Generation, GenerationRequest, ModelRuntime
-from workers.serving.batching import PendingJob, next_wakeup, select_batch, split_expired
+from workers.serving.adaptive import Forming, plan
+from workers.serving.arrival_rate import ArrivalRate
+from workers.serving.batching import (
+    Closing,
+    ClosingRule,
+    PendingJob,
+    fixed_closing,
+    next_wakeup,
+    select_batch,
+    split_expired,
+)
 from workers.serving.breaker import is_device_fault
-from workers.serving.observers import BatchObserver
+from workers.serving.cost_model import BatchCostModel
+from workers.serving.observers import BatchCost, BatchObserver
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +83,15 @@ class _Item:
     future: Future[BatchOutcome]
 
 
+@dataclass(frozen=True)
+class _Closed:
+    """A batch as it closed: its jobs, how long it was held, and the energy predicted for it."""
+
+    items: list[_Item]
+    hold_s: float
+    predicted_joules: float | None
+
+
 class Batcher:
     def __init__(
         self,
@@ -77,8 +101,18 @@ class Batcher:
         energy: EnergyAccountant | None = None,
         oom_backoff_s: float = 60.0,
         observers: Sequence[BatchObserver] = (),
+        objectives_s: Mapping[JobType, float] | None = None,
+        backlog: Callable[[], Mapping[JobType, int]] | None = None,
     ) -> None:
+        """`objectives_s`: each type's p95 objective (the adaptive policy's budget); `backlog`: jobs
+        of each type waiting in the broker that this worker could take now (cheap: called per decision)."""
         self._observers = tuple(observers)
+        self._objectives_s = dict(objectives_s or {})
+        self._backlog = backlog or dict
+        self._expecting: dict[int, JobType] = {}  # thread → the type of the job it is bringing
+        self._costs: defaultdict[JobType, BatchCostModel] = defaultdict(BatchCostModel)
+        self._arrivals: defaultdict[JobType, ArrivalRate] = defaultdict(ArrivalRate)
+        self._last_plan: dict[JobType, Closing] = {}
         self._device_fault: BaseException | None = None
         self._runtimes = runtimes
         self._energy = energy
@@ -198,6 +232,20 @@ class Batcher:
         for observer in self._observers:
             observer.on_oom(self._oom_cap)
 
+    @contextmanager
+    def expecting(self, job_type: JobType) -> Iterator[None]:
+        """The calling thread is bringing a job of `job_type` (checking, decoding, tokenizing it):
+        a forming batch that could take it waits for it. Ends at `submit` or on leaving the block."""
+        me = threading.get_ident()
+        with self._cond:
+            self._expecting[me] = job_type
+        try:
+            yield
+        finally:
+            with self._cond:
+                if self._expecting.pop(me, None) is not None:
+                    self._cond.notify_all()
+
     def submit(
         self,
         job_id: str,
@@ -207,21 +255,26 @@ class Batcher:
         priority: int,
         deadline_at: float | None = None,
         solo: bool = False,
+        submitted_at: float | None = None,
     ) -> Future[BatchOutcome]:
         future: Future[BatchOutcome] = Future()
         with self._cond:
+            self._expecting.pop(threading.get_ident(), None)
             if self._stopping:
                 raise Requeue("the worker is stopping; the job goes back to the queue")
+            now = self._clock()
+            self._arrivals[job_type].observe(now)
             job = PendingJob(
                 seq=next(self._seq),
                 job_type=job_type,
                 batch_key=(model, request.settings.batch_key()),
                 priority=priority,
-                arrived_at=self._clock(),
+                arrived_at=now,
                 prompt_tokens=len(request.prompt_ids),
                 max_new_tokens=request.max_new_tokens,
                 deadline_at=deadline_at,
                 solo=solo,
+                submitted_at=submitted_at,
             )
             self._pending[job.seq] = _Item(job_id, job, model, request, future)
             self._cond.notify_all()
@@ -231,7 +284,66 @@ class Batcher:
         with self._cond:
             return len(self._pending)
 
-    def _next_batch(self) -> list[_Item] | None:
+    def arrivals_per_s(self, job_type: JobType) -> float:
+        with self._cond:
+            return self._arrivals[job_type].per_s(self._clock())
+
+    def adaptive_state(self) -> dict[str, Any]:
+        """Per job type: what the adaptive policy observed, learned and last chose (`greenq pool status`)."""
+        with self._cond:
+            now = self._clock()
+            return {
+                job_type: {
+                    "mode": policy.mode,
+                    "objective_s": self._objectives_s.get(job_type),
+                    "arrivals_per_s": round(self._arrivals[job_type].per_s(now), 3),
+                    "last_target_size": getattr(self._last_plan.get(job_type), "target_size", None),
+                    "learned_cost_by_size": self._costs[job_type].snapshot(),
+                }
+                for job_type, policy in self._policies.items()
+            }
+
+    def _closing_rule(self, policies: Mapping[JobType, BatchPolicy], now: float) -> ClosingRule:
+        """How each forming batch closes now: the fixed rule, or the adaptive plan once it has measurements."""
+        backlog = self._backlog()
+        expecting = Counter(self._expecting.values())
+
+        def rule(members: Sequence[PendingJob]) -> Closing:
+            types = {job.job_type for job in members}
+            incoming = sum(expecting[t] + backlog.get(t, 0) for t in types)
+            if all(policies[t].mode == "adaptive" and t in self._objectives_s for t in types):
+                closing = plan(self._forming(members, types, policies, incoming, now), self._costs[members[0].job_type])
+                if closing is not None:
+                    self._last_plan[members[0].job_type] = closing
+                    return closing
+            return fixed_closing(members, policies, incoming, now)
+
+        return rule
+
+    def _forming(
+        self,
+        members: Sequence[PendingJob],
+        types: set[JobType],
+        policies: Mapping[JobType, BatchPolicy],
+        incoming: int,
+        now: float,
+    ) -> Forming:
+        cap = min(policies[t].max_batch_size for t in types)
+        return Forming(
+            size=min(len(members), cap),
+            cap=cap,
+            first_arrived_at=min(job.arrived_at for job in members),
+            oldest_submitted_at=min(
+                job.arrived_at if job.submitted_at is None else job.submitted_at for job in members
+            ),
+            objective_s=min(self._objectives_s[t] for t in types),
+            max_hold_s=min(policies[t].max_hold_s for t in types),
+            arrivals_per_s=sum(self._arrivals[t].per_s(now) for t in types),
+            incoming=incoming,
+            now=now,
+        )
+
+    def _next_batch(self) -> _Closed | None:
         """Block until a batch is ready; None once stopping with nothing left."""
         while True:
             policies = self._policies_now()
@@ -243,16 +355,25 @@ class Batcher:
                     self._pending.pop(job.seq).future.set_exception(
                         JobExpiredInBatcher("the deadline passed while the job waited for a batch")
                     )
+                rule = self._closing_rule(policies, now)
                 # Stopping: flush what is left at once rather than waiting out the max wait.
-                selection = select_batch(alive, policies, math.inf if self._stopping else now)
+                selection = select_batch(alive, policies, math.inf if self._stopping else now, rule)
                 if selection is not None:
-                    return [self._pending.pop(job.seq) for job in selection.jobs]
+                    return self._closed([self._pending.pop(job.seq) for job in selection.jobs], policies, now)
                 if self._stopping:
                     return None
-                wake = next_wakeup(alive, policies)
+                wake = next_wakeup(alive, policies, rule)
                 if self._oom_cap is not None:
                     wake = min(wake or self._oom_until, self._oom_until)
                 self._cond.wait(timeout=None if wake is None else max(0.0, wake - now))
+
+    def _closed(self, items: list[_Item], policies: Mapping[JobType, BatchPolicy], now: float) -> _Closed:
+        types = {item.job.job_type for item in items}
+        predicted = None
+        if all(policies[t].mode == "adaptive" and t in self._objectives_s for t in types):
+            cost = self._costs[items[0].job.job_type].predict(len(items))
+            predicted = None if cost is None else cost.joules
+        return _Closed(items, now - min(item.job.arrived_at for item in items), predicted)
 
     def _loop(self) -> None:
         try:
@@ -263,17 +384,19 @@ class Batcher:
             return
         finally:
             self._loaded.set()
-        while (batch := self._next_batch()) is not None:
+        while (closed := self._next_batch()) is not None:
             try:
-                self._run_isolated(batch)
+                self._run_isolated(closed.items, closed)
             except BaseException as exc:  # never leave a task thread waiting on a dead batcher
-                for item in batch:
+                for item in closed.items:
                     if not item.future.done():
                         item.future.set_exception(exc)
                 log.exception("batcher error")
 
-    def _run_isolated(self, items: list[_Item]) -> None:
-        """Run a batch; on an exception, bisect so only jobs that fail on their own fail."""
+    def _run_isolated(self, items: list[_Item], closed: _Closed | None = None) -> None:
+        """Run a batch; on an exception, bisect so only jobs that fail on their own fail.
+
+        `closed` is the batch as it closed (its hold and prediction); halves after a failure have none."""
         if self._device_fault is not None:  # tripped while running the other half of this batch
             self._hand_back(items)
             return
@@ -327,10 +450,33 @@ class Batcher:
             tokens = [len(item.request.prompt_ids) + g.generated_tokens for item, g in pairs]
             energy = self._energy
             shares = list(_metering(lambda: energy.batch_finished(meter_start, tokens)) or shares)
+        self._learn(items, closed, finished - started, shares)
         for observer in self._observers:
             observer.after_batch_succeeded(model, job_ids)
         for item, generation, share in zip(items, generations, shares, strict=True):
             item.future.set_result(BatchOutcome(generation, len(items), started, finished, share))
+
+    def _learn(
+        self, items: list[_Item], closed: _Closed | None, seconds: float, shares: Sequence[EnergyShare | None]
+    ) -> None:
+        """Teach the batch's cost to the model of its most urgent job's type, and tell the observers."""
+        joules = None if any(s is None for s in shares) else sum(s.energy_j for s in shares if s is not None)
+        job_type = items[0].job.job_type
+        # Without an energy meter, time stands in for energy (a device at steady power).
+        learned = joules if joules is not None else (None if self._energy is not None else seconds)
+        if learned is not None:
+            with self._cond:
+                self._costs[job_type].observe(len(items), seconds, learned)
+        cost = BatchCost(
+            job_type=job_type,
+            size=len(items),
+            hold_s=closed.hold_s if closed else 0.0,
+            seconds=seconds,
+            joules=joules,
+            predicted_joules=closed.predicted_joules if closed else None,
+        )
+        for observer in self._observers:
+            observer.after_batch_costed(cost)
 
 
 T = TypeVar("T")

@@ -1,21 +1,26 @@
 """How a batch forms: pure functions over the jobs waiting in one worker.
 
 A batch holds jobs that share a model and generation settings (`PendingJob.batch_key`).
-It is ready when it is full (size or token budget) or when its first job has waited
-the longest `max_wait_s` its job type allows. Among ready batches the one holding the
-most urgent job goes first. A mixed batch obeys the tightest limits of the types in it.
-A `solo` job (one redelivered after its worker died) runs alone, so a job that crashes
-its worker cannot take innocent batch-mates down with it again.
+It is ready when it is full (size or token budget) or when its `Closing` says so: by the
+fixed rule, once its first job has waited the longest `max_wait_s` its job types allow,
+but not while more of its jobs are already on their way to this worker (then up to
+`BACKLOG_GRACE_S` longer); by the adaptive rule (workers/serving/adaptive.py), at the size
+and time that give the fewest joules per job within the objective. Among ready batches the
+one holding the most urgent job goes first. A mixed batch obeys the tightest limits of the
+types in it. A `solo` job (one redelivered after its worker died) runs alone, so a job
+that crashes its worker cannot take innocent batch-mates down with it again.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from shared.job_types import JobType
-from shared.policies import BatchPolicy
+from shared.policies import BACKLOG_GRACE_S, BatchPolicy
+
+INCOMING_RECHECK_S = 0.02  # while a batch waits for jobs already on their way, look again this often
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,12 @@ class PendingJob:
     max_new_tokens: int
     deadline_at: float | None = None
     solo: bool = False
+    submitted_at: float | None = None  # same clock; None: counts from `arrived_at`
+
+    @property
+    def objective_clock_from(self) -> float:
+        """Where its latency objective counts from: submission, or arrival here if unknown."""
+        return self.arrived_at if self.submitted_at is None else self.submitted_at
 
     def order(self) -> tuple[int, float, int]:
         return (-self.priority, self.arrived_at, self.seq)
@@ -38,6 +49,19 @@ class PendingJob:
 class Selection:
     jobs: tuple[PendingJob, ...]
     full: bool  # True when limits, not the wait, closed the batch
+
+
+@dataclass(frozen=True)
+class Closing:
+    """When a forming batch closes: at `at` at the latest, or as soon as it holds `target_size` jobs."""
+
+    at: float
+    target_size: int | None = None  # None: only its limits (`Selection.full`) close it early
+    recheck_at: float | None = None  # look again then: it waits on jobs whose arrival nothing announces
+
+
+# A group's jobs, most urgent first → when that batch closes.
+ClosingRule = Callable[[Sequence[PendingJob]], Closing]
 
 
 def padded_tokens(jobs: Sequence[PendingJob]) -> int:
@@ -88,21 +112,47 @@ def ready_at(jobs: Sequence[PendingJob], policies: Mapping[JobType, BatchPolicy]
     return min(j.arrived_at + policies[j.job_type].max_wait_s for j in jobs)
 
 
-def select_batch(jobs: Iterable[PendingJob], policies: Mapping[JobType, BatchPolicy], now: float) -> Selection | None:
+def fixed_closing(
+    members: Sequence[PendingJob], policies: Mapping[JobType, BatchPolicy], incoming: int = 0, now: float = 0.0
+) -> Closing:
+    """The fixed rule: close after the max wait, or up to a grace period later while `incoming` jobs come."""
+    at = ready_at(members, policies)
+    if incoming > 0:
+        return Closing(at + BACKLOG_GRACE_S, recheck_at=now + INCOMING_RECHECK_S)
+    return Closing(at)
+
+
+def select_batch(
+    jobs: Iterable[PendingJob],
+    policies: Mapping[JobType, BatchPolicy],
+    now: float,
+    closing: ClosingRule | None = None,
+) -> Selection | None:
     """The batch to run now, or None if every group should keep waiting."""
+    rule = closing or (lambda members: fixed_closing(members, policies))
     best: Selection | None = None
     for members in group(jobs).values():
         selection = fill(members, policies)
-        if not (selection.full or now >= ready_at(members, policies)):
+        if not (selection.full or is_due(rule(members), len(selection.jobs), now)):
             continue
         if best is None or selection.jobs[0].order() < best.jobs[0].order():
             best = selection
     return best
 
 
-def next_wakeup(jobs: Iterable[PendingJob], policies: Mapping[JobType, BatchPolicy]) -> float | None:
-    """The earliest time a group becomes ready or a job's deadline passes."""
+def is_due(closing: Closing, size: int, now: float) -> bool:
+    return now >= closing.at or (closing.target_size is not None and size >= closing.target_size)
+
+
+def next_wakeup(
+    jobs: Iterable[PendingJob], policies: Mapping[JobType, BatchPolicy], closing: ClosingRule | None = None
+) -> float | None:
+    """The earliest time a group becomes ready, needs a fresh look, or a job's deadline passes."""
+    rule = closing or (lambda members: fixed_closing(members, policies))
     jobs = list(jobs)
-    times = [ready_at(members, policies) for members in group(jobs).values()]
+    times: list[float] = []
+    for members in group(jobs).values():
+        closes = rule(members)
+        times.append(closes.at if closes.recheck_at is None else min(closes.at, closes.recheck_at))
     times += [j.deadline_at for j in jobs if j.deadline_at is not None]
     return min(times) if times else None

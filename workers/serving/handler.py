@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +76,10 @@ class JobHandler:
             error=f"gave up after {attempts} attempts: the worker died while computing it each time",
         )
 
+    def expecting(self, job_type: JobType) -> AbstractContextManager[None]:
+        """While the calling thread brings a job of `job_type` to the batcher (`Batcher.expecting`)."""
+        return self._batcher.expecting(job_type)
+
     def handle(self, job_type: JobType, job_id: str, body: Any, solo: bool = False) -> JobResult:
         """Compute one job. Raises InvalidJob for a bad body, Requeue if the worker is stopping."""
         received_at = self._clock()
@@ -101,7 +106,7 @@ class JobHandler:
 
         request = GenerationRequest(prompt_ids, generation.max_new_tokens, generation)
         future = self._batcher.submit(
-            job_id, job_type, model, request, envelope.priority, envelope.deadline_at, solo=solo
+            job_id, job_type, model, request, envelope.priority, envelope.deadline_at, solo, submitted_at
         )
         try:
             outcome = future.result()

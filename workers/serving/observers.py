@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis
@@ -30,6 +31,18 @@ from workers.metrics import WorkerMetrics
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class BatchCost:
+    """What one successful batch cost, and what the adaptive policy had predicted for it."""
+
+    job_type: str  # of its most urgent job: the cost model it teaches
+    size: int
+    hold_s: float  # its first job's arrival in the batcher to the batch's start
+    seconds: float
+    joules: float | None  # None without an energy meter
+    predicted_joules: float | None  # None when the batch was not planned by the adaptive policy
+
+
 class BatchObserver(Protocol):
     def before_batch(self, model: str, job_ids: Sequence[str]) -> None:
         """A batch is about to run on `model`."""
@@ -39,6 +52,9 @@ class BatchObserver(Protocol):
 
     def after_batch_succeeded(self, model: str, job_ids: Sequence[str]) -> None:
         """Every job of the batch got its output (and its energy share), just before their futures resolve."""
+
+    def after_batch_costed(self, cost: BatchCost) -> None:
+        """A batch succeeded and its cost is known (the adaptive policy has learned from it)."""
 
     def on_oom(self, size_cap: int) -> None:
         """A batch ran out of memory: max batch size lowered to `size_cap` for a while; the batch is split."""
@@ -57,6 +73,9 @@ class BaseObserver:
         pass
 
     def after_batch_succeeded(self, model: str, job_ids: Sequence[str]) -> None:
+        pass
+
+    def after_batch_costed(self, cost: BatchCost) -> None:
         pass
 
     def on_oom(self, size_cap: int) -> None:
@@ -102,6 +121,12 @@ class MetricsObserver(BaseObserver):
 
     def after_batch_succeeded(self, model: str, job_ids: Sequence[str]) -> None:
         self._metrics.batch_size.labels(model).observe(len(job_ids))
+
+    def after_batch_costed(self, cost: BatchCost) -> None:
+        self._metrics.hold.labels(cost.job_type).observe(cost.hold_s)
+        if cost.predicted_joules is not None and cost.joules is not None:
+            self._metrics.energy_predicted.labels(cost.job_type).inc(cost.predicted_joules)
+            self._metrics.energy_measured.labels(cost.job_type).inc(cost.joules)
 
     def on_oom(self, size_cap: int) -> None:
         self._metrics.out_of_memory.inc()

@@ -1,0 +1,88 @@
+"""The adaptive batch policy: hold a forming batch for the fewest joules per job its objective allows.
+
+Pure: it reads what the batcher knows about one forming batch (`Forming`), the arrival rate
+and the learned cost of each batch size (`workers.serving.cost_model`), and says when the
+batch should close (`Closing`). For each size it could grow to, it asks two questions:
+
+* can it get there in time? The jobs still missing arrive at the observed rate (jobs already on
+  their way to this worker count as arrived), and the batch must then start early enough that
+  its oldest job, padded batch time included, finishes within `SAFETY` × the p95 objective;
+* what would a job cost there? The learned joules of that size over its jobs.
+
+It holds out for the smallest size within `JOULES_TOLERANCE` of the cheapest size it can reach,
+and closes the batch when it holds that many jobs or at that size's latest start, whichever
+comes first. Under heavy load every batch is full before its latest start: the policy then
+behaves like full fixed batches. With no measurement yet it returns None and the fixed rule
+applies, which gives it its first measurements.
+
+>>> closing = plan(Forming(size=3, cap=16, first_arrived_at=0.0, oldest_submitted_at=0.0, objective_s=10,
+...                        max_hold_s=600, arrivals_per_s=2.0, incoming=0, now=0.5), learned_costs)
+>>> closing.target_size, closing.at  # hold out for this many jobs, but start by `at` whatever comes
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from workers.serving.batching import INCOMING_RECHECK_S, Closing
+from workers.serving.cost_model import BatchCostModel
+
+SAFETY = 0.8  # aim the oldest job at 80 % of its objective: room for the estimates' noise
+TIME_MARGIN = 1.25  # a batch's predicted seconds, padded by a quarter
+JOULES_TOLERANCE = 0.03  # hold out for a larger batch only when it saves more than 3 % per job
+MAX_CANDIDATES = 64  # sizes evaluated per decision, spread evenly up to the cap
+
+
+@dataclass(frozen=True)
+class Forming:
+    """One forming batch, as the batcher sees it at `now`."""
+
+    size: int  # jobs in it now
+    cap: int  # the most one batch may hold (size and token limits, an out-of-memory cap)
+    first_arrived_at: float  # when its first job reached the batcher
+    oldest_submitted_at: float  # when its oldest job was submitted (the objective counts from there)
+    objective_s: float  # the tightest p95 objective among its job types
+    max_hold_s: float  # the longest any of its jobs may be held
+    arrivals_per_s: float  # jobs of its types arriving at this worker
+    incoming: int  # jobs of its types already on their way to this worker
+    now: float
+
+
+def plan(forming: Forming, cost: BatchCostModel) -> Closing | None:
+    """When this batch should close; None while nothing has been measured (use the fixed rule)."""
+    f = forming
+    budget_end = f.oldest_submitted_at + SAFETY * f.objective_s
+    hold_end = f.first_arrived_at + f.max_hold_s
+    candidates: list[tuple[int, float, float]] = []  # (size, joules per job, latest start)
+    for size in _sizes(f.size, max(f.size, f.cap)):
+        predicted = cost.predict(size)
+        if predicted is None:
+            return None
+        latest_start = min(budget_end - TIME_MARGIN * predicted.seconds, hold_end)
+        missing = size - f.size - f.incoming
+        if missing <= 0:
+            reached_at = f.now
+        elif f.arrivals_per_s > 0:
+            reached_at = f.now + missing / f.arrivals_per_s
+        else:
+            reached_at = math.inf
+        if size > f.size and reached_at > latest_start:
+            continue
+        candidates.append((size, predicted.joules / size, latest_start))
+    cheapest = min(joules for _, joules, _ in candidates)
+    size, _, latest_start = next(c for c in candidates if c[1] <= (1 + JOULES_TOLERANCE) * cheapest)
+    if size <= f.size:
+        return Closing(at=f.now, target_size=f.size)
+    awaiting_incoming = f.size + f.incoming >= size
+    return Closing(
+        at=max(f.now, latest_start),
+        target_size=size,
+        recheck_at=f.now + INCOMING_RECHECK_S if awaiting_incoming else None,
+    )
+
+
+def _sizes(smallest: int, largest: int) -> list[int]:
+    step = max(1, (largest - smallest) // MAX_CANDIDATES)
+    sizes = list(range(smallest, largest + 1, step))
+    return sizes if sizes[-1] == largest else [*sizes, largest]
