@@ -1,8 +1,9 @@
 """Jobs waiting in the broker that this worker could take now: what a forming batch may wait for.
 
-A thread reads each served queue's depth every `interval_s` while the batcher holds jobs, and
-caps it by the worker's free task threads (a job in Redis reaches this batcher only if a thread
-is free to bring it). The batcher reads the last value without touching Redis.
+A thread reads each served queue's depth every `interval_s` (one pipelined LLEN per priority
+list: cheap next to the fetch's own polling), and caps it by the worker's free task threads
+(a job in Redis reaches this batcher only if a thread is free to bring it). The batcher reads
+the last value without touching Redis.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ INTERVAL_S = 0.05
 
 class BacklogProbe:
     """
-    >>> probe = BacklogProbe(client, ["reply"], free_slots=lambda: 8, wanted=lambda: batcher.pending_count() > 0)
+    >>> probe = BacklogProbe(client, ["reply"], free_slots=lambda: 8)
     >>> probe.start(); probe.takeable()  # {"reply": 3}
     """
 
@@ -32,13 +33,11 @@ class BacklogProbe:
         client: Any,
         job_types: Sequence[JobType],
         free_slots: Callable[[], int],
-        wanted: Callable[[], bool],
         interval_s: float = INTERVAL_S,
     ) -> None:
         self._client = client
         self._types = list(job_types)
         self._free_slots = free_slots
-        self._wanted = wanted
         self._interval_s = interval_s
         self._depths: dict[JobType, int] = {}
         self._stop = threading.Event()
@@ -59,9 +58,6 @@ class BacklogProbe:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
-            if not self._wanted():
-                self._depths = {}
-                continue
             try:
                 self._depths = read_depths(self._client, self._types)
             except (redis.RedisError, OSError) as exc:  # no backlog known: batches close by their rule alone

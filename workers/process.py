@@ -194,7 +194,6 @@ def main(argv: list[str] | None = None) -> int:
             broker,
             queues,
             free_slots=lambda: threads - len(worker_state.reserved_requests),
-            wanted=lambda: batcher.pending_count() > 0,
         ).start()
     for job_type in queues:
         metrics.arrival_rate.labels(job_type).set_function(partial(batcher.arrivals_per_s, job_type))
