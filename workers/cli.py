@@ -36,7 +36,7 @@ def add_commands(sub: SubParsers) -> None:
     p.add_argument("--jobs", type=int, default=24)
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("exporter", help="serve queue depth and oldest-job age from Redis on /metrics")
+    p = sub.add_parser("exporter", help="serve queue depth, oldest-job age and latency objectives on /metrics")
     p.add_argument("--port", type=int, default=None, help="default: GREENQ_EXPORTER_PORT")
     p.set_defaults(func=_exporter)
 
@@ -86,7 +86,9 @@ def _exporter(args: argparse.Namespace, settings: Settings) -> int:
     from workers.exporter import run_exporter
 
     port = args.port or settings.exporter_port
-    run_exporter(settings.broker_url, port, settings.tls_ca_file, settings.sentinel_master)
+    run_exporter(
+        settings.broker_url, port, settings.latency_objective_s, settings.tls_ca_file, settings.sentinel_master
+    )
     return 0
 
 

@@ -18,6 +18,7 @@ from producers.client import JobSpec
 from producers.report import report_from_metrics
 from producers.samples import sample_mix
 from shared import job_types
+from shared.settings import Settings
 from tests.integration.harness import Stack, free_port
 from workers.exporter import build_registry
 
@@ -88,12 +89,16 @@ def test_exporter_sees_backlog_with_no_worker(fresh: Stack) -> None:
         fresh.client.submit("strategy", {"period": "Q1", "metrics": {}}, priority=0)
     fresh.client.submit("strategy", {"period": "Q1", "metrics": {}}, priority=9)  # another priority sub-list
     time.sleep(0.3)
+    objectives_s = Settings().latency_objective_s
     samples = {
         (s.name, s.labels.get("queue")): s.value
-        for family in text_string_to_metric_families(generate_latest(build_registry(fresh.redis)).decode())
+        for family in text_string_to_metric_families(
+            generate_latest(build_registry(fresh.redis, objectives_s)).decode()
+        )
         for s in family.samples
     }
     assert samples[("greenq_queue_depth", "greenq.strategy")] == 4
     assert samples[("greenq_queue_depth", "greenq.reply")] == 0
     assert samples[("greenq_queue_oldest_age_seconds", "greenq.strategy")] >= 0.3
     assert samples[("greenq_broker_up", None)] == 1
+    assert samples[("greenq_latency_objective_seconds", "greenq.strategy")] == objectives_s["strategy"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+import yaml
 
 from producers.gateway.schemas import BatchRequest, submit_request_for
 from producers.samples import sample_mix
@@ -29,6 +30,7 @@ from shared.policies import BatchPolicy, GenerationSettings
 from shared.queues import job_type_of_task, parse_queues, queue_name, task_name
 from shared.settings import Settings
 from tests.fake_runtime import EchoRuntime
+from workers.exporter import ObjectiveCollector
 from workers.prompts import build_messages
 from workers.serving.batcher import Batcher
 from workers.serving.handler import JobHandler, WorkerIdentity
@@ -202,7 +204,7 @@ def _seconds(text: str) -> float:
     return float(number) * {"s": 1, "min": 60, "h": 3600}[unit]
 
 
-def test_the_readme_table_and_the_queue_age_alert_follow_the_declarations() -> None:
+def test_the_readme_table_follows_the_declarations() -> None:
     rows = re.findall(r"^\| `(\w+)` \| [^|]+ \| (\d+)[^|]* \| (\d+) / ([\d.]+) s \| (\d+) \| ([^|]+) \|$", README, re.M)
     documented = {
         name: (int(priority), int(size), float(wait), int(tokens), _seconds(objective.strip()))
@@ -219,8 +221,20 @@ def test_the_readme_table_and_the_queue_age_alert_follow_the_declarations() -> N
         for s in job_types.specs()
     }
     assert documented == declared
-    alerts = (REPO / "ops" / "prometheus" / "alerts.yml").read_text(encoding="utf-8")
-    thresholds = re.findall(r'greenq_queue_oldest_age_seconds\{queue="([\w.]+)"\} > (\d+)', alerts)
-    assert {queue: float(limit) for queue, limit in thresholds} == {
-        queue_name(s.name): s.latency_objective_s for s in job_types.specs()
+
+
+def test_alerts_read_the_objectives_from_the_exporter_for_every_type(faq: JobTypeSpec[FaqJob]) -> None:
+    objectives = {
+        (s.labels["job_type"], s.labels["queue"]): s.value
+        for family in ObjectiveCollector(Settings().latency_objective_s).collect()
+        for s in family.samples
     }
+    assert objectives == {(s.name, queue_name(s.name)): s.latency_objective_s for s in job_types.specs()}
+    assert objectives[("faq", "greenq.faq")] == 60
+    # No per-queue or per-type constants for a new type to be added to: the rules join on the metric.
+    rules = yaml.safe_load((REPO / "ops" / "prometheus" / "alerts.yml").read_text(encoding="utf-8"))
+    exprs = {r["alert"]: r["expr"] for g in rules["groups"] for r in g["rules"]}
+    for alert in ("GreenqQueueAgeAboveObjective", "GreenqLatencyObjectiveMissed"):
+        assert "greenq_latency_objective_seconds" in exprs[alert]
+        assert not re.search(r"[<>]=?\s*[\d.]+|\b(queue|job_type)\s*=~?\s*\"", exprs[alert]), exprs[alert]
+    assert not re.search(r"greenq\.(" + "|".join(job_types.names()) + r")\b", "\n".join(exprs.values()))

@@ -10,7 +10,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily
 
 from producers.gateway.metrics import GatewayMetrics
-from workers.exporter import QueueCollector
+from shared.settings import Settings
+from workers.exporter import build_registry
 from workers.metrics import GPU_GAUGES, WorkerMetrics
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -48,7 +49,7 @@ def exported_names() -> set[str]:
     """Every greenq metric name a worker or the exporter can expose (counters with `_total`)."""
     worker = {n for n in _exposed(WorkerMetrics(CollectorRegistry()).registry.collect()) if n.startswith("greenq_")}
     gpu = {f"greenq_gpu_{key}" for key in GPU_GAUGES}
-    exporter = _exposed(QueueCollector(_EmptyRedis()).collect())  # type: ignore[arg-type]
+    exporter = _exposed(build_registry(_EmptyRedis(), Settings().latency_objective_s).collect())  # type: ignore[arg-type]
     gateway = _exposed(GatewayMetrics(CollectorRegistry()).registry.collect())
     return worker | gpu | exporter | gateway
 
