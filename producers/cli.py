@@ -61,7 +61,9 @@ def add_commands(sub: SubParsers) -> None:
 
     p = sub.add_parser("pool", help="live workers: status, queues, batch policy, drain")
     pool = p.add_subparsers(dest="pool_command", required=True)
-    q = pool.add_parser("status", help="each worker's device, queues, policy, readiness, batch, jobs/s")
+    q = pool.add_parser(
+        "status", help="each worker's device, queues, policy, readiness, batch, jobs/s, learned batch costs"
+    )
     q.add_argument("--json", action="store_true")
     for name, help_text in (
         ("add-queue", "start consuming a job type's queue"),
@@ -73,8 +75,12 @@ def add_commands(sub: SubParsers) -> None:
     q = pool.add_parser("set-policy", help="change a job type's batch policy at runtime")
     q.add_argument("node", help="worker node name, or 'all'")
     q.add_argument("job_type", choices=job_types.names())
+    q.add_argument(
+        "--mode", choices=["fixed", "adaptive"], help="fixed: close after --max-wait-s; adaptive: fewest J/job"
+    )
     q.add_argument("--max-batch-size", type=int)
     q.add_argument("--max-wait-s", type=float)
+    q.add_argument("--max-hold-s", type=float, help="adaptive mode: the longest a forming batch is held")
     q.add_argument("--max-batch-tokens", type=int)
     q = pool.add_parser("drain", help="stop consuming; finish the jobs already held")
     q.add_argument("node", help="worker node name, or 'all'")
@@ -196,16 +202,19 @@ def _pool(args: argparse.Namespace, settings: Settings) -> int:
         elif args.pool_command == "remove-queue":
             print(pool.remove_queue(app, args.node, args.job_type))
         elif args.pool_command == "set-policy":
-            print(
-                pool.set_policy(
-                    app,
-                    args.node,
-                    args.job_type,
-                    max_batch_size=args.max_batch_size,
-                    max_wait_s=args.max_wait_s,
-                    max_batch_tokens=args.max_batch_tokens,
-                )
+            answer = pool.set_policy(
+                app,
+                args.node,
+                args.job_type,
+                mode=args.mode,
+                max_batch_size=args.max_batch_size,
+                max_wait_s=args.max_wait_s,
+                max_hold_s=args.max_hold_s,
+                max_batch_tokens=args.max_batch_tokens,
             )
+            print(answer)
+            if '"error"' in answer:
+                return EXIT_USAGE
         else:
             print(pool.drain(app, args.node))
     return 0

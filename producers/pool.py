@@ -30,14 +30,36 @@ def status_table(statuses: dict[str, dict[str, Any]]) -> str:
         if "error" in s:
             lines.append(f"{node:<24} error: {s['error']}")
             continue
-        policy = ", ".join(f"{t} {p['max_batch_size']}×{p['max_wait_s'] * 1000:.0f}ms" for t, p in s["policy"].items())
+        policy = ", ".join(_policy(t, p) for t, p in s["policy"].items())
         cap = f" (capped at {s['batch_size_cap']})" if s.get("batch_size_cap") else ""
         queues = ",".join(q.removeprefix("greenq.") for q in s["queues"]) or "(draining)"
         lines.append(
             f"{node:<24} {s['device']:<8} {'yes' if s['ready'] else 'no':<5} {s['current_batch_size']:>5} "
             f"{s['waiting_in_batcher']:>7} {s['recent_jobs_per_s']:>7.2f}  {queues} / {policy}{cap}"
         )
+        lines += _learned(s.get("adaptive", {}))
     return "\n".join(lines)
+
+
+def _policy(job_type: str, policy: dict[str, Any]) -> str:
+    if policy.get("mode") == "adaptive":
+        return f"{job_type} adaptive ≤{policy['max_batch_size']}"
+    return f"{job_type} fixed {policy['max_batch_size']}×{policy['max_wait_s'] * 1000:.0f}ms"
+
+
+def _learned(adaptive: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per job type the worker has measured: arrivals, last target size, J and s per batch size."""
+    lines = []
+    for job_type, state in adaptive.items():
+        costs = state.get("learned_cost_by_size") or {}
+        if not costs:
+            continue
+        sizes = " ".join(f"B{b}:{c['seconds']:.2f}s/{c['joules'] / int(b):.2f}J/job" for b, c in costs.items())
+        lines.append(
+            f"{'':<24}   {job_type}: {state['arrivals_per_s']:.2f} jobs/s arriving, objective "
+            f"{state['objective_s']:.0f} s, target {state['last_target_size'] or '–'}; learned {sizes}"
+        )
+    return lines
 
 
 def _destination(node: str) -> list[str] | None:

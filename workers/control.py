@@ -3,7 +3,8 @@
 Registered as Celery control and inspect commands, so `celery inspect` / `celery control`
 and Flower reach them as well as `greenq pool`:
 
-* `greenq_status` — device, queues, batch policy, readiness, current batch, recent jobs/s;
+* `greenq_status` — device, queues, batch policy, readiness, current batch, recent jobs/s, and
+  what the adaptive policy observed and learned (arrival rate, cost per batch size);
 * `greenq_set_policy` — change one job type's batch policy at runtime;
 * `greenq_drain` — stop consuming every queue; jobs already held still finish.
 
@@ -19,8 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery.worker.control import control_command, inspect_command
+from pydantic import ValidationError
 
 from shared import job_types
+from shared.errors import field_errors
 from shared.policies import BatchPolicy
 from workers.metrics import WorkerMetrics
 from workers.serving.batcher import Batcher
@@ -82,12 +85,20 @@ def greenq_status(state: Any) -> dict[str, Any]:
         "batch_size_cap": ctx.batcher.size_cap(),
         "recent_jobs_per_s": round(ctx.recent_jobs_per_s(), 3),
         "policy": {t: p.model_dump() for t, p in ctx.batcher.policies().items()},
+        "adaptive": ctx.batcher.adaptive_state(),
     }
 
 
 @control_command(  # type: ignore[untyped-decorator]
-    args=[("job_type", str), ("max_batch_size", int), ("max_wait_s", float), ("max_batch_tokens", int)],
-    signature="<job_type> [max_batch_size] [max_wait_s] [max_batch_tokens]",
+    args=[
+        ("job_type", str),
+        ("max_batch_size", int),
+        ("max_wait_s", float),
+        ("max_batch_tokens", int),
+        ("mode", str),
+        ("max_hold_s", float),
+    ],
+    signature="<job_type> [max_batch_size] [max_wait_s] [max_batch_tokens] [mode] [max_hold_s]",
 )
 def greenq_set_policy(
     state: Any,
@@ -95,20 +106,28 @@ def greenq_set_policy(
     max_batch_size: int | None = None,
     max_wait_s: float | None = None,
     max_batch_tokens: int | None = None,
+    mode: str | None = None,
+    max_hold_s: float | None = None,
 ) -> dict[str, Any]:
-    """Change one job type's batch policy on this worker."""
+    """Change one job type's batch policy on this worker (a bad value is refused, naming the field)."""
     ctx = _require()
     kind = job_types.get(job_type).name
     changes = {
         k: v
         for k, v in {
+            "mode": mode,
             "max_batch_size": max_batch_size,
             "max_wait_s": max_wait_s,
+            "max_hold_s": max_hold_s,
             "max_batch_tokens": max_batch_tokens,
         }.items()
         if v is not None
     }
-    policy = BatchPolicy.model_validate({**ctx.batcher.policies()[kind].model_dump(), **changes})
+    try:
+        policy = BatchPolicy.model_validate({**ctx.batcher.policies()[kind].model_dump(), **changes})
+    except ValidationError as exc:
+        problems = "; ".join(f"{name}: {problem}" for name, problem in field_errors(exc))
+        return {"error": f"{kind} policy not changed: {problems}"}
     ctx.batcher.set_policy(kind, policy)
     ctx.metrics.record_policies(ctx.batcher.policies())
     return {"ok": f"{kind} policy now {policy.model_dump()}"}

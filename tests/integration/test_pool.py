@@ -37,17 +37,28 @@ def test_pool_status_queues_policy_drain_and_top(fresh: Stack, tmp_path: Path) -
     assert "a@test" in table and "reply" in table
 
     assert _greenq(s, "pool", "add-queue", "a@test", "strategy").returncode == 0
-    assert (
-        _greenq(s, "pool", "set-policy", "all", "reply", "--max-batch-size", "3", "--max-wait-s", "0.5").returncode == 0
-    )
+    assert status["a@test"]["policy"]["reply"]["mode"] == "adaptive"  # the default
+    change = ("set-policy", "all", "reply", "--mode", "fixed", "--max-batch-size", "3", "--max-wait-s", "0.5")
+    assert _greenq(s, "pool", *change).returncode == 0
     status = json.loads(_greenq(s, "pool", "status", "--json").stdout)
     assert status["a@test"]["queues"] == ["greenq.reply", "greenq.strategy"]
-    assert status["a@test"]["policy"]["reply"] == {"max_batch_size": 3, "max_wait_s": 0.5, "max_batch_tokens": 32768}
+    assert status["a@test"]["policy"]["reply"] == {
+        "mode": "fixed",
+        "max_batch_size": 3,
+        "max_wait_s": 0.5,
+        "max_hold_s": 600.0,
+        "max_batch_tokens": 32768,
+    }
+    refused = _greenq(s, "pool", "set-policy", "a@test", "reply", "--max-hold-s", "-1")
+    assert refused.returncode == 2 and "max_hold_s" in refused.stdout, refused.stdout
 
     ids = s.client.submit_many([JobSpec("reply", {"customer_message": f"q{i}"}) for i in range(6)])
     results = list(s.client.as_completed(ids, timeout_s=60))
     assert all(r.status is JobStatus.succeeded and r.batch_size <= 3 for r in results)
     assert max(r.batch_size for r in results) == 3  # the new policy, applied at runtime
+    learned = json.loads(_greenq(s, "pool", "status", "--json").stdout)["a@test"]["adaptive"]["reply"]
+    assert learned["learned_cost_by_size"]["3"]["batches"] >= 1  # measured per worker, whatever the mode
+    assert "learned B3:" in _greenq(s, "pool", "status").stdout
 
     assert _greenq(s, "pool", "remove-queue", "b@test", "description").returncode == 0
     assert json.loads(_greenq(s, "pool", "status", "--json").stdout)["b@test"]["queues"] == ["greenq.strategy"]

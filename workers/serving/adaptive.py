@@ -9,10 +9,11 @@ batch should close (`Closing`). For each size it could grow to, it asks two ques
   its oldest job, padded batch time included, finishes within `SAFETY` × the p95 objective;
 * what would a job cost there? The learned joules of that size over its jobs.
 
-It holds out for the smallest size within `JOULES_TOLERANCE` of the cheapest size it can reach,
-and closes the batch when it holds that many jobs or at that size's latest start, whichever
-comes first. Under heavy load every batch is full before its latest start: the policy then
-behaves like full fixed batches. With no measurement yet it returns None and the fixed rule
+It holds out for the smallest size within `JOULES_TOLERANCE` of the cheapest size it can reach
+(but takes every job already at hand when that is cheaper: they cost no waiting), and closes
+the batch when it holds that many jobs or at that size's latest start, whichever comes first.
+Under heavy load every batch is full before its latest start: the policy then behaves like
+full fixed batches. With no measurement yet it returns None and the fixed rule
 applies, which gives it its first measurements.
 
 >>> closing = plan(Forming(size=3, cap=16, first_arrived_at=0.0, oldest_submitted_at=0.0, objective_s=10,
@@ -71,7 +72,10 @@ def plan(forming: Forming, cost: BatchCostModel) -> Closing | None:
             continue
         candidates.append((size, predicted.joules / size, latest_start))
     cheapest = min(joules for _, joules, _ in candidates)
-    size, _, latest_start = next(c for c in candidates if c[1] <= (1 + JOULES_TOLERANCE) * cheapest)
+    # Jobs already here or on their way cost no waiting: never settle for fewer than the cheapest of those.
+    at_hand = f.size + max(0, f.incoming)
+    floor = min((c for c in candidates if c[0] <= at_hand), key=lambda c: c[1])[0]
+    size, _, latest_start = next(c for c in candidates if c[0] >= floor and c[1] <= (1 + JOULES_TOLERANCE) * cheapest)
     if size <= f.size:
         return Closing(at=f.now, target_size=f.size)
     awaiting_incoming = f.size + f.incoming >= size
