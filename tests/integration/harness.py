@@ -48,6 +48,8 @@ class Stack:
             "GREENQ_ENERGY_METER": "estimate",
             **{f"GREENQ_GENERATION__{t.upper()}__MAX_NEW_TOKENS": "8" for t in job_types.names()},
             **{f"GREENQ_GENERATION__{t.upper()}__MIN_NEW_TOKENS": "4" for t in job_types.names()},
+            # The default adaptive policy holds batches within these: short, so tests never wait minutes.
+            **{f"GREENQ_LATENCY_OBJECTIVE_S__{t.upper()}": "3" for t in job_types.names()},
             **(extra_env or {}),
         }
         self.settings = self._settings()

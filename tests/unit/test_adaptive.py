@@ -204,10 +204,14 @@ def test_cost_model_never_predicts_a_negative_fixed_cost() -> None:
     assert small is not None and small.seconds >= 0 and small.joules >= 0
 
 
-def test_arrival_rate_reads_recent_arrivals_and_decays() -> None:
-    rate = ArrivalRate(horizon_s=60)
-    for t in (0.0, 0.5, 1.0, 1.5):
+def test_arrival_rate_counts_the_trailing_window_and_forgets_a_burst() -> None:
+    rate = ArrivalRate(window_s=2.0)
+    for t in (0.5, 1.0, 1.5, 2.0):
         rate.observe(t)
     assert rate.per_s(2.0) == 2.0
-    assert rate.per_s(10.0) == pytest.approx(0.4)
-    assert rate.per_s(100.0) == 0.0
+    assert rate.per_s(2.6) == 1.5  # the arrival at 0.5 s has left the window
+    assert rate.per_s(4.0) == 0.0  # a burst, then silence: nothing more is expected
+    fast = ArrivalRate(window_s=60.0, max_kept=10)
+    for i in range(20):
+        fast.observe(i * 0.01)
+    assert fast.per_s(0.2) == pytest.approx(10 / 0.1)  # more than it keeps: the span they cover
