@@ -6,6 +6,8 @@ each job's latency against its objective, never on how fast this machine is.
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from producers.client import JobSpec
 from shared import job_types
 from shared.results import JobStatus
-from tests.integration.harness import Stack
+from tests.integration.harness import Stack, free_port
 
 REPLY = job_types.get("reply").samples[0]
 
@@ -38,3 +40,44 @@ def test_a_backlog_fills_every_batch_to_the_cap(fresh: Stack, tmp_path: Path, mo
     assert all(r.status is JobStatus.succeeded for r in results), [r.error for r in results]
     sizes = sorted(r.batch_size for r in results)
     assert sizes == [size] * (size * batches), f"batch sizes per job: {sizes}"
+
+
+def _metric(text: str, name: str, job_type: str = "reply") -> float:
+    pattern = rf'^{name}\{{job_type="{job_type}"\}} (\S+)$'
+    match = re.search(pattern, text, flags=re.M)
+    assert match, f"{name} not exported"
+    return float(match.group(1))
+
+
+def test_at_low_load_adaptive_batches_hold_within_the_objective(fresh: Stack, tmp_path: Path) -> None:
+    """A steady trickle far below the worker's ceiling: fixed 20 ms waits run nearly every job alone;
+    the adaptive policy holds batches open for more jobs, and every job still meets its objective."""
+    objective_s, rate_per_s, jobs = 4.0, 4.0, 40
+    port = free_port()
+    fresh.start_worker(
+        tmp_path / "w.log", queues="reply", metrics_port=port, env=_policy_env("adaptive", 16, 0.02, objective_s)
+    )
+    start = time.monotonic()
+    ids = []
+    for i in range(jobs):
+        time.sleep(max(0.0, start + i / rate_per_s - time.monotonic()))
+        ids.append(fresh.client.submit("reply", {**REPLY, "customer_message": f"where is order {i}?"}))
+    results = list(fresh.client.as_completed(ids, timeout_s=120))
+    assert all(r.status is JobStatus.succeeded for r in results), [r.error for r in results]
+    latencies = sorted(r.timings.end_to_end_s for r in results)
+    p95_s = latencies[int(0.95 * len(latencies)) - 1]
+    mean_batch = sum(r.batch_size for r in results) / len(results)
+    print(
+        f"\nadaptive at {rate_per_s} jobs/s: mean batch {mean_batch:.1f}, p95 {p95_s:.2f} s (objective {objective_s} s)"
+    )
+    assert p95_s <= objective_s
+    assert mean_batch >= 3, sorted(r.batch_size for r in results)
+
+    text = fresh.metrics_text(port)
+    assert _metric(text, "greenq_latency_objective_seconds") == objective_s
+    assert _metric(text, "greenq_batch_policy_mode", 'reply",mode="adaptive') == 1
+    assert _metric(text, "greenq_jobs_within_objective_total") >= 0.95 * jobs
+    assert _metric(text, "greenq_batch_hold_seconds_count") >= 1
+    assert _metric(text, "greenq_batch_energy_predicted_joules_total") > 0
+    assert _metric(text, "greenq_batch_energy_measured_joules_total") > 0
+    assert _metric(text, "greenq_arrival_rate_per_second") > 0

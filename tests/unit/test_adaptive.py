@@ -206,11 +206,15 @@ def test_cost_model_never_predicts_a_negative_fixed_cost() -> None:
 
 def test_arrival_rate_counts_the_trailing_window_and_forgets_a_burst() -> None:
     rate = ArrivalRate(window_s=2.0)
-    for t in (0.5, 1.0, 1.5, 2.0):
+    for t in (0.0, 0.5, 1.0, 1.5, 2.0):
         rate.observe(t)
-    assert rate.per_s(2.0) == 2.0
-    assert rate.per_s(2.6) == 1.5  # the arrival at 0.5 s has left the window
+    assert rate.per_s(2.0) == 2.0  # the arrival at 0.0 has just left the window
+    assert rate.per_s(2.6) == 1.5
     assert rate.per_s(4.0) == 0.0  # a burst, then silence: nothing more is expected
+    young = ArrivalRate(window_s=60.0)
+    for t in (10.0, 10.5, 11.0, 11.5):
+        young.observe(t)
+    assert young.per_s(12.0) == 2.0  # 2 s since the first arrival: read over those, not over a minute
     fast = ArrivalRate(window_s=60.0, max_kept=10)
     for i in range(20):
         fast.observe(i * 0.01)
