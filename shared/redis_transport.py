@@ -137,11 +137,23 @@ class QoS(kombu_redis.QoS):
         VirtualQoS.ack(self, delivery_tag)
 
     def restore_unacked(self, client: Any = None) -> None:
-        with self.channel.conn_or_acquire(client) as client:
-            for tag in self._delivered:
-                self.restore_by_tag(tag, client=client, owner=self.channel.consumer_id)
-        self._delivered.clear()
-        self.channel.forget_consumer()
+        """On close: give back what this consumer holds. When Redis or the connection is already gone
+        (kombu then fails even to build a client), the sweep gives them back once this consumer's
+        heartbeats stop for `consumer_lease_s`: the worker must not die of it (it did, with
+        "Unrecoverable error: AttributeError", when Redis restarted while acks were failing)."""
+        try:
+            with self.channel.conn_or_acquire(client) as client:
+                for tag in self._delivered:
+                    self.restore_by_tag(tag, client=client, owner=self.channel.consumer_id)
+            self._delivered.clear()
+            self.channel.forget_consumer()
+        except Exception as exc:  # noqa: BLE001 - kombu raises AttributeError on a closed connection
+            log.warning(
+                "could not give back %d held jobs on close (%s: %s); they come back after the consumer lease",
+                len(self._delivered),
+                type(exc).__name__,
+                exc,
+            )
 
     def restore_by_tag(self, tag: Any, client: Any = None, leftmost: bool = False, owner: str = UNOWNED) -> None:
         """Put a held message back on its queue, only if `owner` (or nobody, for UNOWNED) still holds it."""
