@@ -68,9 +68,10 @@ def test_window_summary_gives_throughput_energy_and_latency_per_type() -> None:
         _result("description", 40.0, 6.0, 2, 1001.0),
         JobResult(job_id="x", job_type="strategy", status=JobStatus.failed),
     ]
-    w = window_summary(results, 1000.0, 24.0, OBJECTIVES, offered_jobs_per_s=1.0, submit_lag_s=0.1)
-    assert (w["jobs"], w["succeeded"], w["window_s"]) == (4, 3, 4.0)
+    w = window_summary(results, 1000.0, 2.0, 24.0, OBJECTIVES, offered_jobs_per_s=1.0, submit_lag_s=0.1)
+    assert (w["jobs"], w["succeeded"], w["window_s"]) == (4, 3, 4.0)  # the last result came after the arrivals
     assert w["achieved_jobs_per_s"] == pytest.approx(3 / 4.0)
+    assert w["arrived_jobs_per_s"] == pytest.approx(4 / 2.0)
     assert w["active_joules_per_job"] == pytest.approx(4.0)
     assert w["total_joules_per_job"] == pytest.approx(8.0)
     assert w["mean_batch_size"] == pytest.approx(10 / 3)
@@ -80,9 +81,15 @@ def test_window_summary_gives_throughput_energy_and_latency_per_type() -> None:
     assert w["objectives_met"] is False  # description missed; strategy, with no jobs, is not counted
 
 
-def test_window_summary_without_a_window_meter_leaves_total_out() -> None:
-    w = window_summary([_result("reply", 1.0, 2.0, 1, 1001.0)], 1000.0, None, OBJECTIVES)
+def test_window_summary_lasts_as_long_as_the_arrivals_when_results_come_sooner() -> None:
+    w = window_summary([_result("reply", 1.0, 2.0, 1, 1001.0)], 1000.0, 10.0, 5.0, OBJECTIVES)
+    assert w["window_s"] == 10.0 and w["achieved_jobs_per_s"] == pytest.approx(0.1)
+
+
+def test_window_summary_of_a_burst_without_a_window_meter_leaves_total_out() -> None:
+    w = window_summary([_result("reply", 1.0, 2.0, 1, 1001.0)], 1000.0, 0.0, None, OBJECTIVES)
     assert math.isnan(w["total_joules_per_job"]) and w["objectives_met"] is True
+    assert w["window_s"] == 1.0 and w["arrived_jobs_per_s"] is None
 
 
 def _window(active: float, total: float, jobs_per_s: float, met: bool = True) -> dict[str, object]:

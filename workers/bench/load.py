@@ -48,7 +48,7 @@ class LoadConfig:
 
 
 def quick_load(load: LoadConfig) -> LoadConfig:
-    return replace(load, duration_s=4.0, payloads_per_type=8)
+    return replace(load, duration_s=3.0, payloads_per_type=8)
 
 
 def parse_weights(text: str) -> dict[str, float]:
@@ -136,17 +136,24 @@ def run_window(
     load: LoadConfig,
     offered_jobs_per_s: float | None = None,
 ) -> dict[str, Any]:
-    """One window: submit on schedule, await every result, and read the window meter around it all."""
+    """One window: submit on schedule, await every result, and read the window meter around it all.
+
+    With `offered_jobs_per_s` None the jobs are a burst, submitted at once; otherwise the window
+    lasts at least `load.duration_s`, however early the last result came.
+    """
+    arrivals_s = 0.0 if offered_jobs_per_s is None else load.duration_s
     before_j = read_j(meter) if meter is not None else 0.0
+    start = time.perf_counter()
     started_at = time.time()
-    if offered_jobs_per_s is None:  # a burst: all at once, through one pipelined connection
+    if offered_jobs_per_s is None:  # all at once, through one pipelined connection
         specs = [JobSpec(a.job_type, dict(pools[a.job_type][a.nth_of_type % len(pools[a.job_type])])) for a in arrivals]
         ids, lag_s = deploy.client.submit_many(specs), 0.0
     else:
         ids, lag_s = submit_open_loop(deploy, arrivals, pools)
     results = list(deploy.client.as_completed(ids, timeout_s=RESULT_TIMEOUT_S))
+    time.sleep(max(0.0, start + arrivals_s - time.perf_counter()))  # idle to the window's end counts too
     energy_j = read_j(meter) - before_j if meter is not None else None
-    return window_summary(results, started_at, energy_j, load.objectives_s, offered_jobs_per_s, lag_s)
+    return window_summary(results, started_at, arrivals_s, energy_j, load.objectives_s, offered_jobs_per_s, lag_s)
 
 
 def run_policy(
@@ -164,6 +171,7 @@ def run_policy(
     deploy.start("workers.process", f"bench-{mode}@greenq", device)
     assert deploy.worker is not None
     warm = run_window(deploy, burst(config.batch_size, load.mix, config.seed + 1), pools, None, load)
+    progress(f"{mode}: worker ready and warm")
     meter = None
     try:
         meter = window_meter(warm["energy_source"], settings, deploy.worker.pid)

@@ -84,8 +84,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Latency objectives (p95, end to end) are **bench-scaled**: {objectives} — not greenq's defaults "
         f"({real}), which would need hour-long windows.",
         f"Energy ({', '.join(sources) or 'none'}): *active* J/job is the mean of the results' `energy_j` (what the "
-        "worker's meter saw inside batches); *total* J/job is the whole window's energy (first submission to last "
-        f"result, idle included) ÷ jobs, read from {result['total_energy_note'] or 'no window meter'}.",
+        "worker's meter saw inside batches); *total* J/job is the whole window's energy (idle included) "
+        f"÷ jobs, read from {result['total_energy_note'] or 'no window meter'}.",
         f"Saturation: each policy's own worker, a burst of {load['burst_batches']} × B jobs submitted at once, "
         "just before its load windows; the ratios below divide by it.",
         "",
@@ -98,9 +98,12 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(_row(name, "saturation burst", policy["saturation"], job_types))
         for key, window in policy["fractions"].items():
             lines.append(_row(name, f"{key} × ceiling", window, job_types))
+    lag_s = max(w["max_submit_lag_s"] for p in result["policies"].values() for w in p["fractions"].values())
     lines += [
         "",
-        "Mean batch is the mean over jobs of the size of the batch each ran in.",
+        "Mean batch is the mean over jobs of the size of the batch each ran in; a window lasts its arrivals' "
+        "duration or until its last result, whichever is later; achieved jobs/s and total J/job are over it. "
+        f"Submissions ran at most {lag_s * 1000:.0f} ms behind their schedule.",
         "",
         f"| policy | load | active J/job ÷ saturation | total J/job ÷ saturation | every p95 met | target: active ≤ "
         f"{ENERGY_RATIO_TARGET:g}× and every p95 met (at {', '.join(f'{f:g}' for f in ENERGY_TARGET_FRACTIONS)}) |",

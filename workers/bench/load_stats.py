@@ -38,16 +38,19 @@ def type_latency(results: Sequence[JobResult], objective_s: float) -> dict[str, 
 def window_summary(
     results: Sequence[JobResult],
     started_at: float,
+    arrivals_s: float,
     window_energy_j: float | None,
     objectives_s: Mapping[str, float],
     offered_jobs_per_s: float | None = None,
     submit_lag_s: float = 0.0,
 ) -> dict[str, Any]:
-    """One window's figures. `started_at`: Unix seconds when the window opened (its first
-    scheduled arrival is measured from there); `window_energy_j`: the window meter's joules
-    from then until the last result was read (None: no window meter)."""
+    """One window's figures. `started_at`: Unix seconds when the window opened (arrival offsets
+    count from there); `arrivals_s`: how long jobs kept arriving (0 for a burst). The window
+    lasts that long or until the last result, whichever is later; `window_energy_j` is the
+    window meter's joules over it (None: no window meter)."""
     ok = [r for r in results if r.status is JobStatus.succeeded]
-    last_s = max((r.finished_at or started_at for r in ok), default=started_at) - started_at
+    last_result_s = max((r.finished_at or started_at for r in ok), default=started_at) - started_at
+    window_s = max(arrivals_s, last_result_s)
     energies = [r.energy_j for r in ok if r.energy_j is not None]
     by_type = {
         job_type: type_latency([r for r in ok if r.job_type == job_type], objective_s)
@@ -58,8 +61,9 @@ def window_summary(
         "jobs": len(results),
         "succeeded": len(ok),
         "offered_jobs_per_s": offered_jobs_per_s,
-        "achieved_jobs_per_s": len(ok) / last_s if last_s > 0 else math.nan,
-        "window_s": last_s,
+        "arrived_jobs_per_s": len(results) / arrivals_s if arrivals_s > 0 else None,
+        "achieved_jobs_per_s": len(ok) / window_s if window_s > 0 else math.nan,
+        "window_s": window_s,
         "max_submit_lag_s": submit_lag_s,
         "mean_batch_size": sum(r.batch_size for r in ok) / len(ok) if ok else math.nan,
         "active_joules_per_job": sum(energies) / len(energies) if energies else math.nan,
