@@ -134,14 +134,14 @@ def _bench_load(args: argparse.Namespace, settings: Settings, config: BenchConfi
     import time
     from dataclasses import replace
 
-    from workers.bench.load import (
+    from workers.bench.load import run_load
+    from workers.bench.load_config import (
         LoadConfig,
         check_load,
         parse_fractions,
         parse_policies,
         parse_weights,
         quick_load,
-        run_load,
     )
     from workers.bench.load_output import write_load_outputs
 

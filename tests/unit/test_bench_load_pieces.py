@@ -9,7 +9,7 @@ import pytest
 
 from shared.jobs import parse_job
 from shared.results import JobResult, JobStatus, Timings
-from workers.bench.load import (
+from workers.bench.load_config import (
     LoadConfig,
     check_load,
     parse_fractions,

@@ -3,14 +3,14 @@
 The ceiling (in-process, at the configured B) sets the load scale. Then, for each policy, a fresh
 worker process with that policy for every job type runs a saturation burst (4 × B jobs at once)
 and one window of Poisson arrivals per fraction of the ceiling. Both workers see the same jobs
-at the same offsets. Latency objectives are bench-scaled (seconds, not the real hours).
+at the same offsets. The knobs, bench-scaled latency objectives included, are in load_config.py.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,9 @@ from shared.settings import Settings
 from workers.bench.arrivals import Arrival, burst, schedule
 from workers.bench.ceiling import measure_ceiling
 from workers.bench.deployment import Deployment, worker_env
+from workers.bench.load_config import LoadConfig, check_load, policy_env
 from workers.bench.load_stats import fraction_key, load_ratios, window_summary
-from workers.bench.mixed_workload import TEMPLATES, make_typed_payloads, write_templates
+from workers.bench.mixed_workload import make_typed_payloads, write_templates
 from workers.bench.run import Progress
 from workers.bench.window_energy import IDLE_NOTES, read_j, window_meter
 from workers.bench.workload import BenchConfig, encode_job
@@ -31,85 +32,6 @@ from workers.runtime import HFRuntime, warm_up
 
 RESULT_TIMEOUT_S = 3600.0
 Pools = Mapping[str, Sequence[dict[str, Any]]]
-
-
-@dataclass(frozen=True)
-class LoadConfig:
-    fractions: tuple[float, ...] = (0.25, 0.5, 1.0)  # of the ceiling's jobs/s
-    duration_s: float = 120.0  # of arrivals per fraction; results are awaited after it
-    policies: tuple[BatchMode, ...] = ("fixed", "adaptive")
-    mix: dict[str, float] = field(default_factory=lambda: {"reply": 0.5, "description": 0.3, "strategy": 0.2})
-    # Bench-scaled p95 objectives: the real defaults (10 s, 15 min, 1 h) would need hour-long windows.
-    objectives_s: dict[str, float] = field(
-        default_factory=lambda: {"reply": 10.0, "description": 30.0, "strategy": 60.0}
-    )
-    burst_batches: int = 4  # the saturation burst is this many × B jobs, all at once
-    payloads_per_type: int = 32  # distinct prompts per type; arrivals cycle through them
-
-
-def quick_load(load: LoadConfig) -> LoadConfig:
-    return replace(load, duration_s=3.0, payloads_per_type=8)
-
-
-def parse_weights(text: str) -> dict[str, float]:
-    """ "reply=0.5,description=0.3" → {"reply": 0.5, "description": 0.3}."""
-    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
-    if not pairs or any(len(p) != 2 for p in pairs):
-        raise ValueError(f"{text!r}: give job_type=number pairs, comma-separated (reply=0.5,strategy=0.2)")
-    weights = {name.strip(): float(value) for name, value in pairs}
-    if any(v < 0 or v != v for v in weights.values()):
-        raise ValueError(f"{text!r}: every number must be zero or more")
-    return weights
-
-
-def parse_policies(text: str) -> tuple[BatchMode, ...]:
-    modes: list[BatchMode] = []
-    for name in (n.strip() for n in text.split(",") if n.strip()):
-        if name not in ("fixed", "adaptive"):
-            raise ValueError(f"unknown batch policy {name!r}; use fixed, adaptive or both (fixed,adaptive)")
-        modes.append("fixed" if name == "fixed" else "adaptive")
-    if not modes:
-        raise ValueError("give at least one batch policy: fixed, adaptive or fixed,adaptive")
-    return tuple(modes)
-
-
-def parse_fractions(text: str) -> tuple[float, ...]:
-    fractions = tuple(float(f) for f in text.split(",") if f.strip())
-    if not fractions or any(not 0 < f <= 10 for f in fractions):
-        raise ValueError(f"{text!r}: give fractions of the ceiling above 0, comma-separated (0.25,0.5,1.0)")
-    return fractions
-
-
-def check_load(load: LoadConfig) -> LoadConfig:
-    """`load` itself, or a ValueError that says what to change."""
-    unknown = [t for t in load.mix if t not in TEMPLATES]
-    if unknown:
-        raise ValueError(f"no bench workload for job type {', '.join(unknown)}; mix {', '.join(TEMPLATES)}")
-    if not any(load.mix.values()):
-        raise ValueError("the job-type mix needs a weight above zero")
-    missing = [t for t in load.mix if t not in load.objectives_s]
-    if missing:
-        raise ValueError(f"no bench latency objective for {', '.join(missing)}; give one with --objectives")
-    if load.duration_s <= 0:
-        raise ValueError("--duration-s must be above zero")
-    return load
-
-
-def policy_env(base: Mapping[str, str], config: BenchConfig, load: LoadConfig, mode: BatchMode) -> dict[str, str]:
-    """The worker's env: `mode` and the bench's batch, generation and objective settings for every type."""
-    env = dict(base)
-    for job_type in load.mix:
-        prefix = job_type.upper()
-        env |= {
-            f"GREENQ_BATCH__{prefix}__MODE": mode,
-            f"GREENQ_BATCH__{prefix}__MAX_BATCH_SIZE": str(config.batch_size),
-            f"GREENQ_BATCH__{prefix}__MAX_WAIT_S": str(config.max_wait_s),
-            f"GREENQ_BATCH__{prefix}__MAX_BATCH_TOKENS": "10000000",
-            f"GREENQ_GENERATION__{prefix}__MAX_NEW_TOKENS": str(config.new_tokens),
-            f"GREENQ_GENERATION__{prefix}__MIN_NEW_TOKENS": str(config.new_tokens),
-            f"GREENQ_LATENCY_OBJECTIVE_S__{prefix}": str(load.objectives_s[job_type]),
-        }
-    return env
 
 
 def submit_open_loop(deploy: Deployment, arrivals: Sequence[Arrival], pools: Pools) -> tuple[list[str], float]:
