@@ -17,7 +17,7 @@ from workers.bench.load_config import (
     parse_weights,
     policy_env,
 )
-from workers.bench.load_stats import load_ratios, window_summary
+from workers.bench.load_stats import load_ratios, ratio, window_summary
 from workers.bench.mixed_workload import TEMPLATES, lines_of, payload_from_words, write_templates
 from workers.bench.window_energy import cpu_seconds_from_stat, process_cpu_seconds
 from workers.bench.workload import WORDS, BenchConfig
@@ -130,6 +130,11 @@ def test_load_ratios_divide_by_the_same_policys_saturation_and_compare_throughpu
     assert ratios["throughput_target_met"] is True
 
 
+def test_a_ratio_over_an_empty_or_unmetered_window_is_nan_not_an_error() -> None:
+    assert ratio(3.0, 2.0) == 1.5
+    assert math.isnan(ratio(1.0, 0.0)) and math.isnan(ratio(1.0, math.nan))
+
+
 def test_load_ratios_without_both_policies_at_full_load_give_no_throughput_ratio() -> None:
     policies = {"adaptive": {"saturation": _window(2.0, 2.0, 1.0), "fractions": {"1": _window(2, 2, 1)}}}
     ratios = load_ratios(policies)
@@ -166,6 +171,12 @@ def test_check_load_names_what_is_missing() -> None:
         check_load(LoadConfig(mix={"faq": 1.0}))
     with pytest.raises(ValueError, match="duration"):
         check_load(LoadConfig(duration_s=0))
+
+
+def test_a_job_cap_shortens_only_the_windows_it_would_exceed() -> None:
+    assert LoadConfig(duration_s=120).arrivals_s(1000.0) == 120
+    capped = LoadConfig(duration_s=3, max_jobs_per_window=60)
+    assert capped.arrivals_s(10.0) == 3 and capped.arrivals_s(100.0) == pytest.approx(0.6)
 
 
 def test_policy_env_sets_the_mode_lengths_and_objective_for_every_type() -> None:

@@ -61,9 +61,9 @@ def run_window(
     """One window: submit on schedule, await every result, and read the window meter around it all.
 
     With `offered_jobs_per_s` None the jobs are a burst, submitted at once; otherwise the window
-    lasts at least `load.duration_s`, however early the last result came.
+    lasts at least as long as jobs arrive, however early the last result came.
     """
-    arrivals_s = 0.0 if offered_jobs_per_s is None else load.duration_s
+    arrivals_s = 0.0 if offered_jobs_per_s is None else load.arrivals_s(offered_jobs_per_s)
     before_j = read_j(meter) if meter is not None else 0.0
     start = time.perf_counter()
     started_at = time.time()
@@ -109,11 +109,12 @@ def run_policy(
         fractions: dict[str, dict[str, Any]] = {}
         for i, fraction in enumerate(load.fractions):
             rate = fraction * ceiling_jobs_per_s
-            arrivals = schedule(rate, load.duration_s, load.mix, config.seed + 100 + i)
+            arrivals = schedule(rate, load.arrivals_s(rate), load.mix, config.seed + 100 + i)
             window = run_window(deploy, arrivals, pools, meter, load, offered_jobs_per_s=rate)
             fractions[fraction_key(fraction)] = window
             progress(
-                f"{mode} at {fraction:g} × ceiling ({rate:.2f} jobs/s offered, {len(arrivals)} jobs): "
+                f"{mode} at {fraction:g} × ceiling ({rate:.2f} jobs/s offered, {len(arrivals)} jobs in "
+                f"{load.arrivals_s(rate):.1f} s): "
                 f"{window['achieved_jobs_per_s']:.2f} jobs/s, mean batch {window['mean_batch_size']:.1f}, "
                 f"{window['active_joules_per_job']:.3f} J/job active, {window['total_joules_per_job']:.3f} total, "
                 f"objectives {'met' if window['objectives_met'] else 'MISSED'}"

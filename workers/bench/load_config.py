@@ -26,10 +26,19 @@ class LoadConfig:
     )
     burst_batches: int = 4  # the saturation burst is this many × B jobs, all at once
     payloads_per_type: int = 32  # distinct prompts per type; arrivals cycle through them
+    # A cap on a window's expected jobs: it shortens the window at high rates. For --quick, where the
+    # tiny model's in-process ceiling is far above what a worker process can serve and varies run to run.
+    max_jobs_per_window: int | None = None
+
+    def arrivals_s(self, rate_per_s: float) -> float:
+        """How long a window at `rate_per_s` keeps jobs arriving."""
+        if self.max_jobs_per_window is None:
+            return self.duration_s
+        return min(self.duration_s, self.max_jobs_per_window / rate_per_s)
 
 
 def quick_load(load: LoadConfig) -> LoadConfig:
-    return replace(load, duration_s=3.0, payloads_per_type=8)
+    return replace(load, duration_s=3.0, payloads_per_type=8, max_jobs_per_window=60)
 
 
 def parse_weights(text: str) -> dict[str, float]:

@@ -69,6 +69,11 @@ def markdown(result: dict[str, Any]) -> str:
     mix = ", ".join(f"{t} {100 * w / weight:.0f} %" for t, w in load["mix"].items())
     objectives = ", ".join(f"{t} {_seconds(s)}" for t, s in load["objectives_s"].items())
     real = ", ".join(f"{t} {_seconds(REAL_OBJECTIVES_S[t])}" for t in job_types if t in REAL_OBJECTIVES_S)
+    cap = (
+        f" (windows cut short to about {load['max_jobs_per_window']} jobs where that is fewer)"
+        if load["max_jobs_per_window"]
+        else ""
+    )
     sources = sorted({p["saturation"]["energy_source"] for p in result["policies"].values()} - {None})
     lines = [
         f"# greenq bench --load — {result['date']}",
@@ -78,8 +83,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Workload: model `{c['model']}` on {c['device']}, B = {c['batch_size']}, max wait "
         f"{c['max_wait_s'] * 1000:.0f} ms; prompts {c['min_prompt_tokens']}–{c['max_prompt_tokens']} tokens and "
         f"exactly {c['new_tokens']} new tokens for every job type; job types mixed {mix} (seeded).",
-        f"Load: Poisson arrivals (seeded) for {load['duration_s']:g} s per fraction of the ceiling, submitted "
-        f"open-loop, results awaited after; both policies get the same arrivals. Ceiling (in-process, "
+        f"Load: Poisson arrivals (seeded) for {load['duration_s']:g} s per fraction of the ceiling{cap}, "
+        "submitted open-loop, results awaited after; both policies get the same arrivals. Ceiling (in-process, "
         f"B = {c['batch_size']}): **{ceiling['jobs_per_s']:.2f} jobs/s**, {ceiling['joules_per_job']:.3f} J/job.",
         f"Latency objectives (p95, end to end) are **bench-scaled**: {objectives} — not greenq's defaults "
         f"({real}), which would need hour-long windows.",

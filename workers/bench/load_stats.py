@@ -61,6 +61,7 @@ def window_summary(
         "jobs": len(results),
         "succeeded": len(ok),
         "offered_jobs_per_s": offered_jobs_per_s,
+        "arrivals_s": arrivals_s,
         "arrived_jobs_per_s": len(results) / arrivals_s if arrivals_s > 0 else None,
         "achieved_jobs_per_s": len(ok) / window_s if window_s > 0 else math.nan,
         "window_s": window_s,
@@ -75,6 +76,11 @@ def window_summary(
     }
 
 
+def ratio(part: float, whole: float) -> float:
+    """part ÷ whole, NaN where whole is zero or not a number (an empty or unmetered window)."""
+    return part / whole if whole and not math.isnan(whole) else math.nan
+
+
 def energy_ratios(policy: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """For each fraction below 1: J/job ÷ the same worker's saturation J/job, active and total."""
     saturation = policy["saturation"]
@@ -82,11 +88,11 @@ def energy_ratios(policy: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     for key, window in policy["fractions"].items():
         if float(key) >= 1:
             continue
-        active = window["active_joules_per_job"] / saturation["active_joules_per_job"]
+        active = ratio(window["active_joules_per_job"], saturation["active_joules_per_job"])
         targeted = float(key) in ENERGY_TARGET_FRACTIONS
         ratios[key] = {
             "active_over_saturation": active,
-            "total_over_saturation": window["total_joules_per_job"] / saturation["total_joules_per_job"],
+            "total_over_saturation": ratio(window["total_joules_per_job"], saturation["total_joules_per_job"]),
             "objectives_met": window["objectives_met"],
             "target_met": (active <= ENERGY_RATIO_TARGET and window["objectives_met"]) if targeted else None,
         }
@@ -99,7 +105,7 @@ def load_ratios(policies: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     throughput = None
     if {"fixed", "adaptive"} <= set(policies) and all(full in policies[p]["fractions"] for p in ("fixed", "adaptive")):
         adaptive = policies["adaptive"]["fractions"][full]["achieved_jobs_per_s"]
-        throughput = adaptive / policies["fixed"]["fractions"][full]["achieved_jobs_per_s"]
+        throughput = ratio(adaptive, policies["fixed"]["fractions"][full]["achieved_jobs_per_s"])
     return {
         "energy": {name: energy_ratios(policy) for name, policy in policies.items()},
         "adaptive_over_fixed_throughput_at_1": throughput,
