@@ -34,6 +34,12 @@ RESULT_TIMEOUT_S = 3600.0
 Pools = Mapping[str, Sequence[dict[str, Any]]]
 
 
+def payload_for(pools: Pools, arrival: Arrival) -> dict[str, Any]:
+    """The arrival's payload: its type's pool, cycled through."""
+    pool = pools[arrival.job_type]
+    return dict(pool[arrival.nth_of_type % len(pool)])
+
+
 def submit_open_loop(deploy: Deployment, arrivals: Sequence[Arrival], pools: Pools) -> tuple[list[str], float]:
     """Submit each job at its scheduled offset, never waiting for results; returns ids and the worst lag."""
     ids: list[str] = []
@@ -45,8 +51,7 @@ def submit_open_loop(deploy: Deployment, arrivals: Sequence[Arrival], pools: Poo
             time.sleep(delay_s)
         else:
             lag_s = max(lag_s, -delay_s)
-        pool = pools[arrival.job_type]
-        ids.append(deploy.client.submit(arrival.job_type, dict(pool[arrival.nth_of_type % len(pool)])))
+        ids.append(deploy.client.submit(arrival.job_type, payload_for(pools, arrival)))
     return ids, lag_s
 
 
@@ -68,7 +73,7 @@ def run_window(
     start = time.perf_counter()
     started_at = time.time()
     if offered_jobs_per_s is None:  # all at once, through one pipelined connection
-        specs = [JobSpec(a.job_type, dict(pools[a.job_type][a.nth_of_type % len(pools[a.job_type])])) for a in arrivals]
+        specs = [JobSpec(a.job_type, payload_for(pools, a)) for a in arrivals]
         ids, lag_s = deploy.client.submit_many(specs), 0.0
     else:
         ids, lag_s = submit_open_loop(deploy, arrivals, pools)
@@ -141,10 +146,7 @@ def run_load(config: BenchConfig, load: LoadConfig, settings: Settings, out_dir:
     warm_up(runtime)
     pools = make_typed_payloads(runtime, config, templates, job_types, load.payloads_per_type)
     mixed = burst(config.jobs, load.mix, config.seed)
-    prompts = [
-        encode_job(runtime, a.job_type, pools[a.job_type][a.nth_of_type % len(pools[a.job_type])], templates)
-        for a in mixed
-    ]
+    prompts = [encode_job(runtime, a.job_type, payload_for(pools, a), templates) for a in mixed]
     ceiling = measure_ceiling(runtime, prompts, config.batch_size, config, settings)
     progress(
         f"ceiling B={config.batch_size}: {ceiling['jobs_per_s']:.2f} jobs/s, {ceiling['joules_per_job']:.3f} J/job"
