@@ -10,11 +10,15 @@ import argparse
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from producers.cli import EXIT_USAGE, SubParsers, new_parser, run
 from producers.cli import add_commands as add_producer_commands
 from shared.settings import Settings
 from workers.model_builder import SHAPES
+
+if TYPE_CHECKING:
+    from workers.bench.workload import BenchConfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +55,12 @@ def add_commands(sub: SubParsers) -> None:
     p.add_argument("--device", help="cpu (default) or cuda:N")
     p.add_argument("--dtype", help="float32 (default), float16 or bfloat16")
     p.add_argument("--out", type=Path, default=None, help="output folder (default out/bench-<time>)")
+    p.add_argument("--load", action="store_true", help="open-loop Poisson load per batch policy, instead of (a)-(c)")
+    p.add_argument("--fractions", help="--load: offered load as fractions of the ceiling (default 0.25,0.5,1.0)")
+    p.add_argument("--duration-s", type=float, help="--load: seconds of arrivals per fraction (default 120)")
+    p.add_argument("--policies", help="--load: batch policies to compare (default fixed,adaptive)")
+    p.add_argument("--mix", help="--load: job-type weights (default reply=0.5,description=0.3,strategy=0.2)")
+    p.add_argument("--objectives", help="--load: bench p95 objectives, s (default reply=10,description=30,strategy=60)")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("build-model", help="build a local random-weight model (no download)")
@@ -112,9 +122,47 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         "sweep": tuple(int(b) for b in args.sweep.split(",")) if args.sweep else None,
     }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    if args.load:
+        return _bench_load(args, settings, config)
     out = args.out or Path("out") / time.strftime("bench-%Y%m%d-%H%M%S")
     result = run_bench(config, settings, out)
     for path in write_outputs(result, out, "greenq " + " ".join(sys.argv[1:])):
+        print(path)
+    print((out / "summary.md").read_text())
+    return 0
+
+
+def _bench_load(args: argparse.Namespace, settings: Settings, config: BenchConfig) -> int:
+    import time
+    from dataclasses import replace
+
+    from workers.bench.load import run_load
+    from workers.bench.load_config import (
+        LoadConfig,
+        check_load,
+        parse_fractions,
+        parse_policies,
+        parse_weights,
+        quick_load,
+    )
+    from workers.bench.load_output import write_load_outputs
+
+    load = quick_load(LoadConfig()) if args.quick else LoadConfig()
+    try:
+        overrides = {
+            "fractions": parse_fractions(args.fractions) if args.fractions else None,
+            "duration_s": args.duration_s,
+            "policies": parse_policies(args.policies) if args.policies else None,
+            "mix": parse_weights(args.mix) if args.mix else None,
+            "objectives_s": parse_weights(args.objectives) if args.objectives else None,
+        }
+        load = check_load(replace(load, **{k: v for k, v in overrides.items() if v is not None}))
+    except ValueError as exc:
+        print(f"greenq bench --load: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    out = args.out or Path("out") / time.strftime("bench-load-%Y%m%d-%H%M%S")
+    result = run_load(config, load, settings, out)
+    for path in write_load_outputs(result, out, "greenq " + " ".join(sys.argv[1:])):
         print(path)
     print((out / "summary.md").read_text())
     return 0

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The bench on one NVIDIA GPU, with NVML energy and a real-size model built locally
-# (GPT-2 large's shape, 774M parameters, random weights). About 5 minutes on an H100/H200.
+# (GPT-2 large's shape, 774M parameters, random weights). About 5 minutes on an H100/H200, then
+# the load mode (fixed vs adaptive batching under Poisson load at ¼, ½ and 1 × the ceiling, 60 s
+# of arrivals each, mixed job types) into OUT_DIR-load: about 10 minutes more.
 # Usage: bash ops/bench/gpu_sweep.sh [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -10,3 +12,6 @@ bash ops/dev/setup.sh
 export GREENQ_ENERGY_METER=nvml
 timeout 300 .venv/bin/greenq bench --device cuda:0 --dtype bfloat16 --model local:gpt2-large \
   --jobs 256 --batch-size 64 --sweep 1,4,16,64 --new-tokens 32 --out "$out"
+timeout 900 .venv/bin/greenq bench --load --device cuda:0 --dtype bfloat16 --model local:gpt2-large \
+  --jobs 256 --batch-size 64 --new-tokens 32 --fractions 0.25,0.5,1.0 --duration-s 60 \
+  --policies fixed,adaptive --out "$out-load"

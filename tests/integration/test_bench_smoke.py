@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from tests.integration.harness import REPO
+from workers.bench.load_output import FILES as LOAD_FILES
 from workers.bench.output import FILES
 
 
@@ -32,3 +33,34 @@ def test_bench_quick_writes_json_markdown_and_plots(tmp_path: Path, tiny_model_d
     assert result["naive"]["succeeded"] == result["config"]["jobs"]
     assert "(b)/(a) throughput" in (out / "summary.md").read_text()
     assert "(a) ceiling B=4" in proc.stderr  # progress is shown while it runs
+
+
+def test_bench_load_quick_writes_both_policies_at_every_fraction(tmp_path: Path, tiny_model_dir: Path) -> None:
+    out = tmp_path / "bench-load"
+    env = {**os.environ, "GREENQ_MODEL_CACHE_DIR": str(tiny_model_dir.parent)}  # local:tiny, already built
+    proc = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "bench", "--load", "--quick", "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in LOAD_FILES:
+        assert (out / name).stat().st_size > 0, name
+    result = json.loads((out / "bench.json").read_text())
+    assert set(result["policies"]) == {"fixed", "adaptive"}
+    for policy in result["policies"].values():
+        saturation = policy["saturation"]
+        assert saturation["succeeded"] == saturation["jobs"] == 4 * result["config"]["batch_size"]
+        assert set(policy["fractions"]) == {"0.25", "0.5", "1"}
+        for window in policy["fractions"].values():
+            assert window["succeeded"] == window["jobs"] > 0
+            assert set(window["by_type"]) == {"reply", "description", "strategy"}
+            assert window["energy_source"] == "estimate" and window["total_joules_per_job"] > 0
+    assert set(result["ratios"]["energy"]["adaptive"]) == {"0.25", "0.5"}
+    assert result["ratios"]["adaptive_over_fixed_throughput_at_1"] > 0
+    summary = (out / "summary.md").read_text()
+    assert "bench-scaled" in summary and "no idle draw" in summary
+    assert summary.count("× ceiling |") == 2 * 3 + 2 * 2  # every window's row, and each energy ratio's

@@ -6,4 +6,9 @@
 
 workload.py makes the jobs, run.py runs (a), (b) and (c), output.py writes JSON, Markdown and
 plots. Results and the GPU sweep script are kept in ops/bench/.
+
+`greenq bench --load` instead measures J/job and latency under open-loop Poisson load, per batch
+policy (fixed, adaptive): load.py runs it on mixed_workload.py's jobs at arrivals.py's times,
+window_energy.py reads the whole window's energy, load_stats.py makes the figures and
+load_output.py writes them.
 """

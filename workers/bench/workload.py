@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from shared.job_types import JobType
 from shared.jobs import parse_job
 from workers.prompts import build_messages
 from workers.runtime import HFRuntime
@@ -52,23 +54,34 @@ def write_templates(out_dir: Path) -> Path:
 def make_payloads(runtime: HFRuntime, config: BenchConfig, templates: Path) -> list[dict[str, Any]]:
     """Reply jobs whose rendered prompts are min..max prompt tokens long (seeded)."""
     rng = random.Random(config.seed)
-    payloads = []
-    for _ in range(config.jobs):
-        target = rng.randint(config.min_prompt_tokens, config.max_prompt_tokens)
-        words: list[str] = []
-        length = 0
-        for _ in range(1000):  # add words until the target; a word that overshoots the max is swapped
-            if length >= target:
-                break
-            words.append(rng.choice(WORDS))
-            length = len(encode_payload(runtime, {"customer_message": " ".join(words)}, templates))
-            if length > config.max_prompt_tokens:
-                words.pop()
-                length = len(encode_payload(runtime, {"customer_message": " ".join(words)}, templates))
-        payloads.append({"customer_message": " ".join(words)})
-    return payloads
+
+    def length_of(words: list[str]) -> int:
+        return len(encode_payload(runtime, {"customer_message": " ".join(words)}, templates))
+
+    return [{"customer_message": " ".join(fit_words(rng, config, length_of))} for _ in range(config.jobs)]
+
+
+def fit_words(rng: random.Random, config: BenchConfig, length_of: Callable[[list[str]], int]) -> list[str]:
+    """Seeded words whose prompt (`length_of` them, in tokens) is min..max prompt tokens long."""
+    target = rng.randint(config.min_prompt_tokens, config.max_prompt_tokens)
+    words: list[str] = []
+    length = 0
+    for _ in range(1000):  # add words until the target; a word that overshoots the max is swapped
+        if length >= target:
+            break
+        words.append(rng.choice(WORDS))
+        length = length_of(words)
+        if length > config.max_prompt_tokens:
+            words.pop()
+            length = length_of(words)
+    return words
 
 
 def encode_payload(runtime: HFRuntime, payload: dict[str, Any], templates: Path) -> tuple[int, ...]:
-    job = parse_job("reply", payload)
-    return tuple(runtime.encode(runtime.render(build_messages("reply", job, templates))))
+    return encode_job(runtime, "reply", payload, templates)
+
+
+def encode_job(runtime: HFRuntime, job_type: JobType, payload: dict[str, Any], templates: Path) -> tuple[int, ...]:
+    """The token ids of one job's rendered prompt, as the worker would build it."""
+    job = parse_job(job_type, payload)
+    return tuple(runtime.encode(runtime.render(build_messages(job_type, job, templates))))
