@@ -36,9 +36,10 @@ class Run:
     joules_per_job: float
     p95_latency_s: float
     mean_batch: float
+    last_batch_latency_s: float  # of the stream's last job
 
 
-def simulate(mode: str, rate_per_s: float, jobs: int = 600, seed: int = 1) -> Run:
+def simulate(mode: str, rate_per_s: float, jobs: int = 600, seed: int = 1, objective_s: float = OBJECTIVE_S) -> Run:
     rng = random.Random(seed)
     arrivals, t = [], 0.0
     for _ in range(jobs):
@@ -58,7 +59,7 @@ def simulate(mode: str, rate_per_s: float, jobs: int = 600, seed: int = 1) -> Ru
             cap=CAP,
             first_arrived_at=min(j.arrived_at for j in members),
             oldest_submitted_at=min(j.objective_clock_from for j in members),
-            objective_s=OBJECTIVE_S,
+            objective_s=objective_s,
             max_hold_s=600,
             arrivals_per_s=rate.per_s(now),
             incoming=0,
@@ -87,8 +88,9 @@ def simulate(mode: str, rate_per_s: float, jobs: int = 600, seed: int = 1) -> Ru
             continue
         wake = next_wakeup(pending, policies, rule) if pending else None
         now = min(wake if wake is not None else math.inf, arrivals[nxt] if nxt < jobs else math.inf)
+    last_s = latencies[-1]
     latencies.sort()
-    return Run(joules / jobs, latencies[int(0.95 * len(latencies))], sum(sizes) / len(sizes))
+    return Run(joules / jobs, latencies[int(0.95 * len(latencies))], sum(sizes) / len(sizes), last_s)
 
 
 def ceiling_jobs_per_s() -> float:
@@ -110,6 +112,12 @@ def test_under_heavy_load_adaptive_runs_full_batches_like_fixed() -> None:
     adaptive = simulate("adaptive", 1.5 * ceiling_jobs_per_s(), jobs=800)
     assert adaptive.mean_batch >= 0.95 * CAP
     assert adaptive.joules_per_job <= 1.02 * fixed.joules_per_job
+
+
+def test_the_last_batch_of_a_stream_that_stops_is_not_held_to_its_latest_start() -> None:
+    run = simulate("adaptive", 4.0, jobs=50, objective_s=120.0)  # 12.5 s of arrivals, then none
+    assert run.mean_batch >= 8
+    assert run.last_batch_latency_s <= 0.25 * SAFETY * 120.0, run
 
 
 def test_a_tight_objective_closes_at_once_and_a_loose_one_holds_for_the_cap() -> None:
@@ -214,8 +222,14 @@ def test_arrival_rate_counts_the_trailing_window_and_forgets_a_burst() -> None:
     young = ArrivalRate(window_s=60.0)
     for t in (10.0, 10.5, 11.0, 11.5):
         young.observe(t)
-    assert young.per_s(12.0) == 2.0  # 2 s since the first arrival: read over those, not over a minute
+    assert young.per_s(11.5) == pytest.approx(4 / 1.5)  # 1.5 s since the first arrival, not a minute
+    stream = ArrivalRate(window_s=60.0)
+    for i in range(20):
+        stream.observe(i * 0.1)  # 10 jobs/s for 2 s, then nothing
+    assert stream.per_s(2.0) == pytest.approx(10.0)
+    assert stream.per_s(2.1) == pytest.approx(20 / 2.1)  # silent for 2 mean gaps: still a stream
+    assert stream.per_s(2.3) == 0.0  # silent for more than 3 mean gaps: it stopped
     fast = ArrivalRate(window_s=60.0, max_kept=10)
     for i in range(20):
         fast.observe(i * 0.01)
-    assert fast.per_s(0.2) == pytest.approx(10 / 0.1)  # more than it keeps: the span they cover
+    assert fast.per_s(0.19) == pytest.approx(10 / 0.09)  # more than it keeps: the span they cover

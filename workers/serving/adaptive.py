@@ -12,6 +12,9 @@ batch should close (`Closing`). For each size it could grow to, it asks two ques
 It holds out for the smallest size within `JOULES_TOLERANCE` of the cheapest size it can reach
 (but takes every job already at hand when that is cheaper: they cost no waiting), and closes
 the batch when it holds that many jobs or at that size's latest start, whichever comes first.
+If the jobs have not come by when they were expected, it plans again: the arrival rate reads
+lower by then (workers/serving/arrival_rate.py), so the last batch of a stream that stopped
+is not held to its latest start.
 Under heavy load every batch is full before its latest start: the policy then behaves like
 full fixed batches. With no measurement yet it returns None and the fixed rule
 applies, which gives it its first measurements.
@@ -55,7 +58,7 @@ def plan(forming: Forming, cost: BatchCostModel) -> Closing | None:
     f = forming
     budget_end = f.oldest_submitted_at + SAFETY * f.objective_s
     hold_end = f.first_arrived_at + f.max_hold_s
-    candidates: list[tuple[int, float, float]] = []  # (size, joules per job, latest start)
+    candidates: list[tuple[int, float, float, float]] = []  # (size, J per job, latest start, reached at)
     for size in _sizes(f.size, max(f.size, f.cap)):
         predicted = cost.predict(size)
         if predicted is None:
@@ -70,20 +73,19 @@ def plan(forming: Forming, cost: BatchCostModel) -> Closing | None:
             reached_at = math.inf
         if size > f.size and reached_at > latest_start:
             continue
-        candidates.append((size, predicted.joules / size, latest_start))
-    cheapest = min(joules for _, joules, _ in candidates)
+        candidates.append((size, predicted.joules / size, latest_start, reached_at))
+    cheapest = min(c[1] for c in candidates)
     # Jobs already here or on their way cost no waiting: never settle for fewer than the cheapest of those.
     at_hand = f.size + max(0, f.incoming)
     floor = min((c for c in candidates if c[0] <= at_hand), key=lambda c: c[1])[0]
-    size, _, latest_start = next(c for c in candidates if c[0] >= floor and c[1] <= (1 + JOULES_TOLERANCE) * cheapest)
+    size, _, latest_start, reached_at = next(
+        c for c in candidates if c[0] >= floor and c[1] <= (1 + JOULES_TOLERANCE) * cheapest
+    )
     if size <= f.size:
         return Closing(at=f.now, target_size=f.size)
-    awaiting_incoming = f.size + f.incoming >= size
-    return Closing(
-        at=max(f.now, latest_start),
-        target_size=size,
-        recheck_at=f.now + INCOMING_RECHECK_S if awaiting_incoming else None,
-    )
+    # Look again when the jobs should have come: if they have not, the rate reads lower and the plan changes.
+    recheck_at = f.now + INCOMING_RECHECK_S if at_hand >= size else reached_at
+    return Closing(at=max(f.now, latest_start), target_size=size, recheck_at=recheck_at)
 
 
 def _sizes(smallest: int, largest: int) -> list[int]:

@@ -6,6 +6,9 @@ from collections import deque
 
 WINDOW_S = 60.0  # the rate counts the arrivals of the last minute
 MIN_SPAN_S = 1.0  # a rate is never read over less than this, so a first burst does not read as infinite
+# A stream silent for longer than this many of its mean gaps reads as stopped (rate 0): a Poisson
+# stream is that silent only 5 % of the time, and then a batch merely closes a little early.
+SILENCE_GAPS = 3.0
 MAX_KEPT = 4096  # above ~68 jobs/s the window holds fewer than a minute of arrivals: the span they cover is used
 
 
@@ -14,7 +17,9 @@ class ArrivalRate:
 
     Counting over a fixed window (not since the oldest arrival) lets a burst followed by silence
     fall to 0 after one window, so a policy that waits for "the next job" stops waiting for it.
-    Until a window has passed since the first arrival, the time since then is the window.
+    Until a window has passed since the first arrival, the time since then is the window. And a
+    stream that has gone quiet for `SILENCE_GAPS` of its mean gaps reads as stopped, so the last
+    batch of a stream is not held to its latest start waiting for jobs that will not come.
 
     >>> rate = ArrivalRate(window_s=2.0)
     >>> for t in (0.0, 0.5, 1.0, 1.5, 2.0):
@@ -39,5 +44,7 @@ class ArrivalRate:
         if not self._times or self._first_at is None:
             return 0.0
         if len(self._times) == self._times.maxlen:
-            return len(self._times) / max(now - self._times[0], 1e-9)
-        return len(self._times) / max(MIN_SPAN_S, min(self._window_s, now - self._first_at))
+            rate = len(self._times) / max(now - self._times[0], 1e-9)
+        else:
+            rate = len(self._times) / max(MIN_SPAN_S, min(self._window_s, now - self._first_at))
+        return 0.0 if (now - self._times[-1]) * rate > SILENCE_GAPS else rate
