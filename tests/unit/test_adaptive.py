@@ -165,6 +165,17 @@ def test_jobs_already_on_their_way_count_and_are_rechecked() -> None:
     assert closing is not None and closing.target_size == CAP and closing.recheck_at is not None
 
 
+def test_a_job_deadline_ends_the_hold_before_it() -> None:
+    costs = BatchCostModel()
+    for size in (1, 16):
+        costs.observe(size, true_seconds(size), true_joules(size))
+    loose = Forming(2, CAP, 0.0, 0.0, 600.0, 600, 1.0, 0, 0.0)
+    held = plan(loose, costs)
+    assert held is not None and held.at > 100
+    bounded = plan(Forming(**{**loose.__dict__, "deadline_at": 5.0}), costs)
+    assert bounded is not None and bounded.at + 1.25 * true_seconds(bounded.target_size or CAP) <= 5.0
+
+
 def test_nothing_measured_means_the_fixed_rule() -> None:
     forming = Forming(1, CAP, 0.0, 0.0, 10.0, 600, 1.0, 0, 0.0)
     assert plan(forming, BatchCostModel()) is None

@@ -6,7 +6,8 @@ batch should close (`Closing`). For each size it could grow to, it asks two ques
 
 * can it get there in time? The jobs still missing arrive at the observed rate (jobs already on
   their way to this worker count as arrived), and the batch must then start early enough that
-  its oldest job, padded batch time included, finishes within `SAFETY` × the p95 objective;
+  its oldest job, padded batch time included, finishes within `SAFETY` × the p95 objective, and
+  every job before its own deadline;
 * what would a job cost there? The learned joules of that size over its jobs.
 
 It holds out for the smallest size within `JOULES_TOLERANCE` of the cheapest size it can reach
@@ -51,12 +52,15 @@ class Forming:
     arrivals_per_s: float  # jobs of its types arriving at this worker
     incoming: int  # jobs of its types already on their way to this worker
     now: float
+    deadline_at: float | None = None  # the earliest deadline among its jobs: it must finish by then
 
 
 def plan(forming: Forming, cost: BatchCostModel) -> Closing | None:
     """When this batch should close; None while nothing has been measured (use the fixed rule)."""
     f = forming
     budget_end = f.oldest_submitted_at + SAFETY * f.objective_s
+    if f.deadline_at is not None:  # a job's own deadline is firmer than its type's objective
+        budget_end = min(budget_end, f.deadline_at)
     hold_end = f.first_arrived_at + f.max_hold_s
     candidates: list[tuple[int, float, float, float]] = []  # (size, J per job, latest start, reached at)
     for size in _sizes(f.size, max(f.size, f.cap)):

@@ -341,6 +341,7 @@ class Batcher:
             arrivals_per_s=sum(self._arrivals[t].per_s(now) for t in types),
             incoming=incoming,
             now=now,
+            deadline_at=min((job.deadline_at for job in members if job.deadline_at is not None), default=None),
         )
 
     def _next_batch(self) -> _Closed | None:
