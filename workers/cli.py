@@ -60,7 +60,9 @@ def add_commands(sub: SubParsers) -> None:
     p.add_argument("--duration-s", type=float, help="--load: seconds of arrivals per fraction (default 120)")
     p.add_argument("--policies", help="--load: batch policies to compare (default fixed,adaptive)")
     p.add_argument("--mix", help="--load: job-type weights (default reply=0.5,description=0.3,strategy=0.2)")
-    p.add_argument("--objectives", help="--load: bench p95 objectives, s (default reply=10,description=30,strategy=60)")
+    p.add_argument(
+        "--objectives", help="--load: bench p95 objectives, s (default reply=30,description=60,strategy=120)"
+    )
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("build-model", help="build a local random-weight model (no download)")

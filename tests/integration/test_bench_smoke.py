@@ -13,17 +13,20 @@ from workers.bench.load_output import FILES as LOAD_FILES
 from workers.bench.output import FILES
 
 
-def test_bench_quick_writes_json_markdown_and_plots(tmp_path: Path, tiny_model_dir: Path) -> None:
-    out = tmp_path / "bench"
-    env = {**os.environ, "GREENQ_MODEL_CACHE_DIR": str(tmp_path / "models")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "bench", "--quick", "--out", str(out)],
+def _bench(args: list[str], model_cache: Path, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "workers.cli", "bench", *args],
         cwd=REPO,
-        env=env,
+        env={**os.environ, "GREENQ_MODEL_CACHE_DIR": str(model_cache)},
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout_s,
     )
+
+
+def test_bench_quick_writes_json_markdown_and_plots(tmp_path: Path, tiny_model_dir: Path) -> None:
+    out = tmp_path / "bench"
+    proc = _bench(["--quick", "--out", str(out)], tmp_path / "models", timeout_s=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in FILES:
         assert (out / name).stat().st_size > 0, name
@@ -37,15 +40,8 @@ def test_bench_quick_writes_json_markdown_and_plots(tmp_path: Path, tiny_model_d
 
 def test_bench_load_quick_writes_both_policies_at_every_fraction(tmp_path: Path, tiny_model_dir: Path) -> None:
     out = tmp_path / "bench-load"
-    env = {**os.environ, "GREENQ_MODEL_CACHE_DIR": str(tiny_model_dir.parent)}  # local:tiny, already built
-    proc = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "bench", "--load", "--quick", "--out", str(out)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
+    # local:tiny is already built in the fixture's cache
+    proc = _bench(["--load", "--quick", "--out", str(out)], tiny_model_dir.parent, timeout_s=280)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in LOAD_FILES:
         assert (out / name).stat().st_size > 0, name

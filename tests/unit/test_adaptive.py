@@ -138,10 +138,9 @@ def test_a_tight_objective_closes_at_once_and_a_loose_one_holds_for_the_cap() ->
     tight = plan(forming, costs)
     assert tight == Closing(at=0.1, target_size=2)
     loose = plan(Forming(**{**forming.__dict__, "objective_s": 60.0}), costs)
-    # 15 jobs cost within JOULES_TOLERANCE of 16 per job: it holds out for 15, not longer
-    assert loose is not None and loose.target_size == CAP - 1
+    assert loose is not None and loose.target_size == CAP
     # it starts early enough that the oldest job meets SAFETY × objective even if no job comes
-    assert loose.at + 1.25 * true_seconds(CAP - 1) <= SAFETY * 60.0 + 1e-9
+    assert loose.at + 1.25 * true_seconds(CAP) <= SAFETY * 60.0 + 1e-9
 
 
 def test_jobs_already_on_their_way_count_and_are_rechecked() -> None:

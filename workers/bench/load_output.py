@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import math
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from shared import job_types
 from workers.bench.load_stats import ENERGY_RATIO_TARGET, ENERGY_TARGET_FRACTIONS, THROUGHPUT_RATIO_TARGET
-from workers.bench.output import commit, machine
+from workers.bench.output import write_run
 
 FILES = ("bench.json", "summary.md", "joules_vs_load.png", "p95_vs_objective.png")
-# greenq's own objectives, for the note that the bench's are scaled down (shared/job_types/).
-REAL_OBJECTIVES_S = {"reply": 10.0, "description": 900.0, "strategy": 3600.0}
+# greenq's own objectives, for the note that the bench's are scaled down.
+REAL_OBJECTIVES_S = {spec.name: spec.latency_objective_s for spec in job_types.specs()}
 
 
 def write_load_outputs(result: dict[str, Any], out_dir: Path, command: str) -> list[Path]:
-    result = {
-        **result,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "commit": commit(),
-        "command": command,
-    }
-    (out_dir / "bench.json").write_text(json.dumps(result, indent=2))
-    (out_dir / "summary.md").write_text(markdown(result))
-    plot(result, out_dir)
-    return [out_dir / name for name in FILES]
+    return write_run(result, out_dir, command, markdown, plot, FILES)
 
 
 def _f(value: object, digits: int = 2) -> str:

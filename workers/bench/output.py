@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,18 @@ def commit() -> str:
 
 
 def write_outputs(result: dict[str, Any], out_dir: Path, command: str) -> list[Path]:
+    return write_run(result, out_dir, command, markdown, plot, FILES)
+
+
+def write_run(
+    result: dict[str, Any],
+    out_dir: Path,
+    command: str,
+    summarise: Callable[[dict[str, Any]], str],
+    draw: Callable[[dict[str, Any], Path], None],
+    files: tuple[str, ...],
+) -> list[Path]:
+    """Stamp a bench result (date, machine, commit, command), write its JSON and summary, draw its plots."""
     result = {
         **result,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -51,9 +64,9 @@ def write_outputs(result: dict[str, Any], out_dir: Path, command: str) -> list[P
         "command": command,
     }
     (out_dir / "bench.json").write_text(json.dumps(result, indent=2))
-    (out_dir / "summary.md").write_text(markdown(result))
-    plot(result, out_dir)
-    return [out_dir / name for name in FILES]
+    (out_dir / "summary.md").write_text(summarise(result))
+    draw(result, out_dir)
+    return [out_dir / name for name in files]
 
 
 def _fmt(value: object) -> str:

@@ -10,15 +10,13 @@ batch should close (`Closing`). For each size it could grow to, it asks two ques
   every job before its own deadline;
 * what would a job cost there? The learned joules of that size over its jobs.
 
-It holds out for the smallest size within `JOULES_TOLERANCE` of the cheapest size it can reach
-(but takes every job already at hand when that is cheaper: they cost no waiting), and closes
-the batch when it holds that many jobs or at that size's latest start, whichever comes first.
-If the jobs have not come by when they were expected, it plans again: the arrival rate reads
-lower by then (workers/serving/arrival_rate.py), so the last batch of a stream that stopped
-is not held to its latest start.
-Under heavy load every batch is full before its latest start: the policy then behaves like
-full fixed batches. With no measurement yet it returns None and the fixed rule
-applies, which gives it its first measurements.
+It holds out for the cheapest size it can reach, and closes the batch when it holds that many
+jobs or at that size's latest start, whichever comes first. If the jobs have not come by when
+they were expected, it plans again: the arrival rate reads lower by then
+(workers/serving/arrival_rate.py), so the last batch of a stream that stopped is not held to
+its latest start. Under heavy load every batch is full before its latest start: the policy
+then behaves like full fixed batches. With no measurement yet it returns None and the fixed
+rule applies, which gives it its first measurements.
 
 >>> closing = plan(Forming(size=3, cap=16, first_arrived_at=0.0, oldest_submitted_at=0.0, objective_s=10,
 ...                        max_hold_s=600, arrivals_per_s=2.0, incoming=0, now=0.5), learned_costs)
@@ -35,7 +33,6 @@ from workers.serving.cost_model import BatchCostModel
 
 SAFETY = 0.8  # aim the oldest job at 80 % of its objective: room for the estimates' noise
 TIME_MARGIN = 1.25  # a batch's predicted seconds, padded by a quarter
-JOULES_TOLERANCE = 0.03  # hold out for a larger batch only when it saves more than 3 % per job
 MAX_CANDIDATES = 64  # sizes evaluated per decision, spread evenly up to the cap
 
 
@@ -78,13 +75,8 @@ def plan(forming: Forming, cost: BatchCostModel) -> Closing | None:
         if size > f.size and reached_at > latest_start:
             continue
         candidates.append((size, predicted.joules / size, latest_start, reached_at))
-    cheapest = min(c[1] for c in candidates)
-    # Jobs already here or on their way cost no waiting: never settle for fewer than the cheapest of those.
+    size, _, latest_start, reached_at = min(candidates, key=lambda c: (c[1], c[0]))
     at_hand = f.size + max(0, f.incoming)
-    floor = min((c for c in candidates if c[0] <= at_hand), key=lambda c: c[1])[0]
-    size, _, latest_start, reached_at = next(
-        c for c in candidates if c[0] >= floor and c[1] <= (1 + JOULES_TOLERANCE) * cheapest
-    )
     if size <= f.size:
         return Closing(at=f.now, target_size=f.size)
     # Look again when the jobs should have come: if they have not, the rate reads lower and the plan changes.
