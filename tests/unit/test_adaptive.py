@@ -175,6 +175,18 @@ def test_a_job_deadline_ends_the_hold_before_it() -> None:
     assert bounded is not None and bounded.at + 1.25 * true_seconds(bounded.target_size or CAP) <= 5.0
 
 
+def test_when_the_objective_is_already_lost_it_still_takes_the_jobs_on_their_way() -> None:
+    """Seen in a saturation run: a batch of 16 took longer than the reply objective, so every size read
+    as too late and the first batch closed with 1 job while 31 were being fetched: a straggler later."""
+    costs = BatchCostModel()
+    costs.observe(16, 20.0, 160.0)  # one batch of 16 took 20 s; the objective is 10 s
+    late = Forming(1, CAP, 0.0, 0.0, 10.0, 600, 50.0, incoming=31, now=0.01)
+    closing = plan(late, costs)
+    assert closing is not None and closing.target_size == CAP and closing.recheck_at is not None
+    assert closing.at <= 0.01 + BACKLOG_GRACE_S  # and it never waits long for them
+    assert plan(Forming(1, CAP, 0.0, 0.0, 10.0, 600, 50.0, incoming=0, now=0.01), costs) == Closing(0.01, 1)
+
+
 def test_nothing_measured_means_the_fixed_rule() -> None:
     forming = Forming(1, CAP, 0.0, 0.0, 10.0, 600, 1.0, 0, 0.0)
     assert plan(forming, BatchCostModel()) is None

@@ -15,7 +15,9 @@ jobs or at that size's latest start, whichever comes first. If the jobs have not
 they were expected, it plans again: the arrival rate reads lower by then
 (workers/serving/arrival_rate.py), so the last batch of a stream that stopped is not held to
 its latest start. Under heavy load every batch is full before its latest start: the policy
-then behaves like full fixed batches. With no measurement yet it returns None and the fixed
+then behaves like full fixed batches. When even the jobs at hand can no longer meet the
+objective (a device slower than the objective assumes), it waits for no new job but still
+takes the ones already on their way. With no measurement yet it returns None and the fixed
 rule applies, which gives it its first measurements.
 
 >>> closing = plan(Forming(size=3, cap=16, first_arrived_at=0.0, oldest_submitted_at=0.0, objective_s=10,
@@ -28,6 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from shared.policies import BACKLOG_GRACE_S
 from workers.serving.batching import INCOMING_RECHECK_S, Closing
 from workers.serving.cost_model import BatchCostModel
 
@@ -59,12 +62,11 @@ def plan(forming: Forming, cost: BatchCostModel) -> Closing | None:
     if f.deadline_at is not None:  # a job's own deadline is firmer than its type's objective
         budget_end = min(budget_end, f.deadline_at)
     hold_end = f.first_arrived_at + f.max_hold_s
-    candidates: list[tuple[int, float, float, float]] = []  # (size, J per job, latest start, reached at)
+    options: list[tuple[int, float, float, float]] = []  # (size, J per job, latest start, reached at)
     for size in _sizes(f.size, max(f.size, f.cap)):
         predicted = cost.predict(size)
         if predicted is None:
             return None
-        latest_start = min(budget_end - TIME_MARGIN * predicted.seconds, hold_end)
         missing = size - f.size - f.incoming
         if missing <= 0:
             reached_at = f.now
@@ -72,11 +74,20 @@ def plan(forming: Forming, cost: BatchCostModel) -> Closing | None:
             reached_at = f.now + missing / f.arrivals_per_s
         else:
             reached_at = math.inf
-        if size > f.size and reached_at > latest_start:
-            continue
-        candidates.append((size, predicted.joules / size, latest_start, reached_at))
-    size, _, latest_start, reached_at = min(candidates, key=lambda c: (c[1], c[0]))
-    at_hand = f.size + max(0, f.incoming)
+        latest_start = min(budget_end - TIME_MARGIN * predicted.seconds, hold_end)
+        options.append((size, predicted.joules / size, latest_start, reached_at))
+    at_hand = min(f.size + max(0, f.incoming), options[-1][0])
+    here_latest_start = options[0][2]
+    if here_latest_start <= f.now:
+        # Too late for the objective (or the hold) even now: waiting for new jobs cannot save it, but the
+        # jobs already on their way can still join; a batch that fragments here would cost a straggler.
+        size = min((o for o in options if o[0] <= at_hand), key=lambda o: (o[1], o[0]))[0]
+        if size <= f.size:
+            return Closing(at=f.now, target_size=f.size)
+        anchor = max(here_latest_start, f.first_arrived_at)  # fixed, so rechecks cannot push it on
+        return Closing(at=anchor + BACKLOG_GRACE_S, target_size=size, recheck_at=f.now + INCOMING_RECHECK_S)
+    reachable = [o for o in options if o[0] == f.size or o[3] <= o[2]]
+    size, _, latest_start, reached_at = min(reachable, key=lambda o: (o[1], o[0]))
     if size <= f.size:
         return Closing(at=f.now, target_size=f.size)
     # Look again when the jobs should have come: if they have not, the rate reads lower and the plan changes.

@@ -360,6 +360,15 @@ class Batcher:
                 # Stopping: flush what is left at once rather than waiting out the max wait.
                 selection = select_batch(alive, policies, math.inf if self._stopping else now, rule)
                 if selection is not None:
+                    if log.isEnabledFor(logging.DEBUG):
+                        log.debug(
+                            "batch of %d closes (full: %s); %d more waiting; on their way: %s threads, backlog %s",
+                            len(selection.jobs),
+                            selection.full,
+                            len(alive) - len(selection.jobs),
+                            len(self._expecting),
+                            dict(self._backlog()),
+                        )
                     return self._closed([self._pending.pop(job.seq) for job in selection.jobs], policies, now)
                 if self._stopping:
                     return None
