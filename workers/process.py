@@ -13,9 +13,10 @@ import sys
 import threading
 import time
 from functools import partial
+from typing import Any
 
 import redis
-from celery.signals import worker_ready, worker_shutting_down
+from celery.signals import task_received, worker_ready, worker_shutting_down
 from celery.worker import state as worker_state
 from prometheus_client import CollectorRegistry
 
@@ -23,7 +24,7 @@ from shared import redis_transport
 from shared.attempts import AttemptCounter
 from shared.celery_app import make_celery
 from shared.job_types import JobType
-from shared.queues import is_redis_url, parse_queues, queue_name
+from shared.queues import is_redis_url, job_type_of_task, parse_queues, queue_name
 from shared.redact import redact_url
 from shared.redis_client import redis_client
 from shared.results import JobResult
@@ -99,6 +100,13 @@ def _on_shutdown(batcher: Batcher, ready: threading.Event, stopping: threading.E
     ready.clear()
     handed_back = batcher.drain()
     log.info("stopping: %d buffered jobs handed back to the queue", handed_back)
+
+
+def _announce(batcher: Batcher, request: Any = None, **_: Any) -> None:
+    """A job message reached this worker: its forming batch may wait for it (`Batcher.expect`)."""
+    job_type = job_type_of_task(getattr(request, "name", "") or "")
+    if job_type is not None:
+        batcher.expect(request.id, job_type)
 
 
 def observers(
@@ -226,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         consumer_cls=DeadLetteringConsumer,  # Celery takes the class itself (kombu's symbol_by_name passes it through)
     )
     worker_ready.connect(lambda **_: ready.set(), weak=False)
+    task_received.connect(partial(_announce, batcher), weak=False)
     worker_shutting_down.connect(lambda **_: _on_shutdown(batcher, ready, stopping), weak=False)
     warn_if_evicting(settings)
     worker.start()  # blocks; SIGTERM → warm shutdown: task threads finish their jobs first

@@ -111,32 +111,48 @@ def _register(app: Celery, context: TaskContext, job_type: JobType) -> None:
         def infra(call: Callable[[], T], what: str) -> T:
             return retry_infra(call, f"job {job_id}: {what}", context.stopping)
 
-        # Until it reaches the batcher, a forming batch that could take this job waits for it.
-        with context.handler.expecting(job_type):
-            stored = infra(lambda: store.get(job_id), "reading its stored result")
-            if stored is not None:
-                return _finish(stored)  # a redelivery of a finished job: no recompute
-            token = infra(lambda: context.leases.acquire(job_id), "taking its lease")
-        while token is None:  # a live worker is computing it: wait for its result, or for it to die
-            if context.stopping.is_set():
-                raise Reject("worker stopping while another worker computes this job", requeue=True)
-            time.sleep(HOLDER_POLL_S)
-            stored = infra(lambda: store.get(job_id), "reading its stored result")
-            if stored is not None:
-                return _finish(stored)
-            token = infra(lambda: context.leases.acquire(job_id), "taking its lease")
         try:
-            with context.handler.expecting(job_type):
-                result = _compute(task, context, job_type, job_id, args, kwargs, infra)
-            final, ours = infra(lambda: store.put_once(result), "storing its result")
-        finally:
-            try:
-                context.leases.release(job_id, token)
-            except INFRA_ERRORS:
-                pass  # it lapses by itself
-        if ours:
-            context.on_finished(final)
-        return _finish(final)
+            return _run(task, context, job_type, job_id, store, infra, args, kwargs)
+        finally:  # announced when received (Batcher.expect); if it never reached the batcher, stop waiting
+            context.handler.unexpect(job_id)
+
+
+def _run(
+    task: Task,
+    context: TaskContext,
+    job_type: JobType,
+    job_id: str,
+    store: ResultStore,
+    infra: Callable[[Callable[[], Any], str], Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> dict[str, Any]:
+    """One message: its stored result, or its lease and computation; the record is stored once."""
+    stored = infra(lambda: store.get(job_id), "reading its stored result")
+    if stored is not None:
+        return _finish(stored)  # a redelivery of a finished job: no recompute
+    token = infra(lambda: context.leases.acquire(job_id), "taking its lease")
+    if token is None:
+        context.handler.unexpect(job_id)  # another worker computes it: batches here need not wait
+    while token is None:  # a live worker is computing it: wait for its result, or for it to die
+        if context.stopping.is_set():
+            raise Reject("worker stopping while another worker computes this job", requeue=True)
+        time.sleep(HOLDER_POLL_S)
+        stored = infra(lambda: store.get(job_id), "reading its stored result")
+        if stored is not None:
+            return _finish(stored)
+        token = infra(lambda: context.leases.acquire(job_id), "taking its lease")
+    try:
+        result = _compute(task, context, job_type, job_id, args, kwargs, infra)
+        final, ours = infra(lambda: store.put_once(result), "storing its result")
+    finally:
+        try:
+            context.leases.release(job_id, token)
+        except INFRA_ERRORS:
+            pass  # it lapses by itself
+    if ours:
+        context.on_finished(final)
+    return _finish(final)
 
 
 def _compute(

@@ -182,7 +182,7 @@ def test_a_job_cap_shortens_only_the_windows_it_would_exceed() -> None:
 def test_policy_env_sets_the_mode_lengths_and_objective_for_every_type() -> None:
     env = policy_env({"GREENQ_MODEL": "m"}, BenchConfig(batch_size=4, new_tokens=8), LoadConfig(), "fixed")
     assert env["GREENQ_MODEL"] == "m"
-    for job_type, objective in OBJECTIVES.items():
+    for job_type, objective in LoadConfig().objectives_s.items():
         prefix = job_type.upper()
         assert env[f"GREENQ_BATCH__{prefix}__MODE"] == "fixed"
         assert env[f"GREENQ_BATCH__{prefix}__MAX_BATCH_SIZE"] == "4"

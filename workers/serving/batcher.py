@@ -23,9 +23,8 @@ import math
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -50,6 +49,9 @@ from workers.serving.cost_model import BatchCostModel
 from workers.serving.observers import BatchCost, BatchObserver
 
 log = logging.getLogger(__name__)
+
+
+EXPECT_TTL_S = 10.0  # an announced job that has not arrived by then is no longer waited for
 
 
 class JobExpiredInBatcher(GreenqError):
@@ -109,7 +111,7 @@ class Batcher:
         self._observers = tuple(observers)
         self._objectives_s = dict(objectives_s or {})
         self._backlog = backlog or dict
-        self._expecting: dict[int, JobType] = {}  # thread → the type of the job it is bringing
+        self._expecting: dict[str, tuple[JobType, float]] = {}  # job id → its type, since when
         self._costs: defaultdict[JobType, BatchCostModel] = defaultdict(BatchCostModel)
         self._arrivals: defaultdict[JobType, ArrivalRate] = defaultdict(ArrivalRate)
         self._last_plan: dict[JobType, Closing] = {}
@@ -232,19 +234,18 @@ class Batcher:
         for observer in self._observers:
             observer.on_oom(self._oom_cap)
 
-    @contextmanager
-    def expecting(self, job_type: JobType) -> Iterator[None]:
-        """The calling thread is bringing a job of `job_type` (checking, decoding, tokenizing it):
-        a forming batch that could take it waits for it. Ends at `submit` or on leaving the block."""
-        me = threading.get_ident()
+    def expect(self, job_id: str, job_type: JobType) -> None:
+        """This worker has received the job (its message is reserved here) and is bringing it to the batcher:
+        a forming batch that could take it waits for it. Ends at `submit`, at `unexpect`, or after
+        `EXPECT_TTL_S`. Called from Celery's `task_received`, before a task thread even starts."""
         with self._cond:
-            self._expecting[me] = job_type
-        try:
-            yield
-        finally:
-            with self._cond:
-                if self._expecting.pop(me, None) is not None:
-                    self._cond.notify_all()
+            self._expecting[job_id] = (job_type, self._clock())
+
+    def unexpect(self, job_id: str) -> None:
+        """The job will not reach this batcher after all (it was finished elsewhere, or failed early)."""
+        with self._cond:
+            if self._expecting.pop(job_id, None) is not None:
+                self._cond.notify_all()
 
     def submit(
         self,
@@ -259,7 +260,7 @@ class Batcher:
     ) -> Future[BatchOutcome]:
         future: Future[BatchOutcome] = Future()
         with self._cond:
-            self._expecting.pop(threading.get_ident(), None)
+            self._expecting.pop(job_id, None)
             if self._stopping:
                 raise Requeue("the worker is stopping; the job goes back to the queue")
             now = self._clock()
@@ -306,7 +307,7 @@ class Batcher:
     def _closing_rule(self, policies: Mapping[JobType, BatchPolicy], now: float) -> ClosingRule:
         """How each forming batch closes now: the fixed rule, or the adaptive plan once it has measurements."""
         backlog = self._backlog()
-        expecting = Counter(self._expecting.values())
+        expecting = Counter(t for t, since in self._expecting.values() if now - since < EXPECT_TTL_S)
 
         def rule(members: Sequence[PendingJob]) -> Closing:
             types = {job.job_type for job in members}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,9 +75,9 @@ class JobHandler:
             error=f"gave up after {attempts} attempts: the worker died while computing it each time",
         )
 
-    def expecting(self, job_type: JobType) -> AbstractContextManager[None]:
-        """While the calling thread brings a job of `job_type` to the batcher (`Batcher.expecting`)."""
-        return self._batcher.expecting(job_type)
+    def unexpect(self, job_id: str) -> None:
+        """The job will not reach the batcher (`Batcher.expect`)."""
+        self._batcher.unexpect(job_id)
 
     def handle(self, job_type: JobType, job_id: str, body: Any, solo: bool = False) -> JobResult:
         """Compute one job. Raises InvalidJob for a bad body, Requeue if the worker is stopping."""
