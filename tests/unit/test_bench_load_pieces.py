@@ -200,4 +200,4 @@ def test_policy_env_is_read_by_settings_as_meant(monkeypatch: pytest.MonkeyPatch
     settings = Settings()
     assert settings.batch["strategy"].mode == "adaptive" and settings.batch["strategy"].max_batch_size == 4
     assert settings.generation["description"].min_new_tokens == 8
-    assert settings.latency_objective_s == OBJECTIVES
+    assert settings.latency_objective_s == LoadConfig().objectives_s

@@ -15,10 +15,10 @@ jobs or at that size's latest start, whichever comes first. If the jobs have not
 they were expected, it plans again: the arrival rate reads lower by then
 (workers/serving/arrival_rate.py), so the last batch of a stream that stopped is not held to
 its latest start. Under heavy load every batch is full before its latest start: the policy
-then behaves like full fixed batches. When even the jobs at hand can no longer meet the
-objective (a device slower than the objective assumes), it waits for no new job but still
-takes the ones already on their way. With no measurement yet it returns None and the fixed
-rule applies, which gives it its first measurements.
+then behaves like full fixed batches. It returns None, and the fixed rule applies, while
+nothing has been measured yet (the fixed rule's batches are its first measurements) and when
+even the jobs at hand can no longer meet the objective (a device slower than the objective
+assumes): waiting cannot help then, and the fixed rule still takes the jobs on their way.
 
 >>> closing = plan(Forming(size=3, cap=16, first_arrived_at=0.0, oldest_submitted_at=0.0, objective_s=10,
 ...                        max_hold_s=600, arrivals_per_s=2.0, incoming=0, now=0.5), learned_costs)
@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from shared.policies import BACKLOG_GRACE_S
 from workers.serving.batching import INCOMING_RECHECK_S, Closing
 from workers.serving.cost_model import BatchCostModel
 
@@ -56,7 +55,7 @@ class Forming:
 
 
 def plan(forming: Forming, cost: BatchCostModel) -> Closing | None:
-    """When this batch should close; None while nothing has been measured (use the fixed rule)."""
+    """When this batch should close; None for the fixed rule (nothing measured yet, or already too late)."""
     f = forming
     budget_end = f.oldest_submitted_at + SAFETY * f.objective_s
     if f.deadline_at is not None:  # a job's own deadline is firmer than its type's objective
@@ -77,15 +76,10 @@ def plan(forming: Forming, cost: BatchCostModel) -> Closing | None:
         latest_start = min(budget_end - TIME_MARGIN * predicted.seconds, hold_end)
         options.append((size, predicted.joules / size, latest_start, reached_at))
     at_hand = min(f.size + max(0, f.incoming), options[-1][0])
-    here_latest_start = options[0][2]
-    if here_latest_start <= f.now:
-        # Too late for the objective (or the hold) even now: waiting for new jobs cannot save it, but the
-        # jobs already on their way can still join; a batch that fragments here would cost a straggler.
-        size = min((o for o in options if o[0] <= at_hand), key=lambda o: (o[1], o[0]))[0]
-        if size <= f.size:
-            return Closing(at=f.now, target_size=f.size)
-        anchor = max(here_latest_start, f.first_arrived_at)  # fixed, so rechecks cannot push it on
-        return Closing(at=anchor + BACKLOG_GRACE_S, target_size=size, recheck_at=f.now + INCOMING_RECHECK_S)
+    if options[0][2] <= f.now:
+        # Too late for the objective (or the hold) even now: waiting cannot save it. The fixed rule
+        # then closes the batch, and it still waits for jobs on their way (no straggler batches).
+        return None
     reachable = [o for o in options if o[0] == f.size or o[3] <= o[2]]
     size, _, latest_start, reached_at = min(reachable, key=lambda o: (o[1], o[0]))
     if size <= f.size:
