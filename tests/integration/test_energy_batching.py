@@ -59,9 +59,12 @@ def test_at_low_load_adaptive_batches_hold_within_the_objective(fresh: Stack, tm
     )
     start = time.monotonic()
     ids = []
+    rate_mid_stream = 0.0
     for i in range(jobs):
         time.sleep(max(0.0, start + i / rate_per_s - time.monotonic()))
         ids.append(fresh.client.submit("reply", {**REPLY, "customer_message": f"where is order {i}?"}))
+        if i == jobs // 2:
+            rate_mid_stream = _metric(fresh.metrics_text(port), "greenq_arrival_rate_per_second")
     results = list(fresh.client.as_completed(ids, timeout_s=120))
     assert all(r.status is JobStatus.succeeded for r in results), [r.error for r in results]
     latencies = sorted(r.timings.end_to_end_s for r in results)
@@ -80,4 +83,5 @@ def test_at_low_load_adaptive_batches_hold_within_the_objective(fresh: Stack, tm
     assert _metric(text, "greenq_batch_hold_seconds_count") >= 1
     assert _metric(text, "greenq_batch_energy_predicted_joules_total") > 0
     assert _metric(text, "greenq_batch_energy_measured_joules_total") > 0
-    assert _metric(text, "greenq_arrival_rate_per_second") > 0
+    assert rate_mid_stream > 0  # and 0 again once the stream has stopped
+    assert _metric(text, "greenq_arrival_rate_per_second") == 0
