@@ -363,7 +363,7 @@ class Batcher:
                 if selection is not None:
                     if log.isEnabledFor(logging.DEBUG):
                         log.debug(
-                            "batch of %d closes (full: %s); %d more waiting; on their way: %s threads, backlog %s",
+                            "batch of %d closes (full: %s); %d more waiting; on their way: %d received, backlog %s",
                             len(selection.jobs),
                             selection.full,
                             len(alive) - len(selection.jobs),
