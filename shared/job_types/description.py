@@ -157,6 +157,7 @@ DESCRIPTION = register(
         prompt_values=prompt_values,
         priority=5,
         latency_objective_s=900,
+        carbon_aware=True,
         batch=BatchPolicy(max_batch_size=16, max_wait_s=0.05),
         generation=GenerationSettings(max_new_tokens=200),
         checks=(green_claims_check,),

@@ -40,6 +40,8 @@ class JobTypeSpec(Generic[P]):
     prompt_values: Callable[[P], Mapping[str, str]]  # a validated payload → the template's $placeholders
     priority: int  # default priority, MIN_PRIORITY (least urgent) … MAX_PRIORITY (most urgent)
     latency_objective_s: float  # p95 submission-to-result objective; GREENQ_LATENCY_OBJECTIVE_S overrides it
+    # A job given a `run_by` is deferred to the cleanest grid hours before it, unless it says otherwise.
+    carbon_aware: bool = False
     batch: BatchPolicy = field(default_factory=BatchPolicy)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     # Each check reads a succeeded job's text and returns warnings for its result (empty: nothing to say).

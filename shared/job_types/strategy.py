@@ -142,6 +142,7 @@ STRATEGY = register(
         prompt_values=prompt_values,
         priority=2,
         latency_objective_s=3600,
+        carbon_aware=True,
         batch=BatchPolicy(max_batch_size=8, max_wait_s=0.2),
         generation=GenerationSettings(max_new_tokens=256),
         samples=SAMPLES,
