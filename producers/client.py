@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -22,8 +22,10 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import KombuError, OperationalError
 
 from producers.idempotency import PENDING_TTL_S, Claim, ClaimState, IdempotencyStore
-from shared.celery_app import make_celery
-from shared.delivery import DeliveryTerms
+from shared import job_types
+from shared.celery_app import make_celery, send_job
+from shared.deferral import DeferredJob, DeferredStore, release_by_s
+from shared.delivery import MAX_DEADLINE_S, DeliveryTerms
 from shared.envelope import Envelope
 from shared.errors import (
     BatchBrokerUnavailable,
@@ -32,17 +34,17 @@ from shared.errors import (
     ConfigError,
     GreenqError,
     IdempotencyConflict,
+    InvalidJob,
     ResultTimeout,
 )
 from shared.job_types import JobType
 from shared.jobs import parse_job, parse_job_type
-from shared.queues import broker_priority, is_redis_url, queue_name, task_name
+from shared.queues import is_redis_url
 from shared.redact import redact_text, redact_url
 from shared.redis_client import redis_client
 from shared.results import JobResult, result_from_meta
 from shared.settings import Settings
 
-PUBLISH_RETRY_POLICY = {"max_retries": 4, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
 RESULT_POLL_S = 0.05
 PUBLISH_BATCH_SIZE = 500
 _NO_AUTO_FLUSH = 1 << 30  # kombu's batch limit counts Redis commands; publish ends each batch itself
@@ -59,6 +61,8 @@ class JobSpec:
     idempotency_key: str | None = None
     priority: int | None = None  # 0..9, 9 most urgent; None: the job type's default
     deadline_s: float | None = None  # seconds from submission after which it is not computed
+    run_by: float | datetime | None = None  # seconds from submission, or a time: a deferrable job
+    carbon_aware: bool | None = None  # None: the job type's default when run_by is given
 
 
 class Client:
@@ -66,6 +70,7 @@ class Client:
         self.settings = settings or Settings()
         self.app = make_celery(self.settings, name="greenq-producer", producer=True)
         self._idempotency: IdempotencyStore | None = None
+        self._redis: Any = None
 
     def close(self) -> None:
         self.app.close()
@@ -87,11 +92,17 @@ class Client:
         priority: int | None = None,
         deadline_s: float | None = None,
         deadline: datetime | None = None,
+        run_by: float | datetime | None = None,
+        carbon_aware: bool | None = None,
     ) -> str:
-        """Validate and enqueue one job; returns its id at once. Raises InvalidJob with field errors."""
+        """Validate and enqueue one job; returns its id at once. Raises InvalidJob with field errors.
+
+        With `run_by` (seconds from now, or an aware datetime), a carbon-aware job waits in Redis for
+        the cleanest grid hours before it (see `greenq scheduler`) instead of going to its queue now.
+        """
         if deadline is not None:
             deadline_s = deadline.timestamp() - time.time()
-        spec = JobSpec(job_type, payload, idempotency_key, priority, deadline_s)
+        spec = JobSpec(job_type, payload, idempotency_key, priority, deadline_s, run_by, carbon_aware)
         return self.publish([self.prepare(spec)], pipelined=False)[0]
 
     def submit_many(self, jobs: Iterable[JobSpec], progress: bool = False) -> list[str]:
@@ -104,20 +115,39 @@ class Client:
         job_type = parse_job_type(spec.job_type)
         job = parse_job(job_type, spec.payload, self.settings.max_payload_bytes)
         terms = DeliveryTerms.parse(
-            {"priority": spec.priority, "deadline_s": spec.deadline_s, "idempotency_key": spec.idempotency_key}
+            {
+                "priority": spec.priority,
+                "deadline_s": spec.deadline_s,
+                "idempotency_key": spec.idempotency_key,
+                "run_by": spec.run_by,
+                "carbon_aware": spec.carbon_aware,
+            }
         )
         now = time.time()
+        deadline_at = None if terms.deadline_s is None else now + terms.deadline_s
+        run_by = terms.run_by_at(now)
+        carbon_aware = job_types.get(job_type).carbon_aware if terms.carbon_aware is None else terms.carbon_aware
+        problems = _deferral_problems(now, run_by, deadline_at, carbon_aware and terms.carbon_aware is not None)
+        if problems:
+            raise InvalidJob(problems)
         return Envelope.decode(
             {
                 "job_id": "pending",
                 "job_type": job_type,
                 "payload": job.model_dump(mode="json"),
                 "submitted_at": now,
-                "deadline_at": None if terms.deadline_s is None else now + terms.deadline_s,
+                "deadline_at": deadline_at,
                 "priority": self.settings.priority[job_type] if terms.priority is None else terms.priority,
                 "idempotency_key": terms.idempotency_key,
+                "run_by": run_by,
+                "carbon_aware": carbon_aware and run_by is not None,
             }
         )
+
+    def deferral_of(self, envelope: Envelope, now: float | None = None) -> float | None:
+        """The latest release time if this envelope waits for the scheduler; None if it goes to its queue now."""
+        release_by = release_by_s(envelope, self.settings.latency_objective_s[envelope.job_type])
+        return release_by if release_by is not None and release_by > (time.time() if now is None else now) else None
 
     def publish(self, envelopes: list[Envelope], progress: bool = False, pipelined: bool = True) -> list[str]:
         """Enqueue prepared envelopes; returns their job ids in the same order.
@@ -160,16 +190,12 @@ class Client:
                 return
             job_id = claim.job_id
         run.unflushed.append((index, job_id, claim))
-        self.app.send_task(
-            task_name(envelope.job_type),
-            args=[envelope.model_copy(update={"job_id": job_id}).encode()],
-            task_id=job_id,
-            queue=queue_name(envelope.job_type),
-            priority=broker_priority(envelope.priority, self.settings.broker_url),
-            producer=producer,
-            retry=True,
-            retry_policy=PUBLISH_RETRY_POLICY,
-        )
+        envelope = envelope.model_copy(update={"job_id": job_id})
+        release_by = self.deferral_of(envelope)
+        if release_by is None:
+            send_job(self.app, envelope, self.settings.broker_url, producer)
+        else:
+            run.deferred.append(DeferredJob(envelope, release_by))
 
     def _claim(self, index: int, envelope: Envelope, batch: Any, run: _Publication) -> Claim | None:
         """Claim the job's key for this caller to push; None (and the outcome recorded) when not to push it."""
@@ -193,6 +219,11 @@ class Client:
 
     def _flush(self, batch: Any, run: _Publication) -> None:
         """Send what is buffered; only then do those jobs count as enqueued, and their keys name them."""
+        if run.deferred:
+            store = DeferredStore(self._backend_redis())
+            now_g_per_kwh = store.carbon_now()
+            store.defer([replace(job, submitted_g_per_kwh=now_g_per_kwh) for job in run.deferred])
+            run.deferred.clear()
         if batch is not None:
             batch.flush()
         claims = [claim for _, _, claim in run.unflushed if claim is not None]
@@ -223,13 +254,20 @@ class Client:
 
     def _idempotency_store(self) -> IdempotencyStore:
         if self._idempotency is None:
+            self._idempotency = IdempotencyStore(self._backend_redis(), self.settings.result_ttl_s)
+        return self._idempotency
+
+    def _backend_redis(self) -> Any:
+        """The result backend's Redis: idempotency keys and deferred jobs live there."""
+        if self._redis is None:
             if not is_redis_url(self.settings.backend_url):
-                raise ConfigError("idempotency keys need a Redis result backend (GREENQ_RESULT_BACKEND_URL)")
-            client = redis_client(
+                raise ConfigError(
+                    "idempotency keys and deferred jobs need a Redis result backend (GREENQ_RESULT_BACKEND_URL)"
+                )
+            self._redis = redis_client(
                 self.settings.backend_url, self.settings.tls_ca_file, sentinel_master=self.settings.sentinel_master
             )
-            self._idempotency = IdempotencyStore(client, self.settings.result_ttl_s)
-        return self._idempotency
+        return self._redis
 
     # -- results ------------------------------------------------------------------------
 
@@ -262,6 +300,21 @@ class Client:
             bar.close()
 
 
+def _deferral_problems(
+    now: float, run_by: float | None, deadline_at: float | None, carbon_aware_asked: bool
+) -> list[tuple[str, str]]:
+    if run_by is None:
+        asked = [("carbon_aware", "needs a run_by: the time by which the job must have run")]
+        return asked if carbon_aware_asked else []
+    if run_by <= now:
+        return [("run_by", "is in the past; give a later time, or seconds from now")]
+    if run_by - now > MAX_DEADLINE_S:
+        return [("run_by", f"is more than {MAX_DEADLINE_S} s (7 days) away")]
+    if deadline_at is not None and deadline_at < run_by:
+        return [("run_by", "is after the job's deadline (deadline_s); the job would expire before it ran")]
+    return []
+
+
 def _new_job_id() -> str:
     return str(uuid.uuid4())
 
@@ -274,6 +327,7 @@ class _Publication:
     enqueued: dict[int, str] = field(default_factory=dict)
     failed: dict[int, GreenqError] = field(default_factory=dict)
     unflushed: list[tuple[int, str, Claim | None]] = field(default_factory=list)
+    deferred: list[DeferredJob] = field(default_factory=list)  # of `unflushed`, those waiting for the scheduler
 
     def job_ids(self, total: int) -> list[str]:
         if not self.failed:

@@ -10,7 +10,8 @@ from kombu.entity import Exchange, Queue
 
 from shared import job_types
 from shared.delivery import MAX_PRIORITY
-from shared.queues import REDIS_PRIORITY_STEPS, is_redis_url, queue_name, task_name
+from shared.envelope import Envelope
+from shared.queues import REDIS_PRIORITY_STEPS, broker_priority, is_redis_url, queue_name, task_name
 from shared.redis_client import tls_options
 from shared.result_backend import polling_backend_url
 from shared.settings import Settings
@@ -80,6 +81,23 @@ def make_celery(settings: Settings, name: str = "greenq", producer: bool = False
     if backend_tls:
         app.conf.redis_backend_use_ssl = backend_tls
     return app
+
+
+PUBLISH_RETRY_POLICY = {"max_retries": 4, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
+
+
+def send_job(app: Celery, envelope: Envelope, broker_url: str, producer: Any = None) -> None:
+    """Put one job on its queue: task `greenq.jobs.<type>`, task id = job id, the envelope its one argument."""
+    app.send_task(
+        task_name(envelope.job_type),
+        args=[envelope.encode()],
+        task_id=envelope.job_id,
+        queue=queue_name(envelope.job_type),
+        priority=broker_priority(envelope.priority, broker_url),
+        producer=producer,
+        retry=True,
+        retry_policy=PUBLISH_RETRY_POLICY,
+    )
 
 
 def register_task(app: Celery, **options: Any) -> Callable[[Callable[..., Any]], Task]:

@@ -39,6 +39,14 @@ class Envelope(BaseModel):
     deadline_at: float | None = Field(default=None, gt=0, description="Unix time after which the job is not computed")
     priority: Priority
     idempotency_key: IdempotencyKey | None = None
+    run_by: float | None = Field(default=None, gt=0, description="Unix time by which the job must have run")
+    carbon_aware: bool = Field(default=False, description="deferred to the cleanest grid hours before `run_by`")
+    released_at: float | None = Field(
+        default=None, gt=0, description="Unix time a deferred job was released; its objective counts from here"
+    )
+    intensity_at_submission_g_per_kwh: float | None = Field(
+        default=None, ge=0, description="grid intensity when a deferred job was submitted, for its receipt"
+    )
 
     def encode(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -54,6 +62,11 @@ class Envelope(BaseModel):
 
     def is_expired(self, now: float) -> bool:
         return self.deadline_at is not None and now >= self.deadline_at
+
+    @property
+    def clock_from(self) -> float:
+        """Where its latency objective counts from: submission, or its release if it was deferred."""
+        return self.released_at or self.submitted_at
 
 
 def envelope_schema() -> dict[str, Any]:

@@ -14,6 +14,15 @@ ATTEMPTS_KEY_PREFIX = "greenq:attempts:"  # + job id → unfinished attempts (sh
 LEASE_KEY_PREFIX = "greenq:lease:"  # + job id → the worker computing it (workers/leases.py)
 DEAD_LETTER_KEY = "greenq:dead"  # hash: record id → JSON record (shared/deadletter.py)
 
+# Deferred jobs, on the result backend (shared/deferral.py).
+DEFERRED_JOB_KEY = "greenq:deferred:job"  # hash: job id → JSON record (envelope, release_by, …)
+DEFERRED_DUE_KEY = "greenq:deferred:due"  # sorted set: job id scored by the latest time to release it
+DEFERRED_RELEASING_KEY = "greenq:deferred:releasing"  # sorted set: job id scored by its release lease's end
+DEFERRED_COUNT_KEY = "greenq:deferred:count"  # hash: job type → jobs deferred and not yet released
+DEFERRED_SLOT_KEY_PREFIX = "greenq:deferred:slot:"  # + slot start (Unix s) → jobs released in that slot
+DEFERRED_PLAN_KEY = "greenq:deferred:plan"  # JSON: the latest plan (jobs per slot, in deadline order)
+CARBON_NOW_KEY = "greenq:carbon:now"  # JSON: the grid intensity the scheduler last read, for receipts
+
 # The reliable fetch, on the broker (shared/redis_transport.py).
 UNACKED_KEY = "unacked"  # kombu's own hash of reserved, unacknowledged messages (its transport default)
 UNACKED_OWNER_KEY = "greenq:unacked:owner"  # hash: delivery tag → consumer holding it

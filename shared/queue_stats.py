@@ -33,14 +33,14 @@ class QueueStats:
 
 
 def submitted_at(raw: bytes) -> float | None:
-    """The envelope's submission time inside one kombu Redis message, or None if unreadable."""
+    """When one kombu Redis message's envelope joined the queue (submission, or a deferred job's release)."""
     try:
         message = json.loads(raw)
         body = message["body"]
         if message.get("properties", {}).get("body_encoding") == "base64":
             body = base64.b64decode(body)
         args = json.loads(body)[0]
-        return float(args[0]["submitted_at"])
+        return float(args[0].get("released_at") or args[0]["submitted_at"])
     except (ValueError, KeyError, IndexError, TypeError):
         return None
 

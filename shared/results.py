@@ -26,10 +26,11 @@ class JobStatus(str, enum.Enum):
 
 
 class Timings(BaseModel):
-    """Seconds spent in each stage; `end_to_end_s` runs from submission to the result."""
+    """Seconds spent in each stage; `end_to_end_s` runs from submission (a deferred job: its release) to the result."""
 
     model_config = ConfigDict(frozen=True)
 
+    deferred_s: float = 0.0  # a deferred job: from submission to its release by the scheduler
     queue_s: float = 0.0
     batch_wait_s: float = 0.0
     compute_s: float = 0.0
@@ -55,6 +56,10 @@ class JobResult(BaseModel):
     energy_j: float | None = None
     co2e_g: float | None = None
     energy_source: str | None = None
+    intensity_g_per_kwh: float | None = None  # grid intensity when it ran
+    # A deferred job: the intensity when it was submitted, and the carbon running then would have added.
+    intensity_at_submission_g_per_kwh: float | None = None
+    co2e_avoided_g: float | None = None  # negative when it ran on a dirtier grid than at submission
     error: str | None = None
     warnings: list[str] = Field(default_factory=list)  # e.g. green claims the seller never stated
 

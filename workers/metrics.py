@@ -114,6 +114,18 @@ class WorkerMetrics:
             buckets=CO2E_BUCKETS_G,
             registry=registry,
         )
+        self.co2e_avoided = Counter(
+            "greenq_co2e_avoided_grams",
+            "Carbon deferred jobs avoided by running on a cleaner grid than at submission, grams CO2e.",
+            ["job_type"],
+            registry=registry,
+        )
+        self.co2e_added = Counter(
+            "greenq_co2e_added_grams",
+            "Carbon deferred jobs added by running on a dirtier grid than at submission (forecast error), grams CO2e.",
+            ["job_type"],
+            registry=registry,
+        )
         self.grid_intensity = Gauge(
             "greenq_grid_intensity_grams_per_kwh", "Grid carbon intensity in use, g CO2e per kWh.", registry=registry
         )
@@ -213,6 +225,8 @@ class WorkerMetrics:
                 self.compute,
                 self.prompt_tokens,
                 self.generated_tokens,
+                self.co2e_avoided,
+                self.co2e_added,
             ):
                 metric.labels(job_type)
 
@@ -240,6 +254,9 @@ class WorkerMetrics:
         if result.energy_j is not None and result.energy_source:
             self.job_energy.labels(job_type, result.energy_source).observe(result.energy_j)
             self.job_co2e.labels(job_type, result.energy_source).observe(result.co2e_g or 0.0)
+        if result.co2e_avoided_g is not None:
+            self.co2e_avoided.labels(job_type).inc(max(0.0, result.co2e_avoided_g))
+            self.co2e_added.labels(job_type).inc(max(0.0, -result.co2e_avoided_g))
 
     def record_energy(self, component: str, source: str, state: str, joules: float) -> None:
         self.energy.labels(component, source, state).inc(joules)

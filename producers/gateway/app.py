@@ -40,7 +40,9 @@ from producers.gateway.schemas import (
 from producers.gateway.tenants import Tenant, TenantRegistry
 from producers.gateway.waiting import ResultWaiter
 from shared import claims, job_types
+from shared.deferral import DeferredStore
 from shared.delivery import IdempotencyKey
+from shared.envelope import Envelope
 from shared.errors import (
     BrokerUnavailable,
     GreenqError,
@@ -100,6 +102,7 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
     )
     dispatcher = CallbackDispatcher(callbacks, tenants.secrets(), policy, on_outcome=metrics.callbacks)
     waiter = ResultWaiter(backend)
+    deferred = DeferredStore(store)
 
     typed_routes: set[str] = set()  # POST /v1/jobs/<type>, one per registered type
 
@@ -216,11 +219,13 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
             return str(exc)
         return None
 
-    def prepare(who: Tenant, job_type: JobType, body: SubmitRequest, key: str | None) -> Any:
+    def prepare(who: Tenant, job_type: JobType, body: SubmitRequest, key: str | None) -> Envelope:
         scoped = f"{who.name}:{key}" if key else None
         problem = callback_problem(who, body.callback_url)
         try:
-            envelope = client.prepare(JobSpec(job_type, body.job, scoped, body.priority, body.deadline_s))
+            envelope = client.prepare(
+                JobSpec(job_type, body.job, scoped, body.priority, body.deadline_s, body.run_by, body.carbon_aware)
+            )
         except InvalidJob as exc:
             fields = [(f.replace("payload.", "job.", 1), p) for f, p in exc.errors]
             fields += [("callback_url", problem)] if problem else []
@@ -229,27 +234,30 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
             raise ApiError(422, "invalid_callback", "the callback URL is refused", [("callback_url", problem)])
         return envelope
 
-    def enqueue(who: Tenant, prepared: list[tuple[Any, SubmitRequest]]) -> list[str]:
+    def enqueue(who: Tenant, prepared: list[tuple[Envelope, SubmitRequest]]) -> list[str]:
         """Publish; a batch enqueued in part raises NotAllEnqueued once its enqueued jobs are recorded."""
         try:
             ids = client.publish([envelope for envelope, _ in prepared], pipelined=len(prepared) > 1)
         except NotAllEnqueued as exc:
-            record(who, [(job_id, prepared[index][1]) for index, job_id in exc.enqueued.items()])
+            record(who, [(job_id, *prepared[index]) for index, job_id in exc.enqueued.items()])
             raise
         except IdempotencyConflict as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from None
-        record(who, [(job_id, body) for job_id, (_, body) in zip(ids, prepared, strict=True)])
+        record(who, [(job_id, *pair) for job_id, pair in zip(ids, prepared, strict=True)])
         return ids
 
-    def record(who: Tenant, jobs: list[tuple[str, SubmitRequest]]) -> None:
+    def record(who: Tenant, jobs: list[tuple[str, Envelope, SubmitRequest]]) -> None:
+        """Owner, callback and outstanding count; a deferred job keeps them until its run_by, plus the result TTL."""
+        now = time.time()
+        until = {job_id: max(now, envelope.run_by or now) for job_id, envelope, _ in jobs}
         pipe = store.pipeline()
-        for job_id, _ in jobs:
-            pipe.set(f"{OWNER_KEY_PREFIX}{job_id}", who.name, ex=settings.result_ttl_s)
+        for job_id, _, _ in jobs:
+            pipe.set(f"{OWNER_KEY_PREFIX}{job_id}", who.name, ex=settings.result_ttl_s + int(until[job_id] - now))
         pipe.execute()
-        for job_id, body in jobs:
+        for job_id, _, body in jobs:
             if body.callback_url:
                 callbacks.register(job_id, body.callback_url, who.name)
-        outstanding.add(who.name, [job_id for job_id, _ in jobs])
+        outstanding.add(who.name, until)
 
     def owned(who: Tenant, job_id: str) -> None:
         owner = store.get(f"{OWNER_KEY_PREFIX}{job_id}")
@@ -267,6 +275,12 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
             result = result_from_meta(job_id, meta)
             return JobView(id=job_id, status=result.status.value, result=result)
         started = claims.state(store, job_id) == claims.RECEIVED
+        if not started:
+            waiting = deferred.status(job_id)
+            if waiting is not None and not waiting.releasing:
+                return JobView(
+                    id=job_id, status="deferred", run_by=waiting.run_by, planned_start_at=waiting.planned_start_s
+                )
         return JobView(id=job_id, status="running" if started else "queued")
 
     Caller = Annotated[Tenant, Depends(tenant)]
@@ -290,7 +304,7 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
             )
         admit(who, [item.type for item in body.jobs])
         entries: list[BatchEntry] = []
-        prepared: list[tuple[Any, SubmitRequest]] = []
+        prepared: list[tuple[Envelope, SubmitRequest]] = []
         positions: list[int] = []
         for index, item in enumerate(body.jobs):
             try:
@@ -335,8 +349,10 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
                 [("idempotency_key", "differs from the Idempotency-Key header; send one of them")],
             )
         admit(who, [job_type])
-        job_id = enqueue(who, [(prepare(who, job_type, body, header_key or body.idempotency_key), body)])[0]
-        return Accepted(id=job_id, links={"self": f"/v1/jobs/{job_id}"})
+        envelope = prepare(who, job_type, body, header_key or body.idempotency_key)
+        job_id = enqueue(who, [(envelope, body)])[0]
+        status = "deferred" if client.deferral_of(envelope) is not None else "queued"
+        return Accepted(id=job_id, status=status, links={"self": f"/v1/jobs/{job_id}"})
 
     def add_typed_submit_route(spec: JobTypeSpec[Any]) -> None:
         def submit_typed(body: SubmitRequest, who: Caller, idempotency_key: IdempotencyHeader = None) -> Accepted:
@@ -390,6 +406,7 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
         if not claims.cancel(store, job_id, settings.result_ttl_s):
             current = view(job_id)
             raise ApiError(409, "already_started", f"job {job_id} is {current.status}; it can no longer be cancelled")
+        deferred.withdraw(job_id)  # if it was waiting for the scheduler; released or not, no worker will run it
         record = JobResult(
             job_id=job_id,
             job_type=None,

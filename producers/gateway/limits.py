@@ -33,10 +33,10 @@ def allow_request(client: Any, tenant: str, limit_per_s: int, cost: int = 1, now
 
 
 class Outstanding:
-    """Jobs a tenant has submitted that have not finished, scored by submission time.
+    """Jobs a tenant has submitted that have not finished, scored by submission time (a deferred job: its run_by).
 
     A job leaves the count once its result is stored, once its owner record is gone (expired with the
-    result TTL, or lost), or once it is older than the result TTL, whichever the gateway sees first.
+    result TTL, or lost), or once its score is older than the result TTL, whichever the gateway sees first.
     """
 
     def __init__(self, client: Any, backend: Any, ttl_s: int) -> None:
@@ -65,10 +65,10 @@ class Outstanding:
         if over:
             self._redis.zrem(key, *over)
 
-    def add(self, tenant: str, job_ids: list[str]) -> None:
-        if job_ids:
-            now = time.time()
-            self._redis.zadd(f"{OUTSTANDING_KEY_PREFIX}{tenant}", {j: now for j in job_ids})
+    def add(self, tenant: str, scored: dict[str, float]) -> None:
+        """Count jobs, each scored by when it is due (Unix s): submission, or a deferred job's run_by."""
+        if scored:
+            self._redis.zadd(f"{OUTSTANDING_KEY_PREFIX}{tenant}", scored)
 
 
 class QueueDepth:

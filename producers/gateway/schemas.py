@@ -99,7 +99,7 @@ class BatchRequest(BaseModel):
 
 class Accepted(BaseModel):
     id: str
-    status: str = "queued"
+    status: str = Field(default="queued", description="queued, or deferred (waiting for the cleanest grid hours)")
     links: dict[str, str]
 
 
@@ -115,5 +115,9 @@ class BatchAccepted(BaseModel):
 
 class JobView(BaseModel):
     id: str
-    status: str = Field(description="queued, running, succeeded, failed, expired or cancelled")
+    status: str = Field(description="deferred, queued, running, succeeded, failed, expired or cancelled")
     result: JobResult | None = None
+    run_by: float | None = Field(default=None, description="a deferred job: Unix time by which it will have run")
+    planned_start_at: float | None = Field(
+        default=None, description="a deferred job: Unix time the scheduler plans to release it (None: not planned yet)"
+    )

@@ -23,6 +23,12 @@ class EnergyShare:
     energy_j: float
     co2e_g: float
     source: str
+    intensity_g_per_kwh: float  # the grid intensity the carbon was counted at
+    pue: float = 1.0
+
+    def co2e_at(self, intensity_g_per_kwh: float) -> float:
+        """The carbon this energy would have cost at another intensity (a deferred job's receipt)."""
+        return co2e_grams(self.energy_j, intensity_g_per_kwh, self.pue)
 
 
 class EnergyAccountant:
@@ -70,7 +76,7 @@ class EnergyAccountant:
             return []
         intensity = self.intensity.grams_per_kwh(self._clock())
         return [
-            EnergyShare(j, co2e_grams(j, intensity, self._pue), self.meter.source)
+            EnergyShare(j, co2e_grams(j, intensity, self._pue), self.meter.source, intensity, self._pue)
             for j in attribute_energy(total_j, token_counts)
         ]
 

@@ -1,1 +1,1 @@
-"""The carbon-aware scheduler: deferred jobs planned into the cleanest grid hours before their deadline, then released."""
+"""The carbon-aware scheduler: deferred jobs planned into the cleanest hours before their deadline, then released."""

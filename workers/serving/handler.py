@@ -22,6 +22,7 @@ from shared.jobs import parse_job
 from shared.redact import redact_text
 from shared.results import JobResult, JobStatus, Timings
 from shared.settings import Settings
+from workers.energy.accountant import EnergyShare
 from workers.prompts import build_messages
 from workers.runtime import GenerationRequest, ModelRuntime
 from workers.serving.batcher import Batcher, BatchOutcome, JobExpiredInBatcher, Requeue
@@ -83,7 +84,7 @@ class JobHandler:
         """Compute one job. Raises InvalidJob for a bad body, Requeue if the worker is stopping."""
         received_at = self._clock()
         envelope, job = self.decode(job_type, body)
-        submitted_at = min(envelope.submitted_at, received_at)
+        submitted_at = min(envelope.clock_from, received_at)  # a deferred job: its release
         queue_s = received_at - submitted_at
         if envelope.is_expired(received_at):
             return self._final(
@@ -126,6 +127,8 @@ class JobHandler:
                 model=model,
             )
         result = self._succeeded(job_id, job_type, model, len(prompt_ids), outcome, submitted_at, received_at)
+        if envelope.released_at is not None:
+            result = _deferral_receipt(result, envelope, outcome.energy)
         warnings = [warning for check in job_types.get(job_type).checks for warning in check(job, result.text)]
         return result.model_copy(update={"warnings": warnings}) if warnings else result
 
@@ -166,6 +169,7 @@ class JobHandler:
             energy_j=energy.energy_j if energy else None,
             co2e_g=energy.co2e_g if energy else None,
             energy_source=energy.source if energy else None,
+            intensity_g_per_kwh=energy.intensity_g_per_kwh if energy else None,
             text=outcome.generation.text,
             finish_reason=outcome.generation.finish_reason,
             prompt_tokens=prompt_tokens,
@@ -201,3 +205,15 @@ class JobHandler:
             timings=timings or Timings(),
             finished_at=self._clock(),
         )
+
+
+def _deferral_receipt(result: JobResult, envelope: Envelope, energy: EnergyShare | None) -> JobResult:
+    """A deferred job's receipt: how long it waited, and the carbon its wait saved (or cost)."""
+    deferred_s = max(0.0, (envelope.released_at or envelope.submitted_at) - envelope.submitted_at)
+    update: dict[str, Any] = {"timings": result.timings.model_copy(update={"deferred_s": deferred_s})}
+    then = envelope.intensity_at_submission_g_per_kwh
+    if then is not None:
+        update["intensity_at_submission_g_per_kwh"] = then
+        if energy is not None:
+            update["co2e_avoided_g"] = energy.co2e_at(then) - energy.co2e_g
+    return result.model_copy(update=update)

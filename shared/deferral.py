@@ -1,0 +1,265 @@
+"""Deferred jobs: carbon-aware jobs waiting in Redis for their planned release.
+
+A deferred job is not on a Celery queue (nor a Celery ETA, nor in any worker's memory): its envelope
+waits in a hash, indexed by the latest time it may be released (`release_by`, earliest first). The
+scheduler (workers/scheduler/) plans and releases; every move is one Lua script, so that several
+schedulers, the gateway and producers can act on the same job at once:
+
+* `defer` stores a job once (a retried defer of the same id is a no-op);
+* `claim` moves the jobs to release now from `due` to `releasing` (a lease): one caller gets each;
+* `confirm` forgets jobs once their scheduler has published them to their queue;
+* `recover` puts back jobs whose releasing scheduler died before confirming (its lease ran out);
+* `withdraw` takes a job out before release (a cancel).
+
+>>> store = DeferredStore(redis_client)
+>>> store.defer([DeferredJob(envelope, release_by=..., submitted_g_per_kwh=212.0)])
+>>> store.status(job_id).planned_start_s
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shared.envelope import Envelope
+from shared.keys import (
+    CARBON_NOW_KEY,
+    DEFERRED_COUNT_KEY,
+    DEFERRED_DUE_KEY,
+    DEFERRED_JOB_KEY,
+    DEFERRED_PLAN_KEY,
+    DEFERRED_RELEASING_KEY,
+    DEFERRED_SLOT_KEY_PREFIX,
+)
+
+CARBON_NOW_TTL_S = 900  # a reading older than this is not put on receipts
+SLOT_COUNTER_TTL_S = 7200
+
+# KEYS: job, due, count. ARGV: job id, record JSON, release_by, job type. Returns 1 if stored.
+_DEFER = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
+return 1
+"""
+
+# KEYS: due, releasing, job, count, slot counter. ARGV: now, allowance, lease end, counter TTL.
+# Releases every job already due (release_by <= now), and more in deadline order while the slot's
+# releases stay within `allowance`. Returns {id, record, id, record, ...}.
+_CLAIM = """
+local due_now = redis.call('ZCOUNT', KEYS[1], '-inf', ARGV[1])
+local used = tonumber(redis.call('GET', KEYS[5]) or '0')
+local n = math.max(due_now, tonumber(ARGV[2]) - used)
+if n <= 0 then return {} end
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, n - 1)) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZADD', KEYS[2], ARGV[3], id)
+  local record = redis.call('HGET', KEYS[3], id)
+  if record then
+    local ok, decoded = pcall(cjson.decode, record)
+    if ok and type(decoded) == 'table' and type(decoded['job_type']) == 'string' then
+      redis.call('HINCRBY', KEYS[4], decoded['job_type'], -1)
+    end
+    table.insert(out, id)
+    table.insert(out, record)
+  end
+end
+redis.call('INCRBY', KEYS[5], #out / 2)
+redis.call('EXPIRE', KEYS[5], ARGV[4])
+return out
+"""
+
+# KEYS: releasing, job, due, count. ARGV: now. Leases that ran out: back to due. Returns how many.
+_RECOVER = """
+local back = 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
+  redis.call('ZREM', KEYS[1], id)
+  local record = redis.call('HGET', KEYS[2], id)
+  local ok, decoded = pcall(cjson.decode, record or '')
+  if ok and type(decoded) == 'table' and type(decoded['release_by']) == 'number' then
+    redis.call('ZADD', KEYS[3], decoded['release_by'], id)
+    redis.call('HINCRBY', KEYS[4], decoded['job_type'], 1)
+    back = back + 1
+  end
+end
+return back
+"""
+
+# KEYS: due, job, count. ARGV: job id. Returns 1 if the job was waiting and is now withdrawn.
+_WITHDRAW = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+local record = redis.call('HGET', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+local ok, decoded = pcall(cjson.decode, record or '')
+if ok and type(decoded) == 'table' and type(decoded['job_type']) == 'string' then
+  redis.call('HINCRBY', KEYS[3], decoded['job_type'], -1)
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class DeferredJob:
+    """One job waiting for release; `release_by` is the latest Unix time it may wait until."""
+
+    envelope: Envelope
+    release_by: float
+    submitted_g_per_kwh: float | None = None  # grid intensity at submission, as the scheduler last read it
+
+    @property
+    def job_id(self) -> str:
+        return self.envelope.job_id
+
+    def encode(self) -> str:
+        return json.dumps(
+            {
+                "job_type": self.envelope.job_type,
+                "release_by": self.release_by,
+                "submitted_g_per_kwh": self.submitted_g_per_kwh,
+                "envelope": self.envelope.encode(),
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> DeferredJob:
+        record = json.loads(raw)
+        return cls(Envelope.decode(record["envelope"]), float(record["release_by"]), record["submitted_g_per_kwh"])
+
+    def released(self, at: float) -> Envelope:
+        """The envelope to publish: stamped with its release time and its intensity at submission."""
+        return self.envelope.model_copy(
+            update={"released_at": at, "intensity_at_submission_g_per_kwh": self.submitted_g_per_kwh}
+        )
+
+
+@dataclass(frozen=True)
+class DeferredStatus:
+    job_id: str
+    run_by: float | None
+    release_by: float
+    planned_start_s: float | None  # from the latest plan; None before the scheduler has planned it
+    releasing: bool  # a scheduler is publishing it right now
+
+
+@dataclass(frozen=True)
+class StoredPlan:
+    """The latest plan, as the status view reads it: cumulative jobs per slot, in deadline order."""
+
+    made_at: float
+    slot_starts_s: tuple[float, ...]
+    cumulative_jobs: tuple[int, ...]
+
+    def planned_start_s(self, rank: int) -> float | None:
+        index = bisect.bisect_right(self.cumulative_jobs, rank)
+        return self.slot_starts_s[index] if index < len(self.slot_starts_s) else None
+
+
+class DeferredStore:
+    def __init__(self, client: Any) -> None:
+        self._redis = client
+
+    # -- producers ----------------------------------------------------------------------
+
+    def defer(self, jobs: Sequence[DeferredJob], pipe: Any = None) -> None:
+        """Store jobs for later release; a job already stored stays as it was. Pass `pipe` to batch."""
+        target = pipe if pipe is not None else self._redis.pipeline(transaction=False)
+        keys = (DEFERRED_JOB_KEY, DEFERRED_DUE_KEY, DEFERRED_COUNT_KEY)
+        for job in jobs:
+            target.eval(_DEFER, len(keys), *keys, job.job_id, job.encode(), job.release_by, job.envelope.job_type)
+        if pipe is None:
+            target.execute()
+
+    def carbon_now(self) -> float | None:
+        """The grid intensity the scheduler last read (g/kWh), if it is recent."""
+        raw = self._redis.get(CARBON_NOW_KEY)
+        return None if raw is None else float(json.loads(raw)["g_per_kwh"])
+
+    # -- the gateway --------------------------------------------------------------------
+
+    def status(self, job_id: str) -> DeferredStatus | None:
+        """Where a deferred job stands, or None if it is not (or no longer) deferred."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hget(DEFERRED_JOB_KEY, job_id)
+        pipe.zrank(DEFERRED_DUE_KEY, job_id)
+        pipe.zscore(DEFERRED_RELEASING_KEY, job_id)
+        pipe.get(DEFERRED_PLAN_KEY)
+        raw, rank, releasing, plan = pipe.execute()
+        if raw is None or (rank is None and releasing is None):
+            return None
+        job = DeferredJob.decode(raw)
+        planned = None if rank is None or plan is None else decode_plan(plan).planned_start_s(int(rank))
+        return DeferredStatus(job_id, job.envelope.run_by, job.release_by, planned, releasing is not None)
+
+    def withdraw(self, job_id: str) -> bool:
+        """Take a job out before its release; False if it was not waiting (released, or never deferred)."""
+        keys = (DEFERRED_DUE_KEY, DEFERRED_JOB_KEY, DEFERRED_COUNT_KEY)
+        return bool(self._redis.eval(_WITHDRAW, len(keys), *keys, job_id))
+
+    # -- the scheduler ------------------------------------------------------------------
+
+    def release_deadlines(self) -> list[float]:
+        """Every waiting job's `release_by`, earliest first (the planner's input)."""
+        return [float(score) for _, score in self._redis.zrange(DEFERRED_DUE_KEY, 0, -1, withscores=True)]
+
+    def waiting_by_type(self) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in self._redis.hgetall(DEFERRED_COUNT_KEY).items()}
+
+    def released_in_slot(self, slot_start_s: float) -> int:
+        return int(self._redis.get(slot_key(slot_start_s)) or 0)
+
+    def claim(self, now: float, slot_start_s: float, allowance: int, lease_s: float) -> list[DeferredJob]:
+        """Take the jobs to release now: all already due, and more up to `allowance` for this slot."""
+        keys = (DEFERRED_DUE_KEY, DEFERRED_RELEASING_KEY, DEFERRED_JOB_KEY, DEFERRED_COUNT_KEY, slot_key(slot_start_s))
+        reply = self._redis.eval(_CLAIM, len(keys), *keys, now, allowance, now + lease_s, SLOT_COUNTER_TTL_S)
+        return [DeferredJob.decode(raw) for raw in reply[1::2]]
+
+    def confirm(self, job_ids: Sequence[str]) -> None:
+        """Forget jobs their scheduler has published."""
+        if job_ids:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.zrem(DEFERRED_RELEASING_KEY, *job_ids)
+            pipe.hdel(DEFERRED_JOB_KEY, *job_ids)
+            pipe.execute()
+
+    def recover(self, now: float) -> int:
+        """Put back jobs whose releasing scheduler died before confirming them."""
+        keys = (DEFERRED_RELEASING_KEY, DEFERRED_JOB_KEY, DEFERRED_DUE_KEY, DEFERRED_COUNT_KEY)
+        return int(self._redis.eval(_RECOVER, len(keys), *keys, now))
+
+    def save_plan(self, made_at: float, slot_starts_s: Sequence[float], counts: Sequence[int]) -> None:
+        starts, cumulative, total = [], [], 0
+        for start, count in zip(slot_starts_s, counts, strict=True):
+            if count:
+                total += count
+                starts.append(start)
+                cumulative.append(total)
+        plan = {"made_at": made_at, "slot_starts_s": starts, "cumulative_jobs": cumulative}
+        self._redis.set(DEFERRED_PLAN_KEY, json.dumps(plan, separators=(",", ":")))
+
+    def publish_carbon_now(self, g_per_kwh: float, at: float, source: str) -> None:
+        value = json.dumps({"g_per_kwh": g_per_kwh, "at": at, "source": source})
+        self._redis.set(CARBON_NOW_KEY, value, ex=CARBON_NOW_TTL_S)
+
+
+def slot_key(slot_start_s: float) -> str:
+    return f"{DEFERRED_SLOT_KEY_PREFIX}{int(slot_start_s)}"
+
+
+def decode_plan(raw: bytes | str) -> StoredPlan:
+    plan = json.loads(raw)
+    return StoredPlan(float(plan["made_at"]), tuple(plan["slot_starts_s"]), tuple(plan["cumulative_jobs"]))
+
+
+def release_by_s(envelope: Envelope, objective_s: float) -> float | None:
+    """The latest time a job may be released so that it still runs by its `run_by`; None: not deferrable.
+
+    A released job is due within its type's latency objective, so that much is kept in hand.
+    """
+    if not envelope.carbon_aware or envelope.run_by is None:
+        return None
+    return envelope.run_by - objective_s
