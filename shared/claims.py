@@ -15,26 +15,26 @@ RECEIVED = "received"
 CANCELLED = "cancelled"
 
 
-def _key(job_id: str) -> str:
+def claim_key(job_id: str) -> str:
     return f"{CLAIM_KEY_PREFIX}{job_id}"
 
 
 def claim_for_worker(client: Any, job_id: str, ttl_s: int) -> bool:
     """True if the worker may compute the job (first claim, or its own earlier one on redelivery)."""
-    if client.set(_key(job_id), RECEIVED, nx=True, ex=ttl_s):
+    if client.set(claim_key(job_id), RECEIVED, nx=True, ex=ttl_s):
         return True
-    value = client.get(_key(job_id))
+    value = client.get(claim_key(job_id))
     return value is None or value.decode() == RECEIVED
 
 
 def cancel(client: Any, job_id: str, ttl_s: int) -> bool:
     """True if the job was cancelled before any worker started it."""
-    if client.set(_key(job_id), CANCELLED, nx=True, ex=ttl_s):
+    if client.set(claim_key(job_id), CANCELLED, nx=True, ex=ttl_s):
         return True
-    value = client.get(_key(job_id))
+    value = client.get(claim_key(job_id))
     return value is not None and value.decode() == CANCELLED
 
 
 def state(client: Any, job_id: str) -> str | None:
-    value = client.get(_key(job_id))
+    value = client.get(claim_key(job_id))
     return None if value is None else value.decode()

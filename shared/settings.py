@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     carbon_intensity_api: Literal["carbon-aware-sdk", "uk-carbon-intensity"] = "carbon-aware-sdk"
     # The carbon-aware scheduler (`greenq scheduler`, workers/scheduler/).
     scheduler_tick_s: float = Field(default=15.0, gt=0, le=600)  # how often it plans and releases
-    scheduler_slot_s: float = Field(default=300.0, ge=60, le=3600)  # planning granularity
+    scheduler_slot_s: float = Field(default=300.0, ge=1, le=3600)  # planning granularity
     # Deferred jobs the fleet may start per hour; 0: measured from the workers' learned batch costs.
     scheduler_capacity_jobs_per_hour: float = Field(default=0.0, ge=0)
     scheduler_capacity_share: float = Field(default=0.5, gt=0, le=1)  # of the measured throughput

@@ -44,6 +44,10 @@ def add_commands(sub: SubParsers) -> None:
     p.add_argument("--port", type=int, default=None, help="default: GREENQ_EXPORTER_PORT")
     p.set_defaults(func=_exporter)
 
+    p = sub.add_parser("scheduler", help="plan deferred jobs into the cleanest grid hours and release them")
+    p.add_argument("--once", action="store_true", help="one tick, then exit")
+    p.set_defaults(func=_scheduler)
+
     p = sub.add_parser("bench", help="ceiling vs greenq vs one-task-per-job, measured side by side")
     p.add_argument("--quick", action="store_true", help="a smoke run with the tiny model")
     p.add_argument("--model", help="model to bench (default local:gpt2-small; local:tiny with --quick)")
@@ -101,6 +105,13 @@ def _exporter(args: argparse.Namespace, settings: Settings) -> int:
     run_exporter(
         settings.broker_url, port, settings.latency_objective_s, settings.tls_ca_file, settings.sentinel_master
     )
+    return 0
+
+
+def _scheduler(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.scheduler.run import run_scheduler
+
+    run_scheduler(settings, once=args.once)
     return 0
 
 

@@ -1,0 +1,96 @@
+"""`greenq scheduler`: the process around `Scheduler`: Redis, the forecast, publishing, /metrics, signals."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from celery import Celery
+from prometheus_client import CollectorRegistry, start_http_server
+
+from producers import pool
+from shared import claims, job_types
+from shared.celery_app import make_celery, send_job
+from shared.deferral import DeferredStore
+from shared.envelope import Envelope
+from shared.redis_client import redis_client
+from shared.settings import Settings
+from workers.energy.carbon import intensity_source
+from workers.scheduler.capacity import Capacity
+from workers.scheduler.metrics import SchedulerMetrics
+from workers.scheduler.service import Scheduler
+
+log = logging.getLogger(__name__)
+
+
+def celery_publisher(app: Celery, settings: Settings, backend: Any) -> Callable[[Sequence[Envelope]], set[str]]:
+    """Publish released envelopes to their queues, skipping any a worker already received or finished."""
+
+    def publish(envelopes: Sequence[Envelope]) -> set[str]:
+        pipe = backend.pipeline(transaction=False)
+        for envelope in envelopes:
+            pipe.exists(claims.claim_key(envelope.job_id), app.backend.get_key_for_task(envelope.job_id))
+        taken = {e.job_id for e, found in zip(envelopes, pipe.execute(), strict=True) if found}
+        with app.producer_or_acquire() as producer:
+            for envelope in envelopes:
+                if envelope.job_id not in taken:
+                    send_job(app, envelope, settings.broker_url, producer)
+        return taken
+
+    return publish
+
+
+def build_scheduler(settings: Settings, metrics: SchedulerMetrics | None = None) -> tuple[Scheduler, Celery]:
+    app = make_celery(settings, name="greenq-scheduler", producer=True)
+    backend = redis_client(settings.backend_url, settings.tls_ca_file, sentinel_master=settings.sentinel_master)
+    source = intensity_source(
+        settings.carbon_intensity_g_per_kwh,
+        settings.carbon_intensity_file,
+        settings.carbon_intensity_url,
+        settings.carbon_location,
+        settings.carbon_cache_s,
+        settings.carbon_intensity_api,
+    )
+    deferrable = {spec.name for spec in job_types.specs() if spec.carbon_aware}
+    capacity = Capacity(
+        settings.scheduler_capacity_jobs_per_hour,
+        settings.scheduler_capacity_share,
+        deferrable,
+        read_statuses=lambda: pool.status(app),
+    )
+    scheduler = Scheduler(
+        settings, DeferredStore(backend), source, celery_publisher(app, settings, backend), capacity, metrics
+    )
+    return scheduler, app
+
+
+def run_scheduler(settings: Settings, once: bool = False) -> None:
+    """Tick every GREENQ_SCHEDULER_TICK_S until SIGTERM or SIGINT; `once`: one tick, then return."""
+    metrics = SchedulerMetrics(CollectorRegistry())
+    scheduler, app = build_scheduler(settings, metrics)
+    if not once and settings.scheduler_port:
+        start_http_server(settings.scheduler_port, registry=metrics.registry)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    log.info("scheduler: ticking every %.0f s, slots of %.0f s", settings.scheduler_tick_s, settings.scheduler_slot_s)
+    try:
+        while True:
+            try:
+                report = scheduler.tick()
+                if report.released or report.recovered:
+                    log.info(
+                        "released %d deferred jobs (%s); %d leases taken back",
+                        len(report.released),
+                        ", ".join(sorted({r.reason for r in report.released})) or "-",
+                        report.recovered,
+                    )
+            except Exception:  # Redis down, a bug: log it and try again next tick
+                log.exception("scheduler tick failed")
+            if once or stop.wait(settings.scheduler_tick_s):
+                return
+    finally:
+        app.close()

@@ -1,0 +1,140 @@
+"""The scheduler's loop: each tick, plan the waiting jobs against the forecast and release those due now.
+
+Several instances may run: each plans on its own, and the Lua moves in shared/deferral.py make sure a
+job is claimed by one of them and a slot's releases stay within the plan. A released job is published
+to its queue with its id as the task id, then confirmed; an instance killed between the two leaves the
+job under a lease that another instance takes back and publishes again. Before publishing, a job a
+worker has already received or finished is only confirmed, and workers compute a job id once
+(workers/tasks.py), so that second publish cannot run a job twice.
+
+>>> scheduler = Scheduler(settings, DeferredStore(redis), source, publish, Capacity(...), metrics)
+>>> scheduler.tick()   # every GREENQ_SCHEDULER_TICK_S
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from shared import job_types
+from shared.deferral import DeferredJob, DeferredStore
+from shared.envelope import Envelope
+from shared.settings import Settings
+from workers.energy.carbon import IntensitySource
+from workers.scheduler.capacity import Capacity
+from workers.scheduler.metrics import SchedulerMetrics
+from workers.scheduler.planner import Plan, plan, slots_from_forecast
+
+log = logging.getLogger(__name__)
+
+UNBOUNDED_JOBS_PER_SLOT = 1 << 30  # no capacity set or measured
+
+
+@dataclass(frozen=True)
+class Release:
+    job: DeferredJob
+    reason: str  # planned | deadline | no_forecast
+
+
+@dataclass
+class TickReport:
+    now: float
+    plan: Plan | None = None  # None: no forecast, or nothing waiting
+    released: list[Release] = field(default_factory=list)
+    recovered: int = 0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        settings: Settings,
+        store: DeferredStore,
+        source: IntensitySource,
+        publish: Callable[[Sequence[Envelope]], set[str]],
+        capacity: Capacity,
+        metrics: SchedulerMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`publish` puts released envelopes on their queues and returns the ids it skipped as already taken."""
+        self._settings = settings
+        self._store = store
+        self._source = source
+        self._publish = publish
+        self._capacity = capacity
+        self._metrics = metrics
+        self._clock = clock
+
+    def tick(self, now: float | None = None) -> TickReport:
+        now = self._clock() if now is None else now
+        report = TickReport(now, recovered=self._store.recover(now))
+        self._read_intensity(now)
+        deadlines = self._store.release_deadlines()
+        slot_s = self._settings.scheduler_slot_s
+        slot_start_s = math.floor(now / slot_s) * slot_s
+        used = self._store.released_in_slot(slot_start_s)
+        reason = "planned"
+        if deadlines:
+            report.plan = self._plan(now, deadlines, used)
+            if report.plan is None:
+                reason = "no_forecast"
+                allowance = used + len(deadlines)  # deadlines hold: with no forecast, nothing waits
+            else:
+                allowance = used + report.plan.release_now
+                starts = [slot.start_s for slot in report.plan.slots]
+                self._store.save_plan(now, starts, report.plan.counts)
+            claimed = self._store.claim(now, slot_start_s, allowance, self._settings.scheduler_release_lease_s)
+            if claimed:
+                self._release(now, claimed)
+            report.released = [Release(j, "deadline" if j.release_by <= now else reason) for j in claimed]
+        self._record(report)
+        return report
+
+    def _plan(self, now: float, deadlines: list[float], used: int) -> Plan | None:
+        slot_s = self._settings.scheduler_slot_s
+        jobs_per_hour = self._capacity.jobs_per_hour()
+        per_slot = UNBOUNDED_JOBS_PER_SLOT if jobs_per_hour is None else max(1, int(jobs_per_hour * slot_s / 3600))
+        if self._metrics is not None:
+            self._metrics.capacity.set(jobs_per_hour or 0)
+        forecast = getattr(self._source, "forecast", None)
+        if forecast is None:
+            return None
+        try:
+            points = forecast(now, max(deadlines[-1], now) + slot_s)
+        except Exception as exc:  # a failing forecast must not hold jobs: release them
+            log.warning("no carbon-intensity forecast (%s): releasing every waiting job", exc)
+            return None
+        slots = slots_from_forecast(points, now, slot_s, per_slot, used)
+        return plan(deadlines, slots) if slots else None
+
+    def _release(self, now: float, claimed: list[DeferredJob]) -> None:
+        skipped = self._publish([job.released(now) for job in claimed])
+        self._store.confirm([job.job_id for job in claimed])
+        if skipped:
+            log.info("%d released jobs were already with a worker; not published again", len(skipped))
+
+    def _read_intensity(self, now: float) -> None:
+        try:
+            self._store.publish_carbon_now(self._source.grams_per_kwh(now), now, self._source.name)
+        except Exception as exc:
+            log.warning("could not read the grid intensity: %s", exc)
+
+    def _record(self, report: TickReport) -> None:
+        if self._metrics is None:
+            return
+        m = self._metrics
+        m.forecast_available.set(0 if report.plan is None and report.released else 1)
+        if report.plan is not None and report.plan.jobs:
+            m.planned_intensity.set(report.plan.mean_g_per_kwh)
+        for release in report.released:
+            job_type = release.job.envelope.job_type
+            m.released.labels(job_type, release.reason).inc()
+            m.lateness.labels(job_type).observe(max(0.0, report.now - release.job.release_by))
+            run_by = release.job.envelope.run_by
+            if run_by is not None and report.now > run_by:
+                m.late.labels(job_type).inc()
+        waiting = self._store.waiting_by_type()
+        for job_type in job_types.names():
+            m.deferred.labels(job_type).set(waiting.get(job_type, 0))
