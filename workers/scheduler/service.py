@@ -110,6 +110,8 @@ class Scheduler:
         return plan(deadlines, slots) if slots else None
 
     def _release(self, now: float, claimed: list[DeferredJob]) -> None:
+        if self._settings.chaos.release_delay_s:  # fault tests: a window to kill this scheduler mid-release
+            time.sleep(self._settings.chaos.release_delay_s)
         skipped = self._publish([job.released(now) for job in claimed])
         self._store.confirm([job.job_id for job in claimed])
         if skipped:
