@@ -11,13 +11,22 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
 from shared.settings import Settings
 from tests.unit.test_metrics_doc import exported_names
+from workers.scheduler.metrics import SchedulerMetrics
 
 OPS = Path(__file__).resolve().parents[2] / "ops"
 PROMETHEUS = OPS / "prometheus"
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+PROMETHEUS_CONFIGS = ("prometheus.yml", "prometheus-compose.yml", "prometheus-kubernetes.yml")
+
+
+def scheduler_names() -> set[str]:
+    """What `greenq scheduler` exposes (counters with `_total`); exported_names() covers the other processes."""
+    families = SchedulerMetrics(CollectorRegistry()).registry.collect()
+    return {f.name + ("_total" if f.type == "counter" else "") for f in families}
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -34,7 +43,32 @@ def test_kubernetes_prometheus_config_parses() -> None:
     # Debian's promtool is built without Kubernetes service discovery, so only parse this one.
     config = yaml.safe_load((PROMETHEUS / "prometheus-kubernetes.yml").read_text())
     assert all((PROMETHEUS / f).exists() for f in config["rule_files"])
-    assert {j["job_name"] for j in config["scrape_configs"]} == {"greenq-workers", "greenq-exporter"}
+    assert {j["job_name"] for j in config["scrape_configs"]} == {
+        "greenq-workers",
+        "greenq-exporter",
+        "greenq-scheduler",
+    }
+
+
+def test_alerts_on_up_name_a_job_every_prometheus_config_scrapes() -> None:
+    jobs = set(re.findall(r'\bup\{job="([^"]+)"', (PROMETHEUS / "alerts.yml").read_text()))
+    assert {"greenq-workers", "greenq-scheduler"} <= jobs
+    for name in PROMETHEUS_CONFIGS:
+        config = yaml.safe_load((PROMETHEUS / name).read_text())
+        assert jobs <= {j["job_name"] for j in config["scrape_configs"]}, name
+
+
+def test_file_targets_are_scraped_by_one_job_each() -> None:
+    # One host runs workers on 9300 + device index, so a scheduler there on its default 9301 would be
+    # scraped as a worker too: the example targets must keep them apart.
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    owner: dict[str, str] = {}
+    for job in config["scrape_configs"]:
+        for sd in job["file_sd_configs"]:
+            for file in sd["files"]:
+                for group in json.loads((PROMETHEUS / file).read_text()):
+                    for address in group["targets"]:
+                        assert owner.setdefault(address, job["job_name"]) == job["job_name"], address
 
 
 @pytest.mark.slow  # promtool's rule unit tests take about 7 s
@@ -61,7 +95,7 @@ def _expressions() -> list[str]:
 
 
 def test_queries_use_only_exported_metrics() -> None:
-    exported = exported_names()
+    exported = exported_names() | scheduler_names()
     used = set()
     for expr in _expressions():
         for name in re.findall(r"\bgreenq_[a-z0-9_]+\b", expr):
@@ -111,6 +145,28 @@ def test_core_manifests_validate_against_the_kubernetes_schema() -> None:
         kubernetes_validate.validate(doc, "1.30", strict=True)
 
 
+def test_scraped_pods_expose_the_port_they_announce() -> None:
+    for doc in _manifests():
+        if doc["kind"] != "Deployment":
+            continue
+        pod = doc["spec"]["template"]
+        port = pod["metadata"].get("annotations", {}).get("prometheus.io/port")
+        ports = {p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+        assert port is None or int(port) in ports, doc["metadata"]["name"]
+
+
+def test_schedulers_run_two_replicas_with_the_exporters_settings() -> None:
+    def container(name: str) -> dict[str, Any]:
+        deployment = next(d for d in _manifests() if d["metadata"]["name"] == name and d["kind"] == "Deployment")
+        return dict(deployment["spec"]["template"]["spec"]["containers"][0], replicas=deployment["spec"]["replicas"])
+
+    scheduler = container("greenq-scheduler")
+    assert scheduler["replicas"] == 2  # a job is released once however many run
+    assert scheduler["args"] == ["scheduler"] and scheduler["envFrom"] == container("greenq-exporter")["envFrom"]
+    config = next(d for d in _manifests() if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "greenq-settings")
+    assert int(config["data"]["GREENQ_SCHEDULER_PORT"]) == scheduler["ports"][0]["containerPort"]
+
+
 def test_worker_pods_are_one_gpu_ready_when_warm_and_outlive_a_batch() -> None:
     worker = next(d for d in _manifests() if d["metadata"]["name"] == "greenq-worker" and d["kind"] == "Deployment")
     pod = worker["spec"]["template"]["spec"]
@@ -124,7 +180,7 @@ def test_worker_pods_are_one_gpu_ready_when_warm_and_outlive_a_batch() -> None:
 
 def test_compose_file_refers_to_files_that_exist() -> None:
     compose = yaml.safe_load((OPS / "compose.yaml").read_text())
-    assert {"redis", "worker", "exporter", "gateway", "prometheus", "grafana"} <= set(compose["services"])
+    assert {"redis", "worker", "exporter", "scheduler", "gateway", "prometheus", "grafana"} <= set(compose["services"])
     assert (OPS / ".." / compose["x-greenq"]["build"]["dockerfile"]).exists()
     for service in compose["services"].values():
         for volume in service.get("volumes", []):
