@@ -120,7 +120,7 @@ class Settings(BaseSettings):
     scheduler_capacity_jobs_per_hour: float = Field(default=0.0, ge=0)
     scheduler_capacity_share: float = Field(default=0.5, gt=0, le=1)  # of the measured throughput
     scheduler_release_lease_s: float = Field(default=60.0, ge=1, le=3600)  # a release not confirmed by then is redone
-    scheduler_port: int = Field(default=9301, ge=0, le=65535)
+    scheduler_port: int = Field(default=9298, ge=0, le=65535)
     pue: float = Field(default=1.0, ge=1.0, le=3.0)
     max_attempts: int = Field(default=3, ge=1, le=100)
     oom_backoff_s: float = Field(default=60.0, ge=0)
