@@ -80,6 +80,7 @@ def energy_accountant(settings: Settings, on_gpu: bool, metrics: WorkerMetrics) 
         settings.carbon_intensity_url,
         settings.carbon_location,
         settings.carbon_cache_s,
+        settings.carbon_intensity_api,
     )
     log.info("energy source: %s; carbon intensity: %s", meter.source, intensity.name)
     if isinstance(meter, NvmlMeter):

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from workers.energy.accountant import EnergyAccountant
 from workers.energy.attribution import attribute_energy, split_microjoules
-from workers.energy.carbon import CachedIntensity, FileIntensity, StaticIntensity, co2e_grams
+from workers.energy.carbon import CachedIntensity, StaticIntensity, co2e_grams
+from workers.energy.forecasts import CsvTrace
 from workers.energy.meters.estimate import CpuTimeEstimateMeter
 from workers.energy.meters.nvml import NvmlMeter
 from workers.energy.meters.rapl import RaplMeter
@@ -125,10 +126,10 @@ def test_carbon_formula() -> None:
     assert co2e_grams(3.6e6, 100, pue=1.5) == pytest.approx(150.0)
 
 
-def test_file_intensity_picks_the_value_in_force(tmp_path: Path) -> None:
+def test_csv_trace_picks_the_value_in_force(tmp_path: Path) -> None:
     path = tmp_path / "grid.csv"
     path.write_text("time,g_per_kwh\n2026-11-29T00:00:00Z,300\n2026-11-29T12:00:00+00:00,150\n")
-    source = FileIntensity(path)
+    source = CsvTrace(path)
     noon = 1_795_953_600.0  # 2026-11-29T12:00:00Z
     assert source.grams_per_kwh(noon - 1) == 300 and source.grams_per_kwh(noon + 1) == 150
 

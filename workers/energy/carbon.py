@@ -1,19 +1,26 @@
 """Carbon: grams CO2e from joules and a grid intensity, with pluggable intensity sources.
 
 grams = joules × intensity (g/kWh) / 3.6e6 × PUE. Location-based intensity, no offsets.
+The sources that read a trace or a web API, and their forecasts, are in workers.energy.forecasts.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
+
+from workers.energy.forecasts import (
+    CarbonAwareSdk,
+    CsvTrace,
+    ForecastPoint,
+    ForecastSource,
+    ForecastUnavailable,
+    UkCarbonIntensity,
+    overlapping,
+)
 
 JOULES_PER_KWH = 3.6e6
 
@@ -41,65 +48,8 @@ class StaticIntensity:
     def grams_per_kwh(self, at: float) -> float:
         return self._value
 
-
-def _parse_time(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-class FileIntensity:
-    """A CSV file with columns `time` (ISO 8601 or Unix seconds) and `g_per_kwh`.
-
-    The value in force at a time is the latest row at or before it (the first row before
-    the file's start). The file is re-read when it changes.
-    """
-
-    name = "file"
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._mtime = -1.0
-        self._rows: list[tuple[float, float]] = []
-        self._lock = threading.Lock()
-        self._load()
-
-    def _load(self) -> None:
-        mtime = self._path.stat().st_mtime
-        if mtime == self._mtime:
-            return
-        with self._path.open(newline="") as f:
-            rows = sorted((_parse_time(r["time"]), float(r["g_per_kwh"])) for r in csv.DictReader(f))
-        if not rows:
-            raise ValueError(f"{self._path}: no intensity rows (columns: time,g_per_kwh)")
-        self._rows, self._mtime = rows, mtime
-
-    def grams_per_kwh(self, at: float) -> float:
-        with self._lock:
-            self._load()
-            value = self._rows[0][1]
-            for when, grams in self._rows:
-                if when > at:
-                    break
-                value = grams
-            return value
-
-
-class HttpIntensity:
-    """The Carbon Aware SDK's web API: GET {base}/emissions/bylocation?location=…, latest rating."""
-
-    name = "http"
-
-    def __init__(self, base_url: str, location: str, timeout_s: float = 5.0) -> None:
-        self._url = f"{base_url.rstrip('/')}/emissions/bylocation?location={location}"
-        self._timeout_s = timeout_s
-
-    def grams_per_kwh(self, at: float) -> float:
-        with urllib.request.urlopen(self._url, timeout=self._timeout_s) as response:  # noqa: S310 (configured URL)
-            rows = json.load(response)
-        latest = max(rows, key=lambda r: r["time"])
-        return float(latest["rating"])
+    def forecast(self, start_s: float, end_s: float) -> list[ForecastPoint]:
+        raise ForecastUnavailable("a static intensity has no forecast")
 
 
 class CachedIntensity:
@@ -128,15 +78,68 @@ class CachedIntensity:
             return self._value
 
 
+class CachedForecast(CachedIntensity):
+    """A CachedIntensity over a ForecastSource that caches `forecast` too: one fetch per `ttl_s`, of
+    at least [now, now + horizon_s); on an error the last good forecast while it still covers now."""
+
+    def __init__(
+        self,
+        source: ForecastSource,
+        ttl_s: float,
+        fallback_g_per_kwh: float,
+        clock: Callable[[], float] = time.time,
+        horizon_s: float = 48 * 3600.0,
+    ) -> None:
+        super().__init__(source, ttl_s, fallback_g_per_kwh, clock)
+        self._forecaster = source
+        self._horizon_s = horizon_s
+        self._points: list[ForecastPoint] = []
+        self._window_s = (0.0, 0.0)  # what the last fetch asked for
+        self._forecast_at = -float("inf")
+        self._forecast_error = ""
+        self._forecast_lock = threading.Lock()
+
+    def forecast(self, start_s: float, end_s: float) -> list[ForecastPoint]:
+        with self._forecast_lock:
+            now = self._clock()
+            inside = self._window_s[0] <= start_s and end_s <= self._window_s[1]
+            if now - self._forecast_at >= self._ttl_s or not inside:
+                self._window_s = (min(start_s, now), max(end_s, now + self._horizon_s))
+                self._forecast_at = now
+                try:
+                    self._points, self._forecast_error = self._forecaster.forecast(*self._window_s), ""
+                except Exception as exc:  # a flaky forecast service leaves the scheduler without a forecast
+                    self._forecast_error = str(exc) or type(exc).__name__
+            points = self._points
+            if self._forecast_error and not any(p.start_s <= now < p.end_s for p in points):
+                raise ForecastUnavailable(f"{self.name}: {self._forecast_error}")
+        known = overlapping(points, start_s, end_s)
+        if not known:
+            raise ForecastUnavailable(f"{self.name}: no forecast for the window")
+        return known
+
+
+IntensityApi = Literal["carbon-aware-sdk", "uk-carbon-intensity"]
+
+
 def intensity_source(
-    static_g_per_kwh: float, file: Path | None, url: str, location: str, cache_s: float
-) -> IntensitySource:
-    """The configured source: a file, else an HTTP service, else the static value; cached."""
-    source: IntensitySource
+    static_g_per_kwh: float,
+    file: Path | None,
+    url: str,
+    location: str,
+    cache_s: float,
+    api: IntensityApi = "carbon-aware-sdk",
+) -> ForecastSource:
+    """The configured source: a CSV trace, else the web API `api` at `url`, else the static value; cached."""
+    source: ForecastSource
     if file is not None:
-        source = FileIntensity(file)
+        source = CsvTrace(file)
+    elif url and api == "carbon-aware-sdk":
+        source = CarbonAwareSdk(url, location)
+    elif url and api == "uk-carbon-intensity":
+        source = UkCarbonIntensity(url)
     elif url:
-        source = HttpIntensity(url, location)
+        raise ValueError(f"unknown carbon intensity API {api!r}: use 'carbon-aware-sdk' or 'uk-carbon-intensity'")
     else:
         return StaticIntensity(static_g_per_kwh)
-    return CachedIntensity(source, cache_s, fallback_g_per_kwh=static_g_per_kwh)
+    return CachedForecast(source, cache_s, fallback_g_per_kwh=static_g_per_kwh)
