@@ -184,14 +184,16 @@ class Client:
 
     def _publish_one(self, index: int, envelope: Envelope, producer: Any, batch: Any, run: _Publication) -> None:
         job_id, claim = _new_job_id(), None
+        release_by = self.deferral_of(envelope)
         if envelope.idempotency_key is not None:
             claim = self._claim(index, envelope, batch, run)
             if claim is None:
                 return
             job_id = claim.job_id
+            if release_by is not None and envelope.run_by is not None:  # the key names the job until it has run
+                claim = replace(claim, extra_ttl_s=max(0, int(envelope.run_by - time.time())))
         run.unflushed.append((index, job_id, claim))
         envelope = envelope.model_copy(update={"job_id": job_id})
-        release_by = self.deferral_of(envelope)
         if release_by is None:
             send_job(self.app, envelope, self.settings.broker_url, producer)
         else:

@@ -77,6 +77,7 @@ class Claim:
     redis_key: str
     fingerprint: str
     value: str  # what the key held (or, for MINE, was set to) when claimed
+    extra_ttl_s: int = 0  # a deferred job: kept this much longer than the result TTL (until its run_by)
 
 
 class IdempotencyStore:
@@ -110,7 +111,11 @@ class IdempotencyStore:
         """Make each key name its job, now that the broker holds it (only this caller's own claims)."""
         with self._redis.pipeline(transaction=False) as pipe:
             for claim in claims:
-                self._confirm(keys=[claim.redis_key], args=[claim.value, claim.fingerprint, self._ttl_s], client=pipe)
+                self._confirm(
+                    keys=[claim.redis_key],
+                    args=[claim.value, claim.fingerprint, self._ttl_s + claim.extra_ttl_s],
+                    client=pipe,
+                )
             pipe.execute()
 
     def release(self, claims: list[Claim]) -> None:

@@ -1,8 +1,8 @@
 """Reading job files: one JSON object a line, either the payload itself or an envelope.
 
 An envelope line has a top-level "job" object and may add the delivery terms "idempotency_key",
-"priority" and "deadline_s" (checked by `DeliveryTerms`). Blank lines and lines starting with "#"
-are skipped.
+"priority", "deadline_s", "run_by" and "carbon_aware" (checked by `DeliveryTerms`). Blank lines and
+lines starting with "#" are skipped.
 """
 
 from __future__ import annotations
@@ -49,4 +49,12 @@ def _spec(text: str, job_type: JobType) -> JobSpec:
     if not isinstance(data.get("job"), dict):
         return JobSpec(job_type, data)
     terms = DeliveryTerms.parse({name: value for name, value in data.items() if name != "job"})
-    return JobSpec(job_type, data["job"], terms.idempotency_key, terms.priority, terms.deadline_s)
+    return JobSpec(
+        job_type,
+        data["job"],
+        terms.idempotency_key,
+        terms.priority,
+        terms.deadline_s,
+        terms.run_by,
+        terms.carbon_aware,
+    )

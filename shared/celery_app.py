@@ -100,6 +100,15 @@ def send_job(app: Celery, envelope: Envelope, broker_url: str, producer: Any = N
     )
 
 
+def worker_statuses(app: Celery, timeout_s: float = 2.0) -> dict[str, dict[str, Any]]:
+    """node name → that worker's `greenq_status` reply (workers/control.py), for every worker that answers."""
+    replies = app.control.broadcast("greenq_status", reply=True, timeout=timeout_s) or []
+    merged: dict[str, dict[str, Any]] = {}
+    for reply in replies:
+        merged.update(reply)
+    return dict(sorted(merged.items()))
+
+
 def register_task(app: Celery, **options: Any) -> Callable[[Callable[..., Any]], Task]:
     """`@app.task(**options)` with a type: Celery ships none, and strict mypy refuses an untyped decorator."""
     decorator: Callable[[Callable[..., Any]], Task] = app.task(**options)

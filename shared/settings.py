@@ -35,6 +35,7 @@ class ChaosSettings(BaseModel):
     batch_delay_s: float = Field(default=0.0, ge=0, le=600)  # added to every batch's compute time
     log_computations: bool = False  # push "<job id> <pid>" to greenq:chaos:computations per computation
     device_fault_file: Path | None = None  # while this file exists, every batch raises a CUDA error
+    release_delay_s: float = Field(default=0.0, ge=0, le=600)  # the scheduler waits this between claim and publish
 
     @property
     def enabled(self) -> bool:
@@ -44,6 +45,7 @@ class ChaosSettings(BaseModel):
             or self.oom_above_batch_size
             or self.batch_delay_s
             or self.device_fault_file
+            or self.release_delay_s
         )
 
 

@@ -180,3 +180,14 @@ def test_withdrawn_jobs_are_never_released(deferral: Stack) -> None:
     assert store.withdraw(drop) and not store.withdraw(drop)
     make_scheduler(s, TableForecast(now, [50], fail=True), 600).tick(now)
     assert queued_ids(s) == [keep]
+
+
+def test_an_idempotency_key_names_a_deferred_job_until_it_has_run(deferral: Stack) -> None:
+    from producers.client import JobSpec
+
+    s = deferral
+    spec = JobSpec("description", DESCRIPTION, idempotency_key="rewrite-42", run_by=2 * 86400)
+    first = s.client.submit_many([spec])
+    assert s.client.submit_many([spec]) == first and len(DeferredStore(s.redis).release_deadlines()) == 1
+    ttl_s = max(int(s.redis.ttl(key)) for key in s.redis.keys("greenq:idem:*"))
+    assert ttl_s > 2 * 86400 + s.settings.result_ttl_s - 60

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,7 +13,8 @@ from pydantic import ValidationError
 from producers.client import Client, JobSpec
 from producers.gateway.schemas import BatchItem, SubmitRequest
 from producers.jsonl import read_lines
-from shared.delivery import DeliveryTerms
+from shared import job_types
+from shared.delivery import RUN_BY_PROBLEM, DeliveryTerms
 from shared.errors import InvalidJob
 from shared.settings import Settings
 
@@ -24,6 +26,12 @@ BAD_TERMS: list[tuple[dict[str, Any], str, str]] = [
     ({"deadline_s": 8 * 86400}, "deadline_s", "must be a positive number of seconds, at most 604800 (7 days)"),
     ({"idempotency_key": ""}, "idempotency_key", "must be a string of 1 to 200 characters"),
     ({"idempotency_key": "k" * 201}, "idempotency_key", "must be a string of 1 to 200 characters"),
+    ({"run_by": 0}, "run_by", RUN_BY_PROBLEM),
+    ({"run_by": 8 * 86400}, "run_by", RUN_BY_PROBLEM),
+    ({"run_by": "tomorrow"}, "run_by", RUN_BY_PROBLEM),
+    ({"run_by": "2026-12-01T06:00:00"}, "run_by", RUN_BY_PROBLEM),  # no zone
+    ({"run_by": True}, "run_by", RUN_BY_PROBLEM),
+    ({"carbon_aware": "maybe"}, "carbon_aware", "must be true or false"),
 ]
 
 
@@ -62,3 +70,42 @@ def test_good_terms_reach_the_envelope(client: Client) -> None:
     assert client.prepare(JobSpec("strategy", {"period": "p", "metrics": {}})).priority == 2  # the type's default
     (line,) = read_lines([json.dumps({"job": REPLY, "priority": 9, "deadline_s": 30})], "reply")
     assert line.spec is not None and (line.spec.priority, line.spec.deadline_s) == (9, 30.0)
+
+
+def test_run_by_defers_the_carbon_aware_types_only(client: Client) -> None:
+    description = job_types.get("description").samples[0]
+    deferred = client.prepare(JobSpec("description", dict(description), run_by=3600))
+    assert deferred.carbon_aware and deferred.run_by == pytest.approx(deferred.submitted_at + 3600)
+    objective_s = client.settings.latency_objective_s["description"]
+    assert client.deferral_of(deferred) == pytest.approx(deferred.run_by - objective_s)
+    reply = client.prepare(JobSpec("reply", REPLY, run_by=3600))
+    assert not reply.carbon_aware and client.deferral_of(reply) is None  # off for replies unless asked
+    asked = client.prepare(JobSpec("reply", REPLY, run_by=3600, carbon_aware=True))
+    assert asked.carbon_aware and client.deferral_of(asked) is not None
+    opted_out = client.prepare(JobSpec("description", dict(description), run_by=3600, carbon_aware=False))
+    assert client.deferral_of(opted_out) is None
+    near = client.prepare(JobSpec("description", dict(description), run_by=objective_s / 2))
+    assert client.deferral_of(near) is None  # too close to its deadline to wait: goes to its queue now
+    at = datetime.now(UTC) + timedelta(hours=2)
+    assert client.prepare(JobSpec("description", dict(description), run_by=at)).run_by == pytest.approx(at.timestamp())
+
+
+@pytest.mark.parametrize(
+    ("terms", "field", "problem"),
+    [
+        ({"carbon_aware": True}, "carbon_aware", "needs a run_by: the time by which the job must have run"),
+        ({"run_by": "2020-01-01T00:00:00Z"}, "run_by", "is in the past; give a later time, or seconds from now"),
+        ({"run_by": "2099-01-01T00:00:00Z"}, "run_by", "is more than 604800 s (7 days) away"),
+        (
+            {"run_by": 7200, "deadline_s": 3600},
+            "run_by",
+            "is after the job's deadline (deadline_s); the job would expire before it ran",
+        ),
+    ],
+)
+def test_deferral_terms_that_cannot_hold_are_refused(
+    client: Client, terms: dict[str, Any], field: str, problem: str
+) -> None:
+    with pytest.raises(InvalidJob) as raised:
+        client.prepare(JobSpec("description", dict(job_types.get("description").samples[0]), **terms))
+    assert raised.value.errors == [(field, problem)]

@@ -166,3 +166,35 @@ def test_final_records_name_the_worker_and_the_reason(
     assert result.error is not None and result.error.startswith(error)
     assert (result.worker, result.device) == ("test@host", "cpu")
     assert result.finished_at is not None
+
+
+def test_a_deferred_job_counts_its_latency_from_its_release(handler: JobHandler) -> None:
+    now = time.time()
+    deferred = body(
+        "description",
+        submitted_at=now - 3600,
+        released_at=now - 1.0,
+        run_by=now + 3600,
+        carbon_aware=True,
+        intensity_at_submission_g_per_kwh=400.0,
+    )
+    result = handler.handle("description", "job-1", deferred)
+    assert result.status is JobStatus.succeeded
+    assert result.timings.deferred_s == pytest.approx(3599, abs=1)
+    assert 0.9 < result.timings.queue_s < result.timings.end_to_end_s < 60  # from release, not submission
+    assert result.intensity_at_submission_g_per_kwh == 400.0
+
+
+def test_a_deferred_receipt_prices_the_same_energy_at_both_intensities() -> None:
+    from shared.results import JobResult
+    from workers.energy.accountant import EnergyShare
+    from workers.energy.carbon import co2e_grams
+    from workers.serving.handler import deferral_receipt
+
+    envelope = Envelope.decode(body("description", released_at=time.time(), intensity_at_submission_g_per_kwh=400.0))
+    energy = EnergyShare(36.0, co2e_grams(36.0, 100.0), "estimate", 100.0)
+    ran = JobResult(job_id="job-1", job_type="description", status=JobStatus.succeeded, co2e_g=energy.co2e_g)
+    receipt = deferral_receipt(ran, envelope, energy)
+    assert receipt.co2e_avoided_g == pytest.approx(co2e_grams(36.0, 400.0) - co2e_grams(36.0, 100.0))
+    dirtier = deferral_receipt(ran, envelope, EnergyShare(36.0, co2e_grams(36.0, 500.0), "estimate", 500.0))
+    assert dirtier.co2e_avoided_g is not None and dirtier.co2e_avoided_g < 0

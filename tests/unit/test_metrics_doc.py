@@ -13,6 +13,7 @@ from producers.gateway.metrics import GatewayMetrics
 from shared.settings import Settings
 from workers.exporter import build_registry
 from workers.metrics import GPU_GAUGES, WorkerMetrics
+from workers.scheduler.metrics import SchedulerMetrics
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -51,7 +52,8 @@ def exported_names() -> set[str]:
     gpu = {f"greenq_gpu_{key}" for key in GPU_GAUGES}
     exporter = _exposed(build_registry(_EmptyRedis(), Settings().latency_objective_s).collect())  # type: ignore[arg-type]
     gateway = _exposed(GatewayMetrics(CollectorRegistry()).registry.collect())
-    return worker | gpu | exporter | gateway
+    scheduler = _exposed(SchedulerMetrics(CollectorRegistry()).registry.collect())
+    return worker | gpu | exporter | gateway | scheduler
 
 
 def test_readme_metrics_match_the_code() -> None:
@@ -60,7 +62,8 @@ def test_readme_metrics_match_the_code() -> None:
 
 
 def test_names_carry_units_and_counters_end_in_total() -> None:
-    for family in WorkerMetrics(CollectorRegistry()).registry.collect():
+    worker = WorkerMetrics(CollectorRegistry()).registry.collect()
+    for family in [*worker, *SchedulerMetrics(CollectorRegistry()).registry.collect()]:
         if family.type == "counter":
             assert all(s.name.endswith(("_total", "_created")) for s in family.samples)
         assert "job_id" not in {label for s in family.samples for label in s.labels}

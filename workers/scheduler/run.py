@@ -11,9 +11,8 @@ from typing import Any
 from celery import Celery
 from prometheus_client import CollectorRegistry, start_http_server
 
-from producers import pool
 from shared import claims, job_types
-from shared.celery_app import make_celery, send_job
+from shared.celery_app import make_celery, send_job, worker_statuses
 from shared.deferral import DeferredStore
 from shared.envelope import Envelope
 from shared.redis_client import redis_client
@@ -59,7 +58,7 @@ def build_scheduler(settings: Settings, metrics: SchedulerMetrics | None = None)
         settings.scheduler_capacity_jobs_per_hour,
         settings.scheduler_capacity_share,
         deferrable,
-        read_statuses=lambda: pool.status(app),
+        read_statuses=lambda: worker_statuses(app),
     )
     scheduler = Scheduler(
         settings, DeferredStore(backend), source, celery_publisher(app, settings, backend), capacity, metrics

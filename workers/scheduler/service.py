@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shared import job_types
 from shared.deferral import DeferredJob, DeferredStore
@@ -26,7 +26,7 @@ from shared.settings import Settings
 from workers.energy.carbon import IntensitySource
 from workers.scheduler.capacity import Capacity
 from workers.scheduler.metrics import SchedulerMetrics
-from workers.scheduler.planner import Plan, plan, slots_from_forecast
+from workers.scheduler.planner import Plan, Slot, plan, slots_from_forecast
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,19 @@ class Release:
 class TickReport:
     now: float
     plan: Plan | None = None  # None: no forecast, or nothing waiting
+    forecast_ok: bool | None = None  # None: nothing waited, so no forecast was asked for
     released: list[Release] = field(default_factory=list)
     recovered: int = 0
+
+
+def with_capacity(slots: list[Slot], jobs_per_slot: float, slot_s: float, used_in_first: int) -> list[Slot]:
+    """Whole jobs per slot that average `jobs_per_slot` exactly (0.5 a slot: 1 every other slot, by slot number)."""
+    out = []
+    for index, slot in enumerate(slots):
+        number = round(slot.start_s / slot_s)
+        jobs = math.floor((number + 1) * jobs_per_slot) - math.floor(number * jobs_per_slot)
+        out.append(replace(slot, capacity_jobs=max(0, jobs - (used_in_first if index == 0 else 0))))
+    return out
 
 
 class Scheduler:
@@ -78,6 +89,7 @@ class Scheduler:
         reason = "planned"
         if deadlines:
             report.plan = self._plan(now, deadlines, used)
+            report.forecast_ok = report.plan is not None
             if report.plan is None:
                 reason = "no_forecast"
                 allowance = used + len(deadlines)  # deadlines hold: with no forecast, nothing waits
@@ -95,7 +107,6 @@ class Scheduler:
     def _plan(self, now: float, deadlines: list[float], used: int) -> Plan | None:
         slot_s = self._settings.scheduler_slot_s
         jobs_per_hour = self._capacity.jobs_per_hour()
-        per_slot = UNBOUNDED_JOBS_PER_SLOT if jobs_per_hour is None else max(1, int(jobs_per_hour * slot_s / 3600))
         if self._metrics is not None:
             self._metrics.capacity.set(jobs_per_hour or 0)
         forecast = getattr(self._source, "forecast", None)
@@ -106,10 +117,14 @@ class Scheduler:
         except Exception as exc:  # a failing forecast must not hold jobs: release them
             log.warning("no carbon-intensity forecast (%s): releasing every waiting job", exc)
             return None
-        slots = slots_from_forecast(points, now, slot_s, per_slot, used)
+        slots = slots_from_forecast(points, now, slot_s, UNBOUNDED_JOBS_PER_SLOT, used)
+        if jobs_per_hour is not None:
+            slots = with_capacity(slots, jobs_per_hour * slot_s / 3600, slot_s, used)
         return plan(deadlines, slots) if slots else None
 
     def _release(self, now: float, claimed: list[DeferredJob]) -> None:
+        if self._settings.chaos.release_delay_s:  # fault tests: a window to kill this scheduler mid-release
+            time.sleep(self._settings.chaos.release_delay_s)
         skipped = self._publish([job.released(now) for job in claimed])
         self._store.confirm([job.job_id for job in claimed])
         if skipped:
@@ -125,7 +140,8 @@ class Scheduler:
         if self._metrics is None:
             return
         m = self._metrics
-        m.forecast_available.set(0 if report.plan is None and report.released else 1)
+        if report.forecast_ok is not None:
+            m.forecast_available.set(1 if report.forecast_ok else 0)
         if report.plan is not None and report.plan.jobs:
             m.planned_intensity.set(report.plan.mean_g_per_kwh)
         for release in report.released:

@@ -128,7 +128,7 @@ class JobHandler:
             )
         result = self._succeeded(job_id, job_type, model, len(prompt_ids), outcome, submitted_at, received_at)
         if envelope.released_at is not None:
-            result = _deferral_receipt(result, envelope, outcome.energy)
+            result = deferral_receipt(result, envelope, outcome.energy)
         warnings = [warning for check in job_types.get(job_type).checks for warning in check(job, result.text)]
         return result.model_copy(update={"warnings": warnings}) if warnings else result
 
@@ -207,7 +207,7 @@ class JobHandler:
         )
 
 
-def _deferral_receipt(result: JobResult, envelope: Envelope, energy: EnergyShare | None) -> JobResult:
+def deferral_receipt(result: JobResult, envelope: Envelope, energy: EnergyShare | None) -> JobResult:
     """A deferred job's receipt: how long it waited, and the carbon its wait saved (or cost)."""
     deferred_s = max(0.0, (envelope.released_at or envelope.submitted_at) - envelope.submitted_at)
     update: dict[str, Any] = {"timings": result.timings.model_copy(update={"deferred_s": deferred_s})}
