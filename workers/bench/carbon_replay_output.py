@@ -100,11 +100,13 @@ def plot(result: dict[str, Any], out_dir: Path) -> None:
     values = result["trace_g_per_kwh"]
     for ax, run in zip(axes[:, 0], perfect, strict=True):
         steps = range(len(run["releases_per_step"]))
-        ax.plot([s / 12 for s in steps], values[: len(steps)], color="grey", linewidth=0.8, label="g/kWh")
+        ax.plot([s / 12 for s in steps], values[: len(steps)], color="black", linewidth=0.8, label="g/kWh")
         ax.set_ylabel("g/kWh")
         twin = ax.twinx()
         twin.bar([s / 12 for s in steps], run["releases_per_step"], width=1 / 12, color="green", alpha=0.6)
         twin.set_ylabel("released")
+        ax.set_zorder(twin.get_zorder() + 1)  # the trace over the bars
+        ax.patch.set_visible(False)
         ax.set_title(f"slack {run['slack_h']:g} h, perfect forecast: releases per slot", fontsize=9)
     axes[-1, 0].set_xlabel("hours from the first arrival")
     fig.tight_layout()
