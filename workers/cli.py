@@ -67,6 +67,10 @@ def add_commands(sub: SubParsers) -> None:
     p.add_argument(
         "--objectives", help="--load: bench p95 objectives, s (default reply=30,description=60,strategy=120)"
     )
+    p.add_argument("--carbon", action="store_true", help="replay a day of the carbon trace through the scheduler")
+    p.add_argument("--slacks-h", default="1,4,8,24", help="--carbon: run_by slacks, hours, comma-separated")
+    p.add_argument("--days", type=float, default=1.0, help="--carbon: days of arrivals (default 1)")
+    p.add_argument("--trace", type=Path, default=None, help="--carbon: CSV trace (default ../shared/data/carbon/)")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("build-model", help="build a local random-weight model (no download)")
@@ -123,6 +127,8 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from workers.bench.run import run_bench
     from workers.bench.workload import BenchConfig, quick
 
+    if args.carbon:
+        return _bench_carbon(args, settings)
     config = quick(BenchConfig()) if args.quick else BenchConfig()
     overrides = {
         "model": args.model,
@@ -176,6 +182,27 @@ def _bench_load(args: argparse.Namespace, settings: Settings, config: BenchConfi
     out = args.out or Path("out") / time.strftime("bench-load-%Y%m%d-%H%M%S")
     result = run_load(config, load, settings, out)
     for path in write_load_outputs(result, out, "greenq " + " ".join(sys.argv[1:])):
+        print(path)
+    print((out / "summary.md").read_text())
+    return 0
+
+
+def _bench_carbon(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+    from dataclasses import replace
+
+    from workers.bench.carbon_replay import ReplayConfig, check_config, parse_slacks, run_carbon
+    from workers.bench.carbon_replay_output import write_carbon_outputs
+
+    try:
+        config = ReplayConfig(days=args.days, slacks_h=parse_slacks(args.slacks_h))
+        config = check_config(config if args.trace is None else replace(config, trace=args.trace))
+    except ValueError as exc:
+        print(f"greenq bench --carbon: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    out = args.out or Path("out") / time.strftime("bench-carbon-%Y%m%d-%H%M%S")
+    result = run_carbon(config, settings)
+    for path in write_carbon_outputs(result, out, "greenq " + " ".join(sys.argv[1:])):
         print(path)
     print((out / "summary.md").read_text())
     return 0
