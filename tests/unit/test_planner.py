@@ -141,3 +141,46 @@ def test_no_slots_when_the_forecast_does_not_cover_now() -> None:
     assert slots_from_forecast(points, T0 - 1.0, 300.0, 4, 0) == []
     assert slots_from_forecast(points, T0 + HALF_HOUR_S, 300.0, 4, 0) == []
     assert slots_from_forecast([], T0, 300.0, 4, 0) == []
+
+
+def test_placing_with_expected_arrivals_is_the_offline_optimum() -> None:
+    from workers.bench.carbon_bound import optimal_assignment
+    from workers.scheduler.planner import place
+
+    rng = random.Random(11)
+    checked = 0
+    for _ in range(400):
+        n_slots = rng.randint(1, 6)
+        costs = [float(rng.randint(1, 9)) for _ in range(n_slots)]
+        capacity = [rng.randint(0, 3) for _ in range(n_slots)]
+        windows = []
+        for _ in range(rng.randint(1, 6)):
+            first = 0 if rng.random() < 0.5 else rng.randrange(n_slots)
+            windows.append((first, rng.randint(first, n_slots - 1)))
+        arriving: list[list[tuple[int, int, bool]]] = [[] for _ in range(n_slots)]
+        for first, last in windows:
+            arriving[first].append((last, 1, first == 0))
+        units = place(arriving, costs, capacity)
+        assert all(0 <= u <= c for u, c in zip(units, capacity, strict=True))
+        try:
+            best = optimal_assignment(windows, costs, capacity)
+        except ValueError:
+            assert sum(units) < len(windows)  # not every job fits: the placement is the largest possible
+            continue
+        assert sum(units) == len(windows)
+        assert sum(u * c for u, c in zip(units, costs, strict=True)) == sum(costs[t] for t in best)
+        checked += 1
+    assert checked > 150
+
+
+def test_planning_ahead_keeps_a_later_trough_for_the_jobs_that_will_need_it() -> None:
+    from workers.scheduler.planner import Expected, plan_ahead
+
+    slots = [Slot(0.0, 50.0, 2), Slot(300.0, 40.0, 2), Slot(600.0, 300.0, 2), Slot(900.0, 45.0, 2)]
+    waiting = [10_000.0, 10_000.0]  # may run in any slot
+    # Alone, the two waiting jobs take the cheapest slot (1). Two jobs arriving in slot 1 that must run by
+    # slot 2 need slot 1 more: the waiting ones go to slots 3 (45) and 0 (50) instead.
+    assert plan(waiting, slots).counts == (0, 2, 0, 0)
+    ahead = plan_ahead(waiting, slots, [Expected(slot=1, count=2, last_slot=2)])
+    assert ahead.counts == (0, 0, 0, 2)
+    assert plan_ahead(waiting, slots, []).counts == (0, 2, 0, 0)

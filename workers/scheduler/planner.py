@@ -13,10 +13,12 @@ go to slot 0 (released at once): deadlines hold even over capacity.
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,82 @@ def plan(release_by_s: Sequence[float], slots: Sequence[Slot]) -> Plan:
                 taken_from[s] += k
     taken[0] += len(release_by_s) - sum(taken)  # what fits nowhere runs now: deadlines hold over capacity
     return Plan(tuple(slots), tuple(taken))
+
+
+@dataclass(frozen=True)
+class Expected:
+    """Jobs not deferred yet but expected: `count` arriving in slot `slot` (>= 1), each releasable up to `last_slot`."""
+
+    slot: int
+    count: int
+    last_slot: int
+
+
+def plan_ahead(release_by_s: Sequence[float], slots: Sequence[Slot], expected: Sequence[Expected]) -> Plan:
+    """`plan`, keeping room for the jobs expected to arrive later (`Plan` counts the waiting jobs only).
+
+    Planning only the jobs waiting now fills the cleanest slots with them, and a trough the next arrivals
+    could only have used is gone by the time they come: under binding capacity, at short slack, that is
+    most of the gap to the offline optimum. Here the expected arrivals take part in the placement with their
+    own windows ([arrival slot, last slot]); only the waiting jobs' places are kept. Windows are intervals,
+    not prefixes, so the rank of a set of slot-units is a maximum matching, which the earliest-deadline sweep
+    finds exactly (points matched to intervals); the matroid greedy adds at each slot, cheapest first, as many
+    units as raise that rank. O(S * (S + G log G)) for S slots and G distinct windows, stopping once every job
+    is placed.
+    """
+    if not expected:
+        return plan(release_by_s, slots)
+    if not slots:
+        raise ValueError("plan needs at least one slot: the forecast does not cover now")
+    n_slots = len(slots)
+    starts = [s.start_s for s in slots]
+    arriving: list[list[tuple[int, int, bool]]] = [[] for _ in range(n_slots)]  # slot → (last slot, count, waiting)
+    for last, count in Counter(_last_allowed_slot(starts, r) for r in release_by_s).items():
+        arriving[0].append((last, count, True))
+    for e in expected:
+        if 1 <= e.slot < n_slots and e.count > 0:
+            arriving[e.slot].append((max(e.slot, min(e.last_slot, n_slots - 1)), e.count, False))
+    units = place(arriving, [slot.g_per_kwh for slot in slots], [slot.capacity_jobs for slot in slots])
+    waiting = _match(units, arriving, waiting_only=True)
+    waiting[0] += len(release_by_s) - sum(waiting)  # what fits nowhere runs now: deadlines hold over capacity
+    return Plan(tuple(slots), tuple(waiting))
+
+
+def place(arriving: list[list[tuple[int, int, bool]]], costs: Sequence[float], capacity: Sequence[int]) -> list[int]:
+    """Units per slot of a least-cost largest placement of the jobs (per arrival slot: last slot, count, waiting)."""
+    total = sum(count for group in arriving for _, count, _ in group)
+    units = [0] * len(costs)
+    placed = 0
+    for t in sorted(range(len(costs)), key=lambda i: (costs[i], i)):
+        if placed == total:
+            break
+        units[t] = capacity[t]
+        matched = sum(_match(units, arriving))
+        units[t] = matched - placed
+        placed = matched
+    return units
+
+
+def _match(units: list[int], arriving: list[list[tuple[int, int, bool]]], waiting_only: bool = False) -> list[int]:
+    """Jobs matched per slot by the earliest-deadline sweep (a maximum matching); all jobs, or the waiting ones."""
+    heap: list[list[Any]] = []  # [last slot, waiting first (False sorts first, so negate), count]
+    matched = [0] * len(units)
+    for t, free in enumerate(units):
+        for last, count, is_waiting in arriving[t]:
+            heapq.heappush(heap, [last, not is_waiting, count])
+        while free and heap:
+            top = heap[0]
+            if top[0] < t:
+                heapq.heappop(heap)
+                continue
+            take = min(free, top[2])
+            top[2] -= take
+            free -= take
+            if not waiting_only or not top[1]:
+                matched[t] += take
+            if top[2] == 0:
+                heapq.heappop(heap)
+    return matched
 
 
 class ForecastPoint(Protocol):
