@@ -146,7 +146,9 @@ class Client:
 
     def deferral_of(self, envelope: Envelope, now: float | None = None) -> float | None:
         """The latest release time if this envelope waits for the scheduler; None if it goes to its queue now."""
-        release_by = release_by_s(envelope, self.settings.latency_objective_s[envelope.job_type])
+        # Released jobs are due within their objective, and a release can come up to a tick late.
+        kept_s = self.settings.latency_objective_s[envelope.job_type] + self.settings.scheduler_tick_s
+        release_by = release_by_s(envelope, kept_s)
         return release_by if release_by is not None and release_by > (time.time() if now is None else now) else None
 
     def publish(self, envelopes: list[Envelope], progress: bool = False, pipelined: bool = True) -> list[str]:
@@ -224,7 +226,8 @@ class Client:
         if run.deferred:
             store = DeferredStore(self._backend_redis())
             now_g_per_kwh = store.carbon_now()
-            store.defer([replace(job, submitted_g_per_kwh=now_g_per_kwh) for job in run.deferred])
+            jobs = [replace(job, submitted_g_per_kwh=now_g_per_kwh) for job in run.deferred]
+            store.defer(jobs, self.settings.scheduler_slot_s)
             run.deferred.clear()
         if batch is not None:
             batch.flush()

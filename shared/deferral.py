@@ -12,7 +12,7 @@ schedulers, the gateway and producers can act on the same job at once:
 * `withdraw` takes a job out before release (a cancel).
 
 >>> store = DeferredStore(redis_client)
->>> store.defer([DeferredJob(envelope, release_by=..., submitted_g_per_kwh=212.0)])
+>>> store.defer([DeferredJob(envelope, release_by=..., submitted_g_per_kwh=212.0)], slot_s=300)
 >>> store.status(job_id).planned_start_s
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 from shared.envelope import Envelope
 from shared.keys import (
     CARBON_NOW_KEY,
+    DEFERRED_ARRIVALS_KEY_PREFIX,
     DEFERRED_COUNT_KEY,
     DEFERRED_DUE_KEY,
     DEFERRED_JOB_KEY,
@@ -37,12 +39,16 @@ from shared.keys import (
 
 CARBON_NOW_TTL_S = 900  # a reading older than this is not put on receipts
 SLOT_COUNTER_TTL_S = 7200
+ARRIVALS_TTL_S = 3 * 86_400  # the scheduler reads a day of demand, and the same time the day before
 
-# KEYS: job, due, count. ARGV: job id, record JSON, release_by, job type. Returns 1 if stored.
+# KEYS: job, due, count, arrivals of its slot. ARGV: job id, record JSON, release_by, job type, window, TTL.
+# Returns 1 if stored.
 _DEFER = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
+redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
+redis.call('EXPIRE', KEYS[4], ARGV[6])
 return 1
 """
 
@@ -165,14 +171,16 @@ class DeferredStore:
 
     # -- producers ----------------------------------------------------------------------
 
-    def defer(self, jobs: Sequence[DeferredJob], pipe: Any = None) -> None:
-        """Store jobs for later release; a job already stored stays as it was. Pass `pipe` to batch."""
-        target = pipe if pipe is not None else self._redis.pipeline(transaction=False)
-        keys = (DEFERRED_JOB_KEY, DEFERRED_DUE_KEY, DEFERRED_COUNT_KEY)
+    def defer(self, jobs: Sequence[DeferredJob], slot_s: float) -> None:
+        """Store jobs for later release (a job already stored stays as it was), and count them as demand."""
+        pipe = self._redis.pipeline(transaction=False)
         for job in jobs:
-            target.eval(_DEFER, len(keys), *keys, job.job_id, job.encode(), job.release_by, job.envelope.job_type)
-        if pipe is None:
-            target.execute()
+            slot_start_s = math.floor(job.envelope.submitted_at / slot_s) * slot_s
+            window = max(0, math.floor((job.release_by - slot_start_s) / slot_s))
+            keys = (DEFERRED_JOB_KEY, DEFERRED_DUE_KEY, DEFERRED_COUNT_KEY, arrivals_key(slot_start_s))
+            args = (job.job_id, job.encode(), job.release_by, job.envelope.job_type, window, ARRIVALS_TTL_S)
+            pipe.eval(_DEFER, len(keys), *keys, *args)
+        pipe.execute()
 
     def carbon_now(self) -> float | None:
         """The grid intensity the scheduler last read (g/kWh), if it is recent."""
@@ -209,6 +217,19 @@ class DeferredStore:
     def waiting_by_type(self) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self._redis.hgetall(DEFERRED_COUNT_KEY).items()}
 
+    def arrivals(self, until_s: float, span_s: float, slot_s: float) -> dict[float, dict[int, int]]:
+        """Jobs deferred per slot in [until_s - span_s, until_s): slot start → {window in slots: jobs}."""
+        first = math.floor((until_s - span_s) / slot_s)
+        starts = [n * slot_s for n in range(first, math.floor(until_s / slot_s))]
+        pipe = self._redis.pipeline(transaction=False)
+        for start_s in starts:
+            pipe.hgetall(arrivals_key(start_s))
+        return {
+            start_s: {int(w): int(n) for w, n in counts.items()}
+            for start_s, counts in zip(starts, pipe.execute(), strict=True)
+            if counts
+        }
+
     def released_in_slot(self, slot_start_s: float) -> int:
         return int(self._redis.get(slot_key(slot_start_s)) or 0)
 
@@ -244,6 +265,10 @@ class DeferredStore:
     def publish_carbon_now(self, g_per_kwh: float, at: float, source: str) -> None:
         value = json.dumps({"g_per_kwh": g_per_kwh, "at": at, "source": source})
         self._redis.set(CARBON_NOW_KEY, value, ex=CARBON_NOW_TTL_S)
+
+
+def arrivals_key(slot_start_s: float) -> str:
+    return f"{DEFERRED_ARRIVALS_KEY_PREFIX}{int(slot_start_s)}"
 
 
 def slot_key(slot_start_s: float) -> str:

@@ -21,6 +21,7 @@ DEFERRED_RELEASING_KEY = "greenq:deferred:releasing"  # sorted set: job id score
 DEFERRED_COUNT_KEY = "greenq:deferred:count"  # hash: job type → jobs deferred and not yet released
 DEFERRED_SLOT_KEY_PREFIX = "greenq:deferred:slot:"  # + slot start (Unix s) → jobs released in that slot
 DEFERRED_PLAN_KEY = "greenq:deferred:plan"  # JSON: the latest plan (jobs per slot, in deadline order)
+DEFERRED_ARRIVALS_KEY_PREFIX = "greenq:deferred:arrivals:"  # + slot start → hash: window (slots) → jobs deferred
 CARBON_NOW_KEY = "greenq:carbon:now"  # JSON: the grid intensity the scheduler last read, for receipts
 
 # The reliable fetch, on the broker (shared/redis_transport.py).

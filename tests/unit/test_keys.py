@@ -53,6 +53,7 @@ def test_key_strings_are_the_deployed_ones() -> None:
         "DEFERRED_COUNT_KEY": "greenq:deferred:count",
         "DEFERRED_SLOT_KEY_PREFIX": "greenq:deferred:slot:",
         "DEFERRED_PLAN_KEY": "greenq:deferred:plan",
+        "DEFERRED_ARRIVALS_KEY_PREFIX": "greenq:deferred:arrivals:",
         "CARBON_NOW_KEY": "greenq:carbon:now",
         "UNACKED_KEY": "unacked",
         "UNACKED_OWNER_KEY": "greenq:unacked:owner",

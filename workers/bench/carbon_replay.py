@@ -253,7 +253,7 @@ def replay(
     began = time.perf_counter()
     try:
         for step in range(total_steps):
-            store.defer(by_step.get(step, []))
+            store.defer(by_step.get(step, []), SLOT_S)
             turn = (0, 1) if step % 2 == 0 else (1, 0)  # both tick every step, taking turns to go first
             for index, offset_s in zip(turn, TICK_OFFSETS_S, strict=True):
                 report = schedulers[index].tick(start_s + step * SLOT_S + offset_s)

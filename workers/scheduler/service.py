@@ -25,8 +25,9 @@ from shared.envelope import Envelope
 from shared.settings import Settings
 from workers.energy.carbon import IntensitySource
 from workers.scheduler.capacity import Capacity
+from workers.scheduler.demand import AROUND_S, DAY_S, expected_arrivals, median_window
 from workers.scheduler.metrics import SchedulerMetrics
-from workers.scheduler.planner import Plan, Slot, plan, slots_from_forecast
+from workers.scheduler.planner import Plan, Slot, plan, plan_ahead, slots_from_forecast
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ class Scheduler:
         self._capacity = capacity
         self._metrics = metrics
         self._clock = clock
+        self._demand_cache: dict[float, dict[int, int]] = {}
+        self._demand_read = -1.0
 
     def tick(self, now: float | None = None) -> TickReport:
         now = self._clock() if now is None else now
@@ -112,15 +115,31 @@ class Scheduler:
         forecast = getattr(self._source, "forecast", None)
         if forecast is None:
             return None
+        demand = self._demand(now) if jobs_per_hour is not None else {}
+        window = median_window(demand) or 0  # the plan reaches that far past the last deadline, for later arrivals
+        last_deadline = max(deadlines[-1], now)
         try:
-            points = forecast(now, max(deadlines[-1], now) + slot_s)
+            points = forecast(now, last_deadline + (window + 1) * slot_s)
         except Exception as exc:  # a failing forecast must not hold jobs: release them
             log.warning("no carbon-intensity forecast (%s): releasing every waiting job", exc)
             return None
         slots = slots_from_forecast(points, now, slot_s, UNBOUNDED_JOBS_PER_SLOT, used)
-        if jobs_per_hour is not None:
-            slots = with_capacity(slots, jobs_per_hour * slot_s / 3600, slot_s, used)
-        return plan(deadlines, slots) if slots else None
+        if not slots:
+            return None
+        if jobs_per_hour is None:  # no capacity to keep for later arrivals
+            return plan(deadlines, slots)
+        slots = with_capacity(slots, jobs_per_hour * slot_s / 3600, slot_s, used)
+        competing_slots = min(len(slots), math.floor((last_deadline - slots[0].start_s) / slot_s) + 1)
+        return plan_ahead(deadlines, slots, expected_arrivals(demand, now, slot_s, competing_slots))
+
+    def _demand(self, now: float) -> dict[float, dict[int, int]]:
+        """Jobs deferred per slot over the last day and the hour before it; read again once per slot."""
+        slot_s = self._settings.scheduler_slot_s
+        current_s = math.floor(now / slot_s) * slot_s
+        if self._demand_read != current_s:
+            self._demand_cache = self._store.arrivals(current_s, DAY_S + 2 * AROUND_S, slot_s)
+            self._demand_read = current_s
+        return self._demand_cache
 
     def _release(self, now: float, claimed: list[DeferredJob]) -> None:
         if self._settings.chaos.release_delay_s:  # fault tests: a window to kill this scheduler mid-release
