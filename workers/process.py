@@ -35,7 +35,7 @@ from workers.chaos import ChaosRuntime
 from workers.consumer import DeadLetteringConsumer
 from workers.control import WorkerContext
 from workers.energy.accountant import EnergyAccountant
-from workers.energy.carbon import intensity_source
+from workers.energy.carbon import configured_intensity
 from workers.energy.meters.detect import detect_meter
 from workers.energy.meters.nvml import NvmlMeter
 from workers.leases import JobLeases
@@ -74,14 +74,7 @@ def load_runtimes(
 
 def energy_accountant(settings: Settings, on_gpu: bool, metrics: WorkerMetrics) -> EnergyAccountant:
     meter = detect_meter(settings.energy_meter, on_gpu, settings.rapl_root, settings.cpu_watts_per_core)
-    intensity = intensity_source(
-        settings.carbon_intensity_g_per_kwh,
-        settings.carbon_intensity_file,
-        settings.carbon_intensity_url,
-        settings.carbon_location,
-        settings.carbon_cache_s,
-        settings.carbon_intensity_api,
-    )
+    intensity = configured_intensity(settings)
     log.info("energy source: %s; carbon intensity: %s", meter.source, intensity.name)
     if isinstance(meter, NvmlMeter):
         metrics.watch_gpu(meter.gauges)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Protocol
 
+from shared.settings import Settings
 from workers.energy.forecasts import (
     CarbonAwareSdk,
     CsvTrace,
@@ -143,3 +144,15 @@ def intensity_source(
     else:
         return StaticIntensity(static_g_per_kwh)
     return CachedForecast(source, cache_s, fallback_g_per_kwh=static_g_per_kwh)
+
+
+def configured_intensity(settings: Settings) -> ForecastSource:
+    """`intensity_source` as GREENQ_CARBON_* configure it (workers and the scheduler read the same grid)."""
+    return intensity_source(
+        settings.carbon_intensity_g_per_kwh,
+        settings.carbon_intensity_file,
+        settings.carbon_intensity_url,
+        settings.carbon_location,
+        settings.carbon_cache_s,
+        settings.carbon_intensity_api,
+    )

@@ -17,7 +17,7 @@ from shared.deferral import DeferredStore
 from shared.envelope import Envelope
 from shared.redis_client import redis_client
 from shared.settings import Settings
-from workers.energy.carbon import intensity_source
+from workers.energy.carbon import configured_intensity
 from workers.scheduler.capacity import Capacity
 from workers.scheduler.metrics import SchedulerMetrics
 from workers.scheduler.service import Scheduler
@@ -45,14 +45,7 @@ def celery_publisher(app: Celery, settings: Settings, backend: Any) -> Callable[
 def build_scheduler(settings: Settings, metrics: SchedulerMetrics | None = None) -> tuple[Scheduler, Celery]:
     app = make_celery(settings, name="greenq-scheduler", producer=True)
     backend = redis_client(settings.backend_url, settings.tls_ca_file, sentinel_master=settings.sentinel_master)
-    source = intensity_source(
-        settings.carbon_intensity_g_per_kwh,
-        settings.carbon_intensity_file,
-        settings.carbon_intensity_url,
-        settings.carbon_location,
-        settings.carbon_cache_s,
-        settings.carbon_intensity_api,
-    )
+    source = configured_intensity(settings)
     deferrable = {spec.name for spec in job_types.specs() if spec.carbon_aware}
     capacity = Capacity(
         settings.scheduler_capacity_jobs_per_hour,
