@@ -10,8 +10,10 @@ import redis
 
 from producers.client import Client
 from producers.pool import status, status_table
+from shared.deferral import DeferredStore
 from shared.queue_stats import read_queue_stats
 from shared.redis_client import redis_client
+from shared.settings import Settings
 
 CLEAR = "\x1b[H\x1b[2J"
 
@@ -28,7 +30,19 @@ def queue_table(client: Client) -> str:
     for queue in sorted(stats.queues, key=lambda q: q.queue):
         lines.append(f"{queue.queue:<22} {queue.depth:>8} {queue.oldest_age_s:>10.1f}s")
     lines.append(f"reserved by workers, unacknowledged: {stats.unacked}")
+    lines.append(deferred_line(settings))
     return "\n".join(lines)
+
+
+def deferred_line(settings: Settings) -> str:
+    """Jobs waiting for the carbon-aware scheduler, by type (on the result backend)."""
+    try:
+        backend = redis_client(settings.backend_url, settings.tls_ca_file, sentinel_master=settings.sentinel_master)
+        waiting = DeferredStore(backend).waiting_by_type()
+    except redis.RedisError as exc:
+        return f"deferred: result backend unreachable ({exc})"
+    counts = ", ".join(f"{job_type} {n}" for job_type, n in sorted(waiting.items()) if n) or "none"
+    return f"deferred, waiting for the scheduler: {counts}"
 
 
 def run_top(client: Client, interval_s: float = 2.0, iterations: int | None = None, out: TextIO = sys.stdout) -> None:

@@ -184,10 +184,12 @@ def test_withdrawn_jobs_are_never_released(deferral: Stack) -> None:
 
 def test_an_idempotency_key_names_a_deferred_job_until_it_has_run(deferral: Stack) -> None:
     from producers.client import JobSpec
+    from producers.top import deferred_line
 
     s = deferral
     spec = JobSpec("description", DESCRIPTION, idempotency_key="rewrite-42", run_by=2 * 86400)
     first = s.client.submit_many([spec])
     assert s.client.submit_many([spec]) == first and len(DeferredStore(s.redis).release_deadlines()) == 1
+    assert deferred_line(s.settings) == "deferred, waiting for the scheduler: description 1"  # greenq top
     ttl_s = max(int(s.redis.ttl(key)) for key in s.redis.keys("greenq:idem:*"))
     assert ttl_s > 2 * 86400 + s.settings.result_ttl_s - 60
