@@ -145,9 +145,11 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
                 for field, problem in exc.errors:
                     print(f"line {line.number}: {field}: {problem}", file=sys.stderr)
                 _write(out, {"line": line.number, "status": JobStatus.rejected.value, "error": str(exc)})
+        deferred = sum(client.deferral_of(envelope) is not None for _, envelope in prepared)
         job_ids = client.publish([envelope for _, envelope in prepared], progress=progress)
         line_of = {job_id: number for job_id, (number, _) in zip(job_ids, prepared, strict=True)}
-        print(f"submitted {len(job_ids)} {job_type} jobs, rejected {rejected}", file=sys.stderr)
+        waiting = f" ({deferred} deferred to the cleanest grid hours before their run_by)" if deferred else ""
+        print(f"submitted {len(job_ids)} {job_type} jobs{waiting}, rejected {rejected}", file=sys.stderr)
         if args.no_wait:
             for job_id in job_ids:
                 _write(out, {"line": line_of[job_id], "job_id": job_id})
