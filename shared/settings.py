@@ -119,6 +119,7 @@ class Settings(BaseSettings):
     # Deferred jobs the fleet may start per hour; 0: measured from the workers' learned batch costs.
     scheduler_capacity_jobs_per_hour: float = Field(default=0.0, ge=0)
     scheduler_capacity_share: float = Field(default=0.5, gt=0, le=1)  # of the measured throughput
+    scheduler_plan_ahead: bool = True  # keep room in troughs for the jobs expected to be deferred later
     scheduler_release_lease_s: float = Field(default=60.0, ge=1, le=3600)  # a release not confirmed by then is redone
     scheduler_port: int = Field(default=9298, ge=0, le=65535)
     pue: float = Field(default=1.0, ge=1.0, le=3.0)

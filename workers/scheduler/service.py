@@ -115,7 +115,8 @@ class Scheduler:
         forecast = getattr(self._source, "forecast", None)
         if forecast is None:
             return None
-        demand = self._demand(now) if jobs_per_hour is not None else {}
+        ahead = jobs_per_hour is not None and self._settings.scheduler_plan_ahead  # room for later arrivals
+        demand = self._demand(now) if ahead else {}
         window = median_window(demand) or 0  # the plan reaches that far past the last deadline, for later arrivals
         last_deadline = max(deadlines[-1], now)
         try:
@@ -129,6 +130,8 @@ class Scheduler:
         if jobs_per_hour is None:  # no capacity to keep for later arrivals
             return plan(deadlines, slots)
         slots = with_capacity(slots, jobs_per_hour * slot_s / 3600, slot_s, used)
+        if not ahead:
+            return plan(deadlines, slots)
         competing_slots = min(len(slots), math.floor((last_deadline - slots[0].start_s) / slot_s) + 1)
         return plan_ahead(deadlines, slots, expected_arrivals(demand, now, slot_s, competing_slots))
 
