@@ -406,6 +406,7 @@ def run_carbon(config: ReplayConfig, settings: Settings) -> dict[str, Any]:
     arrivals = Counter(j.step for j in jobs)
     return {
         "mode": "carbon",
+        "plan_ahead": settings.scheduler_plan_ahead,
         "config": {**asdict(config), "trace": str(config.trace), "slot_s": SLOT_S, "forecasts": list(FORECASTS)},
         "arrivals": {
             "jobs": len(jobs),

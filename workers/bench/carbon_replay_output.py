@@ -71,7 +71,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"otherwise: mean {a['mean_per_step']:.2f}/step, peak {a['peak_per_step']}.",
         f"Scheduler: the real `Scheduler` ×2 (ticking in turn, 1 s and 2 s into each step), real Redis and Celery "
         f"publisher; slot {c['slot_s']:g} s, release guard (latency objective) {c['objective_s']:g} s, "
-        f"capacity K = {c['capacity_per_slot']} jobs per slot. Noisy forecast: trace × (1 + e), e uniform in "
+        f"capacity K = {c['capacity_per_slot']} jobs per slot, planning ahead for later arrivals "
+        f"{'on' if result.get('plan_ahead', True) else 'off'}. Noisy forecast: trace × (1 + e), e uniform in "
         f"±{100 * c['noise_fraction']:.0f} % (seed {c['seed']}).",
         f"Fleet: {result['fleet_model']}.",
         "",
