@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -122,6 +123,9 @@ def test_capacity_spreads_jobs_over_the_cleanest_slots_and_deadlines_hold(deferr
     origin = now - now % SLOT_S
     source = TableForecast(origin, [400, 100, 50, 300, 300, 300])
     submit_deferred(s, 10, run_by_s=5 * SLOT_S)  # release by: 4 slots from now, less the 60-s objective
+    # Recorded as demand, with its window in slots (what the scheduler's forecast of later arrivals reads).
+    window = math.floor((now + 5 * SLOT_S - 60 - s.settings.scheduler_tick_s - origin) / SLOT_S)
+    assert DeferredStore(s.redis).arrivals(origin + SLOT_S, SLOT_S, SLOT_S) == {origin: {window: 10}}
     scheduler = make_scheduler(s, source, jobs_per_hour=4 * 3600 / SLOT_S)  # 4 jobs per slot
     released_per_slot = []
     for slot in range(6):
@@ -136,13 +140,13 @@ def test_two_schedulers_never_release_a_job_twice(deferral: Stack) -> None:
     s = deferral
     now = time.time()
     origin = now - now % SLOT_S
-    source = TableForecast(origin, [50, 400, 400])
-    ids = submit_deferred(s, 60, run_by_s=3 * SLOT_S)
+    source = TableForecast(origin, [50, 400, 400, 400])
+    ids = submit_deferred(s, 60, run_by_s=4 * SLOT_S)  # slots 0-2 at least: room for all 60, no overflow
     a, b = make_scheduler(s, source, 20 * 3600 / SLOT_S), make_scheduler(s, source, 20 * 3600 / SLOT_S)
     # Both plan the same 20 jobs for the current slot; together they release 20, not 40.
     released = a.tick(now).released + b.tick(now).released
     assert len(released) == 20 and len(set(queued_ids(s))) == 20 == len(queued_ids(s))
-    for t in (origin + SLOT_S + 1, origin + 2 * SLOT_S + 1, origin + 3 * SLOT_S + 1):
+    for t in (origin + k * SLOT_S + 1 for k in range(1, 5)):
         a.tick(t)
         b.tick(t)
     assert sorted(queued_ids(s)) == sorted(ids)
