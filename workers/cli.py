@@ -71,6 +71,7 @@ def add_commands(sub: SubParsers) -> None:
     p.add_argument("--slacks-h", default="1,4,8,24", help="--carbon: run_by slacks, hours, comma-separated")
     p.add_argument("--days", type=float, default=3.0, help="--carbon: days of arrivals (default 3)")
     p.add_argument("--capacity", type=int, default=4, help="--carbon: K, jobs the fleet starts per 5-min slot")
+    p.add_argument("--seed", type=int, default=7, help="--carbon: arrivals and forecast noise")
     p.add_argument("--trace", type=Path, default=None, help="--carbon: CSV trace (default ../shared/data/carbon/)")
     p.set_defaults(func=_bench)
 
@@ -196,7 +197,9 @@ def _bench_carbon(args: argparse.Namespace, settings: Settings) -> int:
     from workers.bench.carbon_replay_output import write_carbon_outputs
 
     try:
-        config = ReplayConfig(days=args.days, slacks_h=parse_slacks(args.slacks_h), capacity_per_slot=args.capacity)
+        config = ReplayConfig(
+            days=args.days, slacks_h=parse_slacks(args.slacks_h), capacity_per_slot=args.capacity, seed=args.seed
+        )
         config = check_config(config if args.trace is None else replace(config, trace=args.trace))
     except ValueError as exc:
         print(f"greenq bench --carbon: {exc}", file=sys.stderr)
