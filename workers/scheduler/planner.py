@@ -158,14 +158,29 @@ def place(arriving: list[list[tuple[int, int, bool]]], costs: Sequence[float], c
     """Units per slot of a least-cost largest placement of the jobs (per arrival slot: last slot, count, waiting)."""
     total = sum(count for group in arriving for _, count, _ in group)
     units = [0] * len(costs)
-    placed = 0
-    for t in sorted(range(len(costs)), key=lambda i: (costs[i], i)):
-        if placed == total:
-            break
-        units[t] = capacity[t]
-        matched = sum(_match(units, arriving))
-        units[t] = matched - placed
-        placed = matched
+    order = sorted((t for t in range(len(costs)) if capacity[t] > 0), key=lambda i: (costs[i], i))
+    placed, i, step = 0, 0, 1
+    # The greedy, slot by slot in this order, but tried a run at a time: if a run's units all raise the rank
+    # (or none does), so would each of them in turn, by the matroid's exchange property. Only a run with some
+    # of each is split; so a plan takes a few dozen matchings, not one per slot.
+    while i < len(order) and placed < total:
+        run = order[i : i + step]
+        for t in run:
+            units[t] = capacity[t]
+        gained = sum(_match(units, arriving)) - placed
+        if gained == sum(capacity[t] for t in run) or gained == 0 or len(run) == 1:
+            if gained == 0:
+                for t in run:
+                    units[t] = 0
+            elif len(run) == 1:
+                units[run[0]] = gained
+            placed += gained
+            i += len(run)
+            step *= 2
+        else:
+            for t in run:
+                units[t] = 0
+            step = max(1, len(run) // 2)
     return units
 
 
