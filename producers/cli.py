@@ -192,11 +192,12 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
 def _pool(args: argparse.Namespace, settings: Settings) -> int:
     from producers import pool
     from producers.client import Client
+    from shared.celery_app import worker_statuses
 
     with Client(settings) as client:
         app = client.app
         if args.pool_command == "status":
-            statuses = pool.status(app)
+            statuses = worker_statuses(app, pool.STATUS_TIMEOUT_S)
             print(json.dumps(statuses, indent=2) if args.json else pool.status_table(statuses))
             return 0 if statuses else EXIT_UNAVAILABLE
         if args.pool_command == "add-queue":

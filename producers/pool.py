@@ -7,16 +7,10 @@ from typing import Any
 
 from celery import Celery
 
-from shared.celery_app import worker_statuses
 from shared.job_types import JobType
 from shared.queues import queue_name
 
 STATUS_TIMEOUT_S = 2.0
-
-
-def status(app: Celery, timeout_s: float = STATUS_TIMEOUT_S) -> dict[str, dict[str, Any]]:
-    """node name → that worker's greenq_status reply."""
-    return worker_statuses(app, timeout_s)
 
 
 def status_table(statuses: dict[str, dict[str, Any]]) -> str:

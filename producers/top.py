@@ -9,7 +9,8 @@ from typing import TextIO
 import redis
 
 from producers.client import Client
-from producers.pool import status, status_table
+from producers.pool import STATUS_TIMEOUT_S, status_table
+from shared.celery_app import worker_statuses
 from shared.deferral import DeferredStore
 from shared.queue_stats import read_queue_stats
 from shared.redis_client import redis_client
@@ -52,7 +53,7 @@ def run_top(client: Client, interval_s: float = 2.0, iterations: int | None = No
             [
                 time.strftime("greenq top — %H:%M:%S  (Ctrl-C to quit)"),
                 queue_table(client),
-                status_table(status(client.app)),
+                status_table(worker_statuses(client.app, STATUS_TIMEOUT_S)),
             ]
         )
         out.write((CLEAR if out.isatty() else "") + screen + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -96,6 +97,13 @@ class LocalRedis:
     def stop(self) -> None:
         self.halt()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def start_redis(port: int, databases: int = 16, persistent: bool = False, extra_args: Sequence[str] = ()) -> LocalRedis:

@@ -20,7 +20,6 @@ import base64
 import json
 import math
 import random
-import socket
 import sys
 import time
 import uuid
@@ -37,7 +36,7 @@ from shared.deferral import DeferredJob, DeferredStore, release_by_s
 from shared.envelope import Envelope
 from shared.job_types import JobType
 from shared.keys import DEFERRED_RELEASING_KEY
-from shared.local_redis import start_redis
+from shared.local_redis import free_port, start_redis
 from shared.queues import queue_name, redis_priority_lists
 from shared.redis_client import redis_client
 from shared.settings import Settings
@@ -344,12 +343,6 @@ def measure(
 # -- the bench ----------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _progress(message: str) -> None:
     print(f"[bench --carbon] {message}", file=sys.stderr, flush=True)
 
@@ -371,7 +364,7 @@ def run_carbon(config: ReplayConfig, settings: Settings) -> dict[str, Any]:
     all_values = trace_values(trace, config.start_s, horizon)
     jobs = make_jobs(config)
     _progress(f"{len(jobs)} jobs over {config.arrival_steps} steps, K = {config.capacity_per_slot} per slot")
-    server = start_redis(_free_port(), databases=1)
+    server = start_redis(free_port(), databases=1)
     runs: list[dict[str, Any]] = []
     try:
         url = f"redis://127.0.0.1:{server.port}/0"

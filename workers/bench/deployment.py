@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from typing import Any
 
 from producers.client import Client, JobSpec
 from producers.summary import percentile
-from shared.local_redis import LocalRedis, start_redis
+from shared.local_redis import LocalRedis, free_port, start_redis
 from shared.queues import BENCH_NAIVE_QUEUE
 from shared.results import JobResult, JobStatus
 from shared.settings import Settings
@@ -31,7 +30,7 @@ class Deployment:
     """
 
     def __init__(self, settings: Settings, worker_env: dict[str, str], log_dir: Path) -> None:
-        self.redis: LocalRedis = start_redis(_free_port())
+        self.redis: LocalRedis = start_redis(free_port())
         private = {"broker_url": self.redis.url, "result_backend_url": ""}  # results in the private Redis too
         self.env = {**worker_env, "GREENQ_BROKER_URL": self.redis.url, "GREENQ_RESULT_BACKEND_URL": ""}
         self.settings = settings.model_copy(update=private)
@@ -146,9 +145,3 @@ def describe(results: list[JobResult], wall_s: float, settings: Settings) -> dic
         "energy_source": ok[0].energy_source if ok else None,
         "latencies_s": e2e,
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

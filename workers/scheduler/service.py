@@ -27,7 +27,7 @@ from workers.energy.carbon import IntensitySource
 from workers.scheduler.capacity import Capacity
 from workers.scheduler.demand import AROUND_S, DAY_S, expected_arrivals, median_window
 from workers.scheduler.metrics import SchedulerMetrics
-from workers.scheduler.planner import Plan, Slot, plan, plan_ahead, slots_from_forecast
+from workers.scheduler.planner import Plan, Slot, plan_ahead, slots_from_forecast
 
 log = logging.getLogger(__name__)
 
@@ -127,13 +127,11 @@ class Scheduler:
         slots = slots_from_forecast(points, now, slot_s, UNBOUNDED_JOBS_PER_SLOT, used)
         if not slots:
             return None
-        if jobs_per_hour is None:  # no capacity to keep for later arrivals
-            return plan(deadlines, slots)
-        slots = with_capacity(slots, jobs_per_hour * slot_s / 3600, slot_s, used)
-        if not ahead:
-            return plan(deadlines, slots)
+        if jobs_per_hour is not None:
+            slots = with_capacity(slots, jobs_per_hour * slot_s / 3600, slot_s, used)
         competing_slots = min(len(slots), math.floor((last_deadline - slots[0].start_s) / slot_s) + 1)
-        return plan_ahead(deadlines, slots, expected_arrivals(demand, now, slot_s, competing_slots))
+        expected = expected_arrivals(demand, now, slot_s, competing_slots) if ahead else []
+        return plan_ahead(deadlines, slots, expected)  # with nothing expected: `plan`
 
     def _demand(self, now: float) -> dict[float, dict[int, int]]:
         """Jobs deferred per slot over the last day and the hour before it; read again once per slot."""
