@@ -12,6 +12,7 @@ IDEMPOTENCY_KEY_PREFIX = "greenq:idem:"  # + job type:key → job id (producers/
 CLAIM_KEY_PREFIX = "greenq:claim:"  # + job id → "received" or "cancelled" (shared/claims.py)
 ATTEMPTS_KEY_PREFIX = "greenq:attempts:"  # + job id → unfinished attempts (shared/attempts.py)
 LEASE_KEY_PREFIX = "greenq:lease:"  # + job id → the worker computing it (workers/leases.py)
+TOKENS_KEY_PREFIX = "greenq:tokens:"  # + job id → stream of its text as it decodes (shared/token_stream.py)
 DEAD_LETTER_KEY = "greenq:dead"  # hash: record id → JSON record (shared/deadletter.py)
 
 # Deferred jobs, on the result backend (shared/deferral.py).

@@ -35,6 +35,7 @@ class Timings(BaseModel):
     batch_wait_s: float = 0.0
     compute_s: float = 0.0
     end_to_end_s: float = 0.0
+    first_token_s: float | None = None  # from submission (or release) to its first decoded text; None: none
 
 
 class JobResult(BaseModel):

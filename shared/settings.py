@@ -68,6 +68,16 @@ def _merge_per_type(defaults: dict[str, Any], given: Any) -> dict[str, Any]:
     return merged
 
 
+class StreamSettings(BaseModel):
+    """Each job's text as it decodes, in a Redis Stream per job (shared/token_stream.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = True  # GREENQ_STREAM__ENABLED
+    flush_interval_s: float = Field(default=0.05, gt=0, le=5)  # a worker writes each job's new text this often
+    max_entries: int = Field(default=2000, ge=16, le=100_000)  # per job: older entries are trimmed
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GREENQ_", env_nested_delimiter="__", extra="ignore", frozen=True, validate_default=True
@@ -126,6 +136,7 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1, le=100)
     oom_backoff_s: float = Field(default=60.0, ge=0)
     chaos: ChaosSettings = Field(default_factory=ChaosSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
     gateway_port: int = Field(default=8080, ge=1, le=65535)
     gateway_tenants_file: Path | None = None
     gateway_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)

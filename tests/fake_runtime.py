@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from workers.prompts import Message, render_plain
-from workers.runtime import Generation, GenerationRequest
+from workers.runtime import Generation, GenerationRequest, TextHook
 
 
 class EchoRuntime:
@@ -32,12 +32,13 @@ class EchoRuntime:
     def encode(self, text: str) -> list[int]:
         return [ord(c) for c in text]
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+    def generate(self, requests: Sequence[GenerationRequest], on_text: TextHook | None = None) -> list[Generation]:
+        """With `on_text`, streams each row a character per step, as a decoder would."""
         if self._fail_when is not None:
             self._fail_when(requests)
         self.batches.append(len(requests))
-        out = []
-        for r in requests:
-            tail = "".join(chr(t) for t in r.prompt_ids[-r.max_new_tokens :])
-            out.append(Generation(text=tail, finish_reason="length", generated_tokens=len(tail)))
-        return out
+        tails = ["".join(chr(t) for t in r.prompt_ids[-r.max_new_tokens :]) for r in requests]
+        if on_text is not None:
+            for step in range(max((len(t) for t in tails), default=0)):
+                on_text([t[step : step + 1] for t in tails])
+        return [Generation(text=t, finish_reason="length", generated_tokens=len(t)) for t in tails]

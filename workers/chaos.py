@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from shared.settings import ChaosSettings
 from workers.prompts import Message
-from workers.runtime import Generation, GenerationRequest, ModelRuntime
+from workers.runtime import Generation, GenerationRequest, ModelRuntime, TextHook
 
 
 class InjectedFailure(RuntimeError):
@@ -35,7 +35,7 @@ class ChaosRuntime:
                 self._marked[tuple(ids)] = kind
         return ids
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+    def generate(self, requests: Sequence[GenerationRequest], on_text: TextHook | None = None) -> list[Generation]:
         fault_file = self._chaos.device_fault_file
         if fault_file is not None and fault_file.exists():
             raise RuntimeError(  # a plain RuntimeError, as torch < 2.8 raises it; the message is what tells
@@ -53,4 +53,4 @@ class ChaosRuntime:
             raise torch.OutOfMemoryError(f"injected: batch of {len(requests)} > {self._chaos.oom_above_batch_size}")
         if self._chaos.batch_delay_s:
             time.sleep(self._chaos.batch_delay_s)
-        return self._inner.generate(requests)
+        return self._inner.generate(requests, on_text)

@@ -57,6 +57,13 @@ class WorkerMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=registry,
         )
+        self.first_token = Histogram(
+            "greenq_time_to_first_token_seconds",
+            "Submission (a deferred job: its release) to the job's first decoded text, per job.",
+            by_type,
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
         self.queue_wait = Histogram(
             "greenq_queue_wait_seconds",
             "Submission to receipt by a worker.",
@@ -223,6 +230,7 @@ class WorkerMetrics:
                 self.queue_wait,
                 self.batch_wait,
                 self.compute,
+                self.first_token,
                 self.prompt_tokens,
                 self.generated_tokens,
                 self.co2e_avoided,
@@ -249,6 +257,8 @@ class WorkerMetrics:
         self.queue_wait.labels(job_type).observe(t.queue_s)
         self.batch_wait.labels(job_type).observe(t.batch_wait_s)
         self.compute.labels(job_type).observe(t.compute_s)
+        if t.first_token_s is not None:
+            self.first_token.labels(job_type).observe(t.first_token_s)
         self.prompt_tokens.labels(job_type).inc(result.prompt_tokens)
         self.generated_tokens.labels(job_type).inc(result.generated_tokens)
         if result.energy_j is not None and result.energy_source:

@@ -29,6 +29,7 @@ from shared.redact import redact_url
 from shared.redis_client import redis_client
 from shared.results import JobResult
 from shared.settings import Settings
+from shared.token_stream import TokenStreams
 from workers import control
 from workers.backlog import BacklogProbe
 from workers.chaos import ChaosRuntime
@@ -52,6 +53,7 @@ from workers.serving.observers import (
     MetricsObserver,
     RestartOnDeviceFault,
 )
+from workers.streaming import TokenPublisher
 
 log = logging.getLogger("greenq.worker")
 
@@ -104,12 +106,19 @@ def _announce(batcher: Batcher, request: Any = None, **_: Any) -> None:
 
 
 def observers(
-    settings: Settings, attempts: AttemptCounter, backend: redis.Redis, metrics: WorkerMetrics, ready: threading.Event
+    settings: Settings,
+    attempts: AttemptCounter,
+    backend: redis.Redis,
+    metrics: WorkerMetrics,
+    ready: threading.Event,
+    publisher: TokenPublisher | None = None,
 ) -> list[BatchObserver]:
     """The worker's batch observers, in the order they run."""
     chosen: list[BatchObserver] = [AttemptObserver(attempts)]
     if settings.chaos.log_computations:
         chosen.append(ComputationLog(backend))
+    if publisher is not None:
+        chosen.append(publisher)
     return [*chosen, MetricsObserver(metrics), RestartOnDeviceFault(ready)]
 
 
@@ -181,12 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     attempts = AttemptCounter(app.backend.client, settings.result_ttl_s)
     threads = thread_count(settings, queues)
     probe: BacklogProbe | None = None
+    publisher = None
+    if settings.stream.enabled:
+        streams = TokenStreams(app.backend.client, settings.stream.max_entries, settings.result_ttl_s)
+        publisher = TokenPublisher(streams, settings.stream.flush_interval_s).start()
     batcher = Batcher(
         {},
         settings.batch,
         energy=energy,
         oom_backoff_s=settings.oom_backoff_s,
-        observers=observers(settings, attempts, app.backend.client, metrics, ready),
+        observers=observers(settings, attempts, app.backend.client, metrics, ready, publisher),
         objectives_s=settings.latency_objective_s,
         backlog=lambda: probe.takeable() if probe is not None else {},
     )
@@ -233,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     warn_if_evicting(settings)
     worker.start()  # blocks; SIGTERM → warm shutdown: task threads finish their jobs first
     batcher.stop()
+    if publisher is not None:
+        publisher.stop()
     leases.stop()
     if probe is not None:
         probe.stop()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
@@ -18,6 +18,8 @@ from workers.prompts import Message, render_plain
 
 log = logging.getLogger(__name__)
 FinishReason = Literal["stop", "length"]
+# Called once per decoding step with each row's new text ("" where a row has none this step).
+TextHook = Callable[[list[str]], None]
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,11 @@ class ModelRuntime(Protocol):
 
     def encode(self, text: str) -> list[int]: ...
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]: ...
+    def generate(self, requests: Sequence[GenerationRequest], on_text: TextHook | None = None) -> list[Generation]:
+        """Each request's generation; with `on_text`, each row's new text as each step decodes it.
+
+        The texts `on_text` hands out for a row add up to that row's final `Generation.text`."""
+        ...
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[list[list[int]], list[list[int]]]:
@@ -63,6 +69,43 @@ def trim_row(tokens: Sequence[int], max_new_tokens: int, stop_ids: frozenset[int
         if token in stop_ids:
             return row[:i], "stop"
     return row, "length"
+
+
+class RowText:
+    """One row's text as it decodes, a token at a time, cut as `trim_row` cuts it.
+
+    `push` returns the text the new token adds; a token that ends inside a multi-byte character
+    adds nothing until the character is complete (the tokenizer decodes it as U+FFFD meanwhile).
+    `finish` returns whatever the final text adds to what was pushed, so the pieces always add up.
+    """
+
+    def __init__(self, decode: Callable[[list[int]], str], max_new_tokens: int, stop_ids: frozenset[int]) -> None:
+        self._decode = decode
+        self._max_new_tokens = max_new_tokens
+        self._stop_ids = stop_ids
+        self._tokens: list[int] = []
+        self._done = False
+        self.sent = ""
+
+    def push(self, token: int) -> str:
+        if self._done:
+            return ""
+        if token in self._stop_ids or len(self._tokens) >= self._max_new_tokens:
+            self._done = True
+            return ""
+        self._tokens.append(token)
+        text = self._decode(self._tokens)
+        if text.endswith("\ufffd") or not text.startswith(self.sent):
+            return ""
+        delta, self.sent = text[len(self.sent) :], text
+        return delta
+
+    def finish(self, final_text: str) -> str:
+        self._done = True
+        if not final_text.startswith(self.sent):  # decoding changed an earlier piece: send nothing wrong
+            return ""
+        delta, self.sent = final_text[len(self.sent) :], final_text
+        return delta
 
 
 def warm_up(runtime: ModelRuntime) -> float:
@@ -139,7 +182,10 @@ class HFRuntime:
         # A chat template writes its own special tokens; a plain prompt gets the tokenizer's.
         return list(self.tokenizer(text, add_special_tokens=not self.has_chat_template)["input_ids"])
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+    def decode(self, tokens: list[int]) -> str:
+        return cast(str, self.tokenizer.decode(tokens, skip_special_tokens=True))  # one row: one string
+
+    def generate(self, requests: Sequence[GenerationRequest], on_text: TextHook | None = None) -> list[Generation]:
         torch = self._torch
         settings = requests[0].settings
         ids, mask = left_pad([r.prompt_ids for r in requests], self.pad_id)
@@ -157,12 +203,40 @@ class HFRuntime:
             kwargs["repetition_penalty"] = settings.repetition_penalty
         if settings.do_sample:
             kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+        rows = [RowText(self.decode, r.max_new_tokens, self.stop_ids) for r in requests]
+        if on_text is not None:
+            kwargs["streamer"] = _StepStreamer(rows, on_text)
         with torch.inference_mode():
             out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         new_tokens = out[:, input_ids.shape[1] :].tolist()
         results = []
         for row, request in zip(new_tokens, requests, strict=True):
             tokens, reason = trim_row(row, request.max_new_tokens, self.stop_ids)
-            text = cast(str, self.tokenizer.decode(tokens, skip_special_tokens=True))  # one row: one string
-            results.append(Generation(text=text, finish_reason=reason, generated_tokens=len(tokens)))
+            results.append(Generation(text=self.decode(tokens), finish_reason=reason, generated_tokens=len(tokens)))
+        if on_text is not None:
+            tails = [row.finish(result.text) for row, result in zip(rows, results, strict=True)]
+            if any(tails):
+                on_text(tails)
         return results
+
+
+class _StepStreamer:
+    """transformers' streamer interface over a whole batch: `put` gets the prompt once, then each step's
+    next token for every row (its own streamers take one row only)."""
+
+    def __init__(self, rows: list[RowText], on_text: TextHook) -> None:
+        self._rows = rows
+        self._on_text = on_text
+        self._prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        tokens = value.reshape(-1).tolist()
+        deltas = [row.push(int(token)) for row, token in zip(self._rows, tokens, strict=True)]
+        if any(deltas):
+            self._on_text(deltas)
+
+    def end(self) -> None:
+        pass

@@ -89,7 +89,7 @@ def test_one_poison_job_fails_alone() -> None:
 
 def test_wrong_output_count_is_caught() -> None:
     class Short(EchoRuntime):
-        def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        def generate(self, requests: Sequence[GenerationRequest], on_text: object = None) -> list[Generation]:
             return super().generate(requests)[:-1] if len(requests) > 1 else super().generate(requests)
 
     batcher = Batcher({"echo": Short()}, POLICIES)

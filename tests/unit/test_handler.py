@@ -42,7 +42,7 @@ class Says(EchoRuntime):
         super().__init__()
         self._text = text
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+    def generate(self, requests: Sequence[GenerationRequest], on_text: object = None) -> list[Generation]:
         super().generate(requests)
         return [Generation(self._text, "stop", len(self._text)) for _ in requests]
 

@@ -46,6 +46,7 @@ def test_key_strings_are_the_deployed_ones() -> None:
         "CLAIM_KEY_PREFIX": "greenq:claim:",
         "ATTEMPTS_KEY_PREFIX": "greenq:attempts:",
         "LEASE_KEY_PREFIX": "greenq:lease:",
+        "TOKENS_KEY_PREFIX": "greenq:tokens:",
         "DEAD_LETTER_KEY": "greenq:dead",
         "DEFERRED_JOB_KEY": "greenq:deferred:job",
         "DEFERRED_DUE_KEY": "greenq:deferred:due",

@@ -32,7 +32,7 @@ from shared.errors import GreenqError
 from shared.job_types import JobType
 from shared.policies import BatchPolicy
 from workers.energy.accountant import EnergyAccountant, EnergyShare
-from workers.runtime import Generation, GenerationRequest, ModelRuntime
+from workers.runtime import Generation, GenerationRequest, ModelRuntime, TextHook
 from workers.serving.adaptive import Forming, plan
 from workers.serving.arrival_rate import ArrivalRate
 from workers.serving.batching import (
@@ -74,6 +74,7 @@ class BatchOutcome:
     started_at: float
     finished_at: float
     energy: EnergyShare | None = None
+    first_text_at: float | None = None  # when its first text was decoded (None: it generated none)
 
 
 @dataclass
@@ -421,8 +422,11 @@ class Batcher:
                 observer.before_batch(model, job_ids)
             runtime = self._runtimes[model]
             device_failed = False
+            first_text_at: dict[str, float] = {}
             try:
-                generations = runtime.generate([item.request for item in items])
+                generations = runtime.generate(
+                    [item.request for item in items], on_text=self._text_hook(model, job_ids, first_text_at)
+                )
             except Exception as exc:
                 device_failed = is_device_fault(exc)
                 raise
@@ -465,7 +469,21 @@ class Batcher:
         for observer in self._observers:
             observer.after_batch_succeeded(model, job_ids)
         for item, generation, share in zip(items, generations, shares, strict=True):
-            item.future.set_result(BatchOutcome(generation, len(items), started, finished, share))
+            first = first_text_at.get(item.job_id)
+            item.future.set_result(BatchOutcome(generation, len(items), started, finished, share, first))
+
+    def _text_hook(self, model: str, job_ids: list[str], first_text_at: dict[str, float]) -> TextHook:
+        """The runtime's per-step hook: each row's new text, by job id, to the observers; notes first text times."""
+
+        def on_text(texts: list[str]) -> None:
+            now = self._clock()
+            new = {job_id: text for job_id, text in zip(job_ids, texts, strict=True) if text}
+            for job_id in new:
+                first_text_at.setdefault(job_id, now)
+            for observer in self._observers:
+                observer.on_text(model, new)
+
+        return on_text
 
     def _learn(
         self, items: list[_Item], closed: _Closed | None, seconds: float, shares: Sequence[EnergyShare | None]

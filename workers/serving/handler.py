@@ -160,6 +160,7 @@ class JobHandler:
             batch_wait_s=max(0.0, outcome.started_at - received_at),
             compute_s=outcome.finished_at - outcome.started_at,
             end_to_end_s=outcome.finished_at - submitted_at,
+            first_token_s=None if outcome.first_text_at is None else outcome.first_text_at - submitted_at,
         )
         energy = outcome.energy
         return JobResult(

@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -47,6 +47,9 @@ class BatchObserver(Protocol):
     def before_batch(self, model: str, job_ids: Sequence[str]) -> None:
         """A batch is about to run on `model`."""
 
+    def on_text(self, model: str, texts: Mapping[str, str]) -> None:
+        """A decoding step added text to these jobs (job id → the new text); many times per batch, so be quick."""
+
     def after_batch(self, model: str, job_ids: Sequence[str]) -> None:
         """The batch's model call returned or raised; not after a device fault, which ends the worker as a crash."""
 
@@ -67,6 +70,9 @@ class BaseObserver:
     """Every moment of `BatchObserver`, doing nothing."""
 
     def before_batch(self, model: str, job_ids: Sequence[str]) -> None:
+        pass
+
+    def on_text(self, model: str, texts: Mapping[str, str]) -> None:
         pass
 
     def after_batch(self, model: str, job_ids: Sequence[str]) -> None:
