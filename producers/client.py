@@ -42,10 +42,12 @@ from shared.jobs import parse_job, parse_job_type
 from shared.queues import is_redis_url
 from shared.redact import redact_text, redact_url
 from shared.redis_client import redis_client
-from shared.results import JobResult, result_from_meta
+from shared.results import JobResult, is_final, result_from_meta
 from shared.settings import Settings
+from shared.token_stream import FIRST_ID, StreamedText, TokenStreams
 
 RESULT_POLL_S = 0.05
+STREAM_BLOCK_S = 0.5  # how long one read of a token stream waits before the result is checked
 PUBLISH_BATCH_SIZE = 500
 _NO_AUTO_FLUSH = 1 << 30  # kombu's batch limit counts Redis commands; publish ends each batch itself
 
@@ -281,6 +283,38 @@ class Client:
         for result in self.as_completed([job_id], timeout_s=timeout_s):
             return result
         raise ResultTimeout(f"job {job_id} has no result")  # unreachable: as_completed raises first
+
+    def stream(self, job_id: str, timeout_s: float | None = None) -> Iterator[str | JobResult]:
+        """Yield the job's text as it decodes, a piece at a time, then its final `JobResult`, always last.
+
+        The pieces add up to the result's text (for a job that fails, to what it decoded before
+        failing, if anything). A job that finished before the call replays from its start; one still
+        queued or deferred is waited for. Raises ResultTimeout after `timeout_s` in all.
+
+        >>> for piece in client.stream(job_id, timeout_s=60):
+        ...     print(piece if isinstance(piece, str) else "", end="", flush=True)
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        streams = TokenStreams(self._backend_redis(), self.settings.stream.max_entries, self.settings.result_ttl_s)
+        shown = StreamedText()
+        after = FIRST_ID
+        while not shown.ended:
+            left_s = None if deadline is None else deadline - time.monotonic()
+            if left_s is not None and left_s <= 0:
+                raise ResultTimeout(f"job {job_id} has no result after {timeout_s} s")
+            block_s = STREAM_BLOCK_S if left_s is None else min(STREAM_BLOCK_S, left_s)
+            entries = streams.read(job_id, after, block_ms=max(1, int(block_s * 1000)))
+            for entry in entries:
+                after = entry.entry_id
+                if piece := shown.add(entry):
+                    yield piece
+            if not entries and is_final(self.app.backend.get_task_meta(job_id, cache=False)):
+                break  # it streamed nothing more (streaming off, the stream expired, or it never ran)
+        left_s = None if deadline is None else max(0.0, deadline - time.monotonic())
+        result = self.result(job_id, timeout_s=left_s)
+        if tail := shown.finish(result.text or ""):
+            yield tail
+        yield result
 
     def as_completed(
         self, job_ids: Iterable[str], timeout_s: float | None = None, progress: bool = False

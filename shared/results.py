@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from celery import states
@@ -88,3 +89,11 @@ def result_from_meta(job_id: str, meta: dict[str, Any]) -> JobResult:
     else:
         error = f"task ended in state {status}"
     return JobResult(job_id=job_id, job_type=None, status=JobStatus.failed, error=redact_text(error))
+
+
+FINAL_STATES = frozenset({states.SUCCESS, states.FAILURE})  # Celery's states for a stored final result
+
+
+def is_final(meta: Mapping[str, Any]) -> bool:
+    """A job's stored meta says it is over: succeeded, failed, expired or cancelled."""
+    return meta.get("status") in FINAL_STATES

@@ -33,6 +33,7 @@ class ChaosSettings(BaseModel):
     fail_marker: str = ""  # a prompt containing it makes its batch raise
     oom_above_batch_size: int = Field(default=0, ge=0)  # batches larger than this raise OutOfMemoryError
     batch_delay_s: float = Field(default=0.0, ge=0, le=600)  # added to every batch's compute time
+    step_delay_s: float = Field(default=0.0, ge=0, le=60)  # added to every decoding step that adds text
     log_computations: bool = False  # push "<job id> <pid>" to greenq:chaos:computations per computation
     device_fault_file: Path | None = None  # while this file exists, every batch raises a CUDA error
     release_delay_s: float = Field(default=0.0, ge=0, le=600)  # the scheduler waits this between claim and publish
@@ -44,6 +45,7 @@ class ChaosSettings(BaseModel):
             or self.fail_marker
             or self.oom_above_batch_size
             or self.batch_delay_s
+            or self.step_delay_s
             or self.device_fault_file
             or self.release_delay_s
         )

@@ -53,4 +53,12 @@ class ChaosRuntime:
             raise torch.OutOfMemoryError(f"injected: batch of {len(requests)} > {self._chaos.oom_above_batch_size}")
         if self._chaos.batch_delay_s:
             time.sleep(self._chaos.batch_delay_s)
+        delay_s = self._chaos.step_delay_s
+        if delay_s and on_text is not None:
+            inner_hook = on_text
+
+            def on_text(texts: list[str]) -> None:  # a slow device: each step takes longer
+                time.sleep(delay_s)
+                inner_hook(texts)
+
         return self._inner.generate(requests, on_text)

@@ -55,7 +55,7 @@ from shared.job_types import JobType, JobTypeSpec, KnownJobType
 from shared.keys import OWNER_KEY_PREFIX
 from shared.redact import redact_text
 from shared.redis_client import redis_client
-from shared.results import JobResult, JobStatus, result_from_meta
+from shared.results import JobResult, JobStatus, is_final, result_from_meta
 from shared.settings import Settings
 
 
@@ -271,7 +271,7 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
 
     def view(job_id: str) -> JobView:
         meta = backend.get_task_meta(job_id, cache=False)
-        if meta.get("status") in ("SUCCESS", "FAILURE"):
+        if is_final(meta):
             result = result_from_meta(job_id, meta)
             return JobView(id=job_id, status=result.status.value, result=result)
         started = claims.state(store, job_id) == claims.RECEIVED

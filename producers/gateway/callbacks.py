@@ -21,14 +21,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from producers.gateway.waiting import is_final
 from shared.keys import (
     CALLBACK_DUE_KEY,
     CALLBACK_JOB_KEY_PREFIX,
     LEGACY_CALLBACK_KEY_PREFIX,
     LEGACY_PENDING_KEY,
 )
-from shared.results import result_from_meta
+from shared.results import is_final, result_from_meta
 
 log = logging.getLogger(__name__)
 RECHECK_S = 0.5  # how often an unfinished job's callback is looked at again

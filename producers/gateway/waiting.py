@@ -6,14 +6,10 @@ import asyncio
 import logging
 from typing import Any
 
+from shared.results import is_final
+
 log = logging.getLogger(__name__)
 POLL_S = 0.1
-FINAL_STATES = frozenset({"SUCCESS", "FAILURE"})
-
-
-def is_final(meta: dict[str, Any]) -> bool:
-    """A job's stored meta says it is over: succeeded, failed, expired or cancelled."""
-    return meta.get("status") in FINAL_STATES
 
 
 class ResultWaiter:
