@@ -3,6 +3,7 @@
 POST   /v1/jobs/{type}     one job → 202 {id, status, links}; one route per job type, each with its own schema
 POST   /v1/jobs:batch      many jobs → 202, one entry per job (id or error)
 GET    /v1/jobs/{id}       status and result; ?wait=N long-polls up to N seconds
+GET    /v1/jobs/{id}/events  its text as it decodes, then its result: Server-Sent Events (events.py)
 DELETE /v1/jobs/{id}       cancel a job no worker has started
 GET    /healthz /readyz /metrics /openapi.json
 """
@@ -15,7 +16,7 @@ from typing import Annotated, Any
 import redis
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from kombu.exceptions import KombuError
 from prometheus_client import CollectorRegistry, generate_latest
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +27,7 @@ from producers.gateway.addresses import AllowList, CallbackRefused, RecentAnswer
 from producers.gateway.bodylimit import BodyLimit
 from producers.gateway.callbacks import CallbackQueue
 from producers.gateway.dispatcher import CallbackDispatcher, DeliveryPolicy
+from producers.gateway.events import RESULT_EVENT_ID, job_events, resume_after
 from producers.gateway.limits import Outstanding, QueueDepth, allow_request
 from producers.gateway.metrics import GatewayMetrics
 from producers.gateway.schemas import (
@@ -57,6 +59,7 @@ from shared.redact import redact_text
 from shared.redis_client import redis_client
 from shared.results import JobResult, JobStatus, is_final, result_from_meta
 from shared.settings import Settings
+from shared.token_stream import TokenStreams
 
 
 class ApiError(Exception):
@@ -103,6 +106,7 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
     dispatcher = CallbackDispatcher(callbacks, tenants.secrets(), policy, on_outcome=metrics.callbacks)
     waiter = ResultWaiter(backend)
     deferred = DeferredStore(store)
+    streams = TokenStreams(store, settings.stream.max_entries, settings.result_ttl_s)
 
     typed_routes: set[str] = set()  # POST /v1/jobs/<type>, one per registered type
 
@@ -398,6 +402,24 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
             await waiter.wait(job_id, wait_s)
             current = await run_in_threadpool(view, job_id)
         return current
+
+    @app.get(
+        "/v1/jobs/{job_id}/events",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}, 204: {}, 401: {}, 404: {}, 429: {}, 503: {}},
+    )
+    async def job_events_route(
+        job_id: JobIdPath,
+        who: Caller,
+        last_event_id: Annotated[str | None, Header(max_length=64)] = None,
+    ) -> Response:
+        """The job's text as it decodes, as Server-Sent Events (see producers/gateway/events.py)."""
+        current = await run_in_threadpool(look_up, who, job_id)
+        if last_event_id == RESULT_EVENT_ID and current.result is not None:
+            return Response(status_code=204)  # the EventSource saw the result: stop reconnecting
+        events = job_events(streams, view, job_id, resume_after(last_event_id), settings.gateway_max_wait_s)
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering
+        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
 
     @app.delete("/v1/jobs/{job_id}", response_model=JobView, responses={401: {}, 404: {}, 409: {}, 429: {}, 503: {}})
     def cancel_job(job_id: JobIdPath, who: Caller) -> JobView:

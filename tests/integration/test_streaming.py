@@ -3,6 +3,7 @@ a late reader replays it, and a computation that starts over after its worker di
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from shared.results import JobResult, JobStatus
+from tests.integration.gateways import Gateway
 from tests.integration.harness import Stack, free_port, stack
 
 SLOW_STEPS = {
@@ -93,3 +95,52 @@ def test_a_computation_that_starts_over_streams_no_text_twice(slow: Stack, tmp_p
         assert [e[1][b"type"] for e in entries].count(b"start") == 2
     finally:
         slow.kill(second)
+
+
+def _events(api: Gateway, job_id: str, tenant: str = "acme", last_event_id: str | None = None) -> list[dict[str, str]]:
+    """Every Server-Sent Event of one connection, as {id, event, data}, until the server closes it."""
+    headers = {**api.auth(tenant), **({"Last-Event-ID": last_event_id} if last_event_id else {})}
+    events: list[dict[str, str]] = []
+    with api.http.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        current: dict[str, str] = {}
+        for line in response.iter_lines():
+            if not line:
+                if "event" in current:
+                    events.append(current)
+                current = {}
+            elif not line.startswith(":"):
+                field, _, value = line.partition(": ")
+                current[field] = value
+    return events
+
+
+def test_the_gateway_streams_server_sent_events_and_resumes(slow: Stack, tmp_path: Path) -> None:
+    worker = slow.start_worker(tmp_path / "worker.log")
+    api = Gateway(slow, tmp_path)
+    try:
+        job_id = api.http.post("/v1/jobs/reply", json={"job": {"customer_message": "Hi"}}, headers=api.auth()).json()[
+            "id"
+        ]
+        assert api.http.get(f"/v1/jobs/{job_id}/events", headers=api.auth("globex")).status_code == 404
+
+        events = _events(api, job_id)
+        kinds = [e["event"] for e in events]
+        assert kinds[0] == "status" and kinds[-1] == "result" and kinds[-2] == "end" and "start" in kinds
+        texts = [e for e in events if e["event"] == "text"]
+        assert len(texts) >= 5
+        result = json.loads(events[-1]["data"])
+        assert result["status"] == "succeeded" and events[-1]["id"] == "result"
+        assert "".join(json.loads(e["data"])["text"] for e in texts) == result["result"]["text"]
+
+        # A reconnect names the last event it saw and gets only what came after it.
+        resumed = _events(api, job_id, last_event_id=texts[2]["id"])
+        rest = "".join(json.loads(e["data"])["text"] for e in resumed if e["event"] == "text")
+        assert rest == "".join(json.loads(e["data"])["text"] for e in texts[3:])
+        # After the result, a reconnect is told to stop.
+        done = api.http.get(f"/v1/jobs/{job_id}/events", headers={**api.auth(), "Last-Event-ID": "result"})
+        assert done.status_code == 204
+    finally:
+        api.process.terminate()
+        slow.kill(worker)
