@@ -1,4 +1,4 @@
-"""The producer half of the `greenq` command: submit, report, dlq, pool, top, gateway, gateway-key.
+"""The producer half of the `greenq` command: submit, stream, report, dlq, pool, top, gateway, gateway-key.
 
 The `greenq` entry point is workers/cli.py, which adds the commands that run models or workers
 (worker, demo, exporter, bench, build-model) to these. This module imports nothing from
@@ -47,6 +47,12 @@ def add_commands(sub: SubParsers) -> None:
     p.add_argument("--no-wait", action="store_true", help="print job ids and exit without waiting")
     p.add_argument("--progress", choices=["auto", "on", "off"], default="auto")
     p.set_defaults(func=_submit)
+
+    p = sub.add_parser("stream", help="print a job's text as it decodes, then a line about its result")
+    p.add_argument("job_id")
+    p.add_argument("--timeout-s", type=float, default=3600.0, help="give up waiting after this long")
+    p.add_argument("--json", action="store_true", help="end with the result as JSON (on standard output)")
+    p.set_defaults(func=_stream)
 
     p = sub.add_parser("report", help="J/job, gCO2e/job, throughput and latency by job type")
     source = p.add_mutually_exclusive_group(required=True)
@@ -166,6 +172,31 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{failed} jobs did not succeed, {rejected} lines rejected", file=sys.stderr)
         return EXIT_JOBS_FAILED
     return 0
+
+
+def _stream(args: argparse.Namespace, settings: Settings) -> int:
+    from producers.client import Client
+
+    with Client(settings) as client:
+        try:
+            for piece in client.stream(args.job_id, timeout_s=args.timeout_s):
+                if isinstance(piece, str):
+                    sys.stdout.write(piece)
+                    sys.stdout.flush()
+                    continue
+                sys.stdout.write("\n")
+                if args.json:
+                    _write(sys.stdout, piece.to_json())
+                energy = f", {piece.energy_j:.3f} J" if piece.energy_j is not None else ""
+                first = piece.timings.first_token_s
+                ttft = f", first text after {first:.2f} s" if first is not None else ""
+                error = f": {piece.error}" if piece.error else ""
+                print(f"{piece.status.value}{error} ({piece.generated_tokens} tokens{ttft}{energy})", file=sys.stderr)
+                return 0 if piece.status.is_success else EXIT_JOBS_FAILED
+        except ResultTimeout as exc:
+            print(f"\ngreenq: {exc}", file=sys.stderr)
+            return EXIT_UNAVAILABLE
+    return EXIT_UNAVAILABLE  # unreachable: a stream ends with its result or raises
 
 
 def _write(out: TextIO, record: dict[str, object]) -> None:

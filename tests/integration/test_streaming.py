@@ -4,7 +4,10 @@ a late reader replays it, and a computation that starts over after its worker di
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +17,7 @@ import pytest
 
 from shared.results import JobResult, JobStatus
 from tests.integration.gateways import Gateway
-from tests.integration.harness import Stack, free_port, stack
+from tests.integration.harness import REPO, Stack, free_port, stack
 
 SLOW_STEPS = {
     "GREENQ_GENERATION__REPLY__MAX_NEW_TOKENS": "40",
@@ -60,6 +63,17 @@ def test_text_arrives_while_the_batch_decodes_and_replays_later(slow: Stack, tmp
 
         late, again = _read(slow, job_id)  # after the fact: the stream replays from its start
         assert again == result and "".join(p for _, p in late) == result.text
+
+        cli = subprocess.run(  # what a developer at a terminal runs
+            [sys.executable, "-m", "producers.cli", "stream", job_id],
+            cwd=REPO,
+            env={**os.environ, **slow.env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert cli.returncode == 0, cli.stderr
+        assert cli.stdout == result.text + "\n" and cli.stderr.startswith("succeeded (40 tokens, first text after")
 
         metrics = slow.metrics_text(port)
         count = re.search(r'^greenq_time_to_first_token_seconds_count\{job_type="reply"\} (\S+)$', metrics, re.M)
