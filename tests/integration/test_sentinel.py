@@ -22,6 +22,9 @@ import redis
 
 from producers.client import JobSpec
 from shared import job_types
+from shared.claims import claim_key
+from shared.errors import ResultTimeout
+from shared.keys import CONSUMERS_KEY, LEASE_KEY_PREFIX, UNACKED_OWNER_KEY
 from shared.queues import queue_name, redis_priority_lists
 from shared.redis_client import redis_client
 from shared.results import JobResult, JobStatus, result_from_meta
@@ -67,6 +70,34 @@ def _scrape(collector: QueueCollector) -> dict[str, float]:
     return values
 
 
+def _diagnosis(
+    s: Stack, port: int, before: list[str], after: list[str], results: dict[str, JobResult], log: Path
+) -> str:
+    """What a failure needs to be understood without rerunning it: where the missing jobs are, and the worker's log."""
+    master = redis.Redis(port=port, decode_responses=True)
+    missing = [j for j in before + after if j not in results]
+    queues = {q: master.llen(q) for t in job_types.names() for q in redis_priority_lists(queue_name(t))}
+    now = float(master.time()[0])
+    consumers = {c: round(now - score, 1) for c, score in master.zrange(CONSUMERS_KEY, 0, -1, withscores=True)}
+    per_job = {
+        j: {
+            "when": "before" if j in before else "after",
+            "claim": master.get(claim_key(j)),
+            "lease": master.get(f"{LEASE_KEY_PREFIX}{j}"),
+        }
+        for j in missing
+    }
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    noise = ("succeeded in", "storing its result", "could not record attempts", "could not close attempts")
+    kept = [line for line in lines if line.strip() and not any(n in line for n in noise)]
+    return (
+        f"{len(missing)} of {len(before) + len(after)} jobs have no result on the master at :{port}\n"
+        f"jobs: {json.dumps(per_job, indent=1)}\nqueues: {queues}\nunacked: {master.hlen('unacked')}, "
+        f"owners: {master.hgetall(UNACKED_OWNER_KEY)}\nconsumers (s since heartbeat): {consumers}\n"
+        "worker log (last 80 lines, routine retries left out):\n" + "\n".join(kept[-80:])
+    )
+
+
 def _computations(s: Stack, port: int) -> float:
     match = re.search(r"^greenq_batch_size_sum\{[^}]*\} (\S+)$", s.metrics_text(port), flags=re.M)
     return float(match[1]) if match else 0.0
@@ -90,7 +121,12 @@ def test_jobs_survive_a_master_failover(group: SentinelGroup, tiny_model_dir: Pa
         failover_s = time.monotonic() - started
         after = s.client.submit_many(_replies(8, "after"))
 
-        results = {r.job_id: r for r in s.client.as_completed(before + after, timeout_s=180)}
+        results: dict[str, JobResult] = {}
+        try:
+            for r in s.client.as_completed(before + after, timeout_s=180):
+                results[r.job_id] = r
+        except ResultTimeout:
+            pytest.fail(_diagnosis(s, new_port, before, after, results, tmp_path / "worker.log"))
         assert set(results) == set(before + after)
         assert all(r.status is JobStatus.succeeded for r in results.values()), [r.error for r in results.values()]
 
