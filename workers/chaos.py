@@ -6,8 +6,10 @@ import os
 import signal
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from shared.settings import ChaosSettings
+from workers.decoding import Decoder, RunningBatch, runtime_decode, step_decoder
 from workers.prompts import Message
 from workers.runtime import Generation, GenerationRequest, ModelRuntime, TextHook
 
@@ -20,6 +22,7 @@ class ChaosRuntime:
     def __init__(self, inner: ModelRuntime, chaos: ChaosSettings) -> None:
         self._inner = inner
         self._chaos = chaos
+        self.settings = chaos
         self.name = inner.name
         self.device = inner.device
         self.max_context_tokens = inner.max_context_tokens
@@ -35,22 +38,34 @@ class ChaosRuntime:
                 self._marked[tuple(ids)] = kind
         return ids
 
-    def generate(self, requests: Sequence[GenerationRequest], on_text: TextHook | None = None) -> list[Generation]:
+    def decode(self, tokens: list[int]) -> str:
+        return runtime_decode(self._inner)(tokens)
+
+    def step_decoder(self) -> ChaosDecoder | None:
+        """The inner runtime's step decoder with the same faults, for continuous batching."""
+        inner = step_decoder(self._inner)
+        return None if inner is None else ChaosDecoder(inner, self)
+
+    def check(self, sequences: Sequence[Sequence[int]], rows: int) -> None:
+        """Raise or die as the chaos settings say for a model call over these token rows (`rows` in all)."""
         fault_file = self._chaos.device_fault_file
         if fault_file is not None and fault_file.exists():
             raise RuntimeError(  # a plain RuntimeError, as torch < 2.8 raises it; the message is what tells
                 "CUDA error: an illegal memory access was encountered\n"
                 "CUDA kernel errors might be asynchronously reported at some other API call (injected)"
             )
-        kinds = {self._marked.get(tuple(r.prompt_ids)) for r in requests}
+        kinds = {kind for prompt, kind in self._marked.items() for s in sequences if tuple(s[: len(prompt)]) == prompt}
         if "crash" in kinds:
             os.kill(os.getpid(), signal.SIGKILL)
         if "fail" in kinds:
             raise InjectedFailure("injected failure for a marked job")
-        if self._chaos.oom_above_batch_size and len(requests) > self._chaos.oom_above_batch_size:
+        if self._chaos.oom_above_batch_size and rows > self._chaos.oom_above_batch_size:
             import torch
 
-            raise torch.OutOfMemoryError(f"injected: batch of {len(requests)} > {self._chaos.oom_above_batch_size}")
+            raise torch.OutOfMemoryError(f"injected: batch of {rows} > {self._chaos.oom_above_batch_size}")
+
+    def generate(self, requests: Sequence[GenerationRequest], on_text: TextHook | None = None) -> list[Generation]:
+        self.check([r.prompt_ids for r in requests], len(requests))
         if self._chaos.batch_delay_s:
             time.sleep(self._chaos.batch_delay_s)
         delay_s = self._chaos.step_delay_s
@@ -62,3 +77,34 @@ class ChaosRuntime:
                 inner_hook(texts)
 
         return self._inner.generate(requests, on_text)
+
+
+class ChaosDecoder:
+    """A step decoder with the chaos runtime's faults: markers, device faults and out-of-memory at prefill and
+    at every step; `step_delay_s` per step, `batch_delay_s` per prefill."""
+
+    def __init__(self, inner: Decoder, chaos: ChaosRuntime) -> None:
+        self._inner = inner
+        self._chaos = chaos
+        self.stop_ids = inner.stop_ids
+
+    def prefill(self, sequences: Sequence[Sequence[int]]) -> RunningBatch:
+        self._chaos.check(sequences, len(sequences))
+        if self._chaos.settings.batch_delay_s:
+            time.sleep(self._chaos.settings.batch_delay_s)
+        return self._inner.prefill(sequences)
+
+    def step(self, batch: RunningBatch, tokens: Sequence[int]) -> None:
+        self._chaos.check([], batch.rows)
+        if self._chaos.settings.step_delay_s:
+            time.sleep(self._chaos.settings.step_delay_s)
+        self._inner.step(batch, tokens)
+
+    def merge(self, a: RunningBatch, b: RunningBatch) -> RunningBatch:
+        return self._inner.merge(a, b)
+
+    def keep(self, batch: RunningBatch, rows: Sequence[int]) -> RunningBatch:
+        return self._inner.keep(batch, rows)
+
+    def choose(self, *args: Any, **kwargs: Any) -> int:
+        return self._inner.choose(*args, **kwargs)

@@ -10,11 +10,14 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from shared.errors import ModelLoadError
 from shared.policies import GenerationSettings
 from workers.prompts import Message, render_plain
+
+if TYPE_CHECKING:
+    from workers.decoding import StepDecoder
 
 log = logging.getLogger(__name__)
 FinishReason = Literal["stop", "length"]
@@ -181,6 +184,12 @@ class HFRuntime:
     def encode(self, text: str) -> list[int]:
         # A chat template writes its own special tokens; a plain prompt gets the tokenizer's.
         return list(self.tokenizer(text, add_special_tokens=not self.has_chat_template)["input_ids"])
+
+    def step_decoder(self) -> StepDecoder:
+        """Step-by-step decoding on this model, for continuous batching (workers/serving/continuous.py)."""
+        from workers.decoding import StepDecoder
+
+        return StepDecoder(self)
 
     def decode(self, tokens: list[int]) -> str:
         return cast(str, self.tokenizer.decode(tokens, skip_special_tokens=True))  # one row: one string

@@ -396,6 +396,10 @@ class Batcher:
             return
         finally:
             self._loaded.set()
+        self._serve()
+
+    def _serve(self) -> None:
+        """Run batches until stopped (static batching: each batch runs to its end before the next starts)."""
         while (closed := self._next_batch()) is not None:
             try:
                 self._run_isolated(closed.items, closed)

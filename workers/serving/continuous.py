@@ -1,0 +1,384 @@
+"""Iteration-level (continuous) batching: jobs join the running batch between decoding steps and leave it
+the step they finish, so a reply that arrives while long descriptions decode starts at the next step
+instead of waiting for the whole batch.
+
+`ContinuousBatcher` is a `Batcher` (same `submit`, observers, expiry, drain and breaker) whose batch
+thread runs `StepDecoder` steps instead of whole `generate` calls:
+
+* Each iteration admits waiting jobs for the running model, most urgent first, up to the row cap
+  (the largest `max_batch_size` of the job types, lowered after an out-of-memory error), prefills
+  them in one forward and merges them into the running batch; then every row takes its next token,
+  finished rows leave (their futures resolve at once), and one forward steps the rest.
+* A job more urgent than the least urgent running row, with no free row, preempts that row: the row
+  leaves the batch and resumes later by prefilling its prompt and the tokens it had (vLLM's
+  recompute preemption). Its output is unchanged.
+* Energy is measured around every forward and split among the rows in it by the tokens each
+  processed (a prefill: its whole sequence; a step: one each), so each job's share is the sum of
+  its steps' shares, and the shares of all jobs sum to what was measured.
+* A forward that raises hands its rows to the static path (`Batcher._run_isolated`), which splits
+  them until the failing job stands alone; a device fault trips the breaker as in static mode.
+
+`mode="auto"` measures both on the loaded model at start (a short, fixed mixed workload) and keeps
+whichever gives more tokens per second; a runtime without a step decoder always runs static.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from workers.decoding import Decoder, RunningBatch, runtime_decode, step_decoder
+from workers.energy.accountant import EnergyShare
+from workers.runtime import Generation, GenerationRequest, ModelRuntime, RowText
+from workers.serving.batcher import Batcher, BatchOutcome, JobExpiredInBatcher, _Item, _metering, is_out_of_memory
+from workers.serving.batching import split_expired
+from workers.serving.breaker import is_device_fault
+
+log = logging.getLogger(__name__)
+RuntimeMode = Literal["static", "continuous", "auto"]
+PROBE_TEXT = "Where is my parcel? I ordered a linen shirt, two mugs and a lamp last week and nothing came yet."
+
+
+@dataclass
+class _Row:
+    item: _Item
+    joined_at: float
+    text: RowText | None = None  # made when it first joins; None until then
+    generated: list[int] = field(default_factory=list)
+    shares: list[EnergyShare] = field(default_factory=list)
+    first_text_at: float | None = None
+    peak_rows: int = 0
+
+    @property
+    def sequence(self) -> tuple[int, ...]:
+        return (*self.item.request.prompt_ids, *self.generated)
+
+
+@dataclass
+class _Running:
+    model: str | None = None
+    decoder: Decoder | None = None
+    batch: RunningBatch | None = None
+    rows: list[_Row] = field(default_factory=list)
+    preempted: list[_Row] = field(default_factory=list)
+
+
+def sum_shares(shares: Sequence[EnergyShare]) -> EnergyShare | None:
+    """One job's energy over its steps; its intensity is the energy-weighted mean of theirs."""
+    if not shares:
+        return None
+    energy_j = sum(s.energy_j for s in shares)
+    co2e_g = sum(s.co2e_g for s in shares)
+    intensity = (
+        sum(s.intensity_g_per_kwh * s.energy_j for s in shares) / energy_j
+        if energy_j
+        else shares[-1].intensity_g_per_kwh
+    )
+    return EnergyShare(energy_j, co2e_g, shares[-1].source, intensity, shares[-1].pue)
+
+
+class ContinuousBatcher(Batcher):
+    def __init__(self, *args: Any, mode: RuntimeMode = "continuous", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.requested_mode: RuntimeMode = mode
+        self.mode: Literal["static", "continuous"] = "static" if mode == "static" else "continuous"
+        self.probe: dict[str, float] = {}  # what auto measured: tokens/s of each mode
+
+    def _serve(self) -> None:
+        self.mode = self._choose_mode()
+        if self.mode == "static":
+            super()._serve()
+            return
+        running = _Running()
+        while (joining := self._take(running)) is not None:
+            if joining:
+                self._join(running, joining)
+            if running.rows:
+                self._advance(running)
+
+    # -- choosing a mode -------------------------------------------------------------------
+
+    def _choose_mode(self) -> Literal["static", "continuous"]:
+        if self.requested_mode == "static":
+            return "static"
+        runtime = next(iter(self._runtimes.values()), None)
+        decoder = step_decoder(runtime) if runtime is not None else None
+        if decoder is None:
+            log.warning("runtime %s has no step decoder: batching is static", getattr(runtime, "name", "?"))
+            return "static"
+        if self.requested_mode == "continuous":
+            return "continuous"
+        assert runtime is not None
+        self.probe = probe_modes(runtime, decoder)
+        chosen: Literal["static", "continuous"] = (
+            "continuous" if self.probe["continuous_tokens_per_s"] > self.probe["static_tokens_per_s"] else "static"
+        )
+        log.info(
+            "runtime auto: static %.0f tokens/s, continuous %.0f tokens/s on the probe workload: %s",
+            self.probe["static_tokens_per_s"],
+            self.probe["continuous_tokens_per_s"],
+            chosen,
+        )
+        return chosen
+
+    # -- admission ---------------------------------------------------------------------------
+
+    def _row_cap(self) -> int:
+        cap = max((p.max_batch_size for p in self._policies.values()), default=1)
+        oom_cap = self._oom_cap if self._oom_cap is not None and self._clock() < self._oom_until else None
+        return max(1, min(cap, oom_cap or cap))
+
+    def _take(self, running: _Running) -> list[_Row] | None:
+        """Jobs to join the running batch now (perhaps none); blocks while idle; None once stopped and empty.
+
+        May preempt the least urgent running row for a more urgent waiting job."""
+        with self._cond:
+            while True:
+                now = self._clock()
+                alive, expired = split_expired([item.job for item in self._pending.values()], now)
+                for job in expired:
+                    self._pending.pop(job.seq).future.set_exception(
+                        JobExpiredInBatcher("the deadline passed while the job waited for a batch")
+                    )
+                model = running.model if running.rows else None
+                waiting = [self._pending[job.seq] for job in alive]
+                if model is None and (waiting or running.preempted):
+                    model = (running.preempted[0].item if running.preempted else _most_urgent(waiting)).model
+                candidates = [row for row in running.preempted if row.item.model == model]
+                fresh = sorted((i for i in waiting if i.model == model), key=lambda i: (-i.job.priority, i.job.seq))
+                free = self._row_cap() - len(running.rows)
+                if free <= 0 and fresh and running.rows:
+                    self._preempt_for(running, fresh[0])
+                    free = self._row_cap() - len(running.rows)
+                resumed = candidates[: max(0, free)]
+                new = fresh[: max(0, free - len(resumed))]
+                if resumed or new or running.rows:
+                    for row in resumed:
+                        running.preempted.remove(row)
+                    for item in new:
+                        self._pending.pop(item.job.seq)
+                    if model != running.model:
+                        running.model, running.decoder = model, None
+                    return [*resumed, *(self._new_row(item) for item in new)]
+                if self._stopping and not self._pending and not running.preempted:
+                    return None
+                deadlines = [j.deadline_at for j in alive if j.deadline_at is not None]
+                self._cond.wait(timeout=max(0.0, min(deadlines) - now) if deadlines else None)
+
+    def _preempt_for(self, running: _Running, urgent: _Item) -> None:
+        """Make room for `urgent` by sending the least urgent running row (if less urgent) to wait."""
+        victim = min(range(len(running.rows)), key=lambda r: (running.rows[r].item.job.priority, -r))
+        row = running.rows[victim]
+        if row.item.job.priority >= urgent.job.priority or running.decoder is None or running.batch is None:
+            return
+        keep = [r for r in range(len(running.rows)) if r != victim]
+        running.batch = running.decoder.keep(running.batch, keep) if keep else None
+        running.rows.pop(victim)
+        running.preempted.append(row)
+        log.debug("job %s (priority %d) preempted by %s", row.item.job_id, row.item.job.priority, urgent.job_id)
+
+    def _new_row(self, item: _Item) -> _Row:
+        return _Row(item, self._clock())
+
+    # -- the decoding loop ---------------------------------------------------------------------
+
+    def _join(self, running: _Running, joining: list[_Row]) -> None:
+        """Prefill the joining rows in one forward and merge them into the running batch."""
+        assert running.model is not None
+        runtime = self._runtimes[running.model]
+        if running.decoder is None:
+            running.decoder = step_decoder(runtime)
+            assert running.decoder is not None
+        decoder = running.decoder
+        first = [row for row in joining if row.text is None]  # not resuming after preemption
+        for row in first:
+            row.text = RowText(runtime_decode(runtime), row.item.request.max_new_tokens, decoder.stop_ids)
+            row.joined_at = self._clock()
+        if first:
+            for observer in self._observers:
+                observer.before_batch(running.model, [row.item.job_id for row in first])
+        meter_start = _metering(self._energy.batch_started) if self._energy else None
+        try:
+            joined = decoder.prefill([row.sequence for row in joining])
+        except Exception as exc:
+            self._forward_failed(running, joining, exc, meter_start)
+            return
+        self._book(meter_start, joining, [len(row.sequence) for row in joining])
+        running.batch = joined if running.batch is None else decoder.merge(running.batch, joined)
+        running.rows.extend(joining)
+
+    def _advance(self, running: _Running) -> None:
+        """Every row takes its next token; finished rows leave; one forward steps the rest."""
+        assert running.decoder is not None and running.batch is not None and running.model is not None
+        decoder, model = running.decoder, running.model
+        keep: list[int] = []
+        tokens: list[int] = []
+        finished: list[tuple[_Row, Literal["stop", "length"]]] = []
+        texts: dict[str, str] = {}
+        now = self._clock()
+        for r, row in enumerate(running.rows):
+            row.peak_rows = max(row.peak_rows, len(running.rows))
+            request = row.item.request
+            min_new = min(request.settings.min_new_tokens, request.max_new_tokens)
+            token = decoder.choose(running.batch, r, request.settings, request.prompt_ids, row.generated, min_new)
+            if token in decoder.stop_ids:
+                finished.append((row, "stop"))
+                continue
+            row.generated.append(token)
+            assert row.text is not None  # set when it joined
+            if piece := row.text.push(token):
+                texts[row.item.job_id] = piece
+                row.first_text_at = row.first_text_at or now
+            if len(row.generated) >= request.max_new_tokens:
+                finished.append((row, "length"))
+                continue
+            keep.append(r)
+            tokens.append(token)
+        if texts:
+            for observer in self._observers:
+                observer.on_text(model, texts)
+        if finished:
+            running.batch = decoder.keep(running.batch, keep) if keep else None
+            running.rows = [running.rows[r] for r in keep]
+            self._finish(model, finished)
+        self.current_batch_size = len(running.rows)
+        if not running.rows:
+            running.batch = None
+            return
+        meter_start = _metering(self._energy.batch_started) if self._energy else None
+        assert running.batch is not None  # rows remain
+        try:
+            decoder.step(running.batch, tokens)
+        except Exception as exc:
+            rows, running.rows, running.batch = running.rows, [], None
+            self._forward_failed(running, rows, exc, meter_start)
+            return
+        self._book(meter_start, running.rows, [1] * len(running.rows))
+
+    def _finish(self, model: str, finished: list[tuple[_Row, Literal["stop", "length"]]]) -> None:
+        runtime = self._runtimes[model]
+        decode = runtime_decode(runtime)
+        done_at = self._clock()
+        ids = [row.item.job_id for row, _ in finished]
+        for observer in self._observers:
+            observer.after_batch(model, ids)
+        tails: dict[str, str] = {}
+        outcomes = []
+        for row, reason in finished:
+            text = decode(row.generated)
+            assert row.text is not None  # set when it joined
+            if tail := row.text.finish(text):
+                tails[row.item.job_id] = tail
+                row.first_text_at = row.first_text_at or done_at
+            generation = Generation(text=text, finish_reason=reason, generated_tokens=len(row.generated))
+            energy = sum_shares(row.shares)
+            outcomes.append(
+                BatchOutcome(generation, max(1, row.peak_rows), row.joined_at, done_at, energy, row.first_text_at)
+            )
+        for observer in self._observers:
+            if tails:
+                observer.on_text(model, tails)
+            observer.after_batch_succeeded(model, ids)
+        for (row, _), outcome in zip(finished, outcomes, strict=True):
+            row.item.future.set_result(outcome)
+
+    def _book(self, meter_start: dict[Any, float] | None, rows: Sequence[_Row], tokens: list[int]) -> None:
+        """Split one forward's measured energy among its rows by the tokens each processed."""
+        if self._energy is None or meter_start is None:
+            return
+        energy = self._energy
+        shares = _metering(lambda: energy.batch_finished(meter_start, tokens)) or []
+        for row, share in zip(rows, shares, strict=False):
+            row.shares.append(share)
+
+    def _forward_failed(
+        self, running: _Running, rows: list[_Row], exc: Exception, meter_start: dict[Any, float] | None
+    ) -> None:
+        """A prefill or step raised: the breaker for a device fault, else these jobs go the static way, isolated."""
+        if self._energy is not None and meter_start is not None:
+            energy = self._energy
+            _metering(lambda: energy.batch_finished(meter_start, None))  # spent, but on no job's receipt
+        items = [row.item for row in rows]
+        if is_device_fault(exc):
+            others = [row.item for row in (*running.rows, *running.preempted)]
+            running.rows, running.preempted, running.batch = [], [], None
+            self._trip(exc, items + others)
+            return
+        if is_out_of_memory(exc):
+            self._lower_cap(len(items))
+        log.warning("a forward over %d rows failed (%s); running them as isolated static batches", len(items), exc)
+        assert running.model is not None
+        for observer in self._observers:
+            observer.after_batch(running.model, [item.job_id for item in items])
+        if len(items) == 1:
+            items[0].future.set_exception(exc)
+            return
+        self._run_isolated(items)
+
+
+def _most_urgent(items: Sequence[_Item]) -> _Item:
+    return min(items, key=lambda i: (-i.job.priority, i.job.seq))
+
+
+def decode_all(decoder: Decoder, runtime: ModelRuntime, requests: Sequence[GenerationRequest]) -> list[Generation]:
+    """All requests decoded together as one continuous batch, rows leaving as they finish (the probe's run)."""
+    decode = runtime_decode(runtime)
+    batch = decoder.prefill([r.prompt_ids for r in requests])
+    live = list(range(len(requests)))
+    generated: list[list[int]] = [[] for _ in requests]
+    reasons: list[Literal["stop", "length"]] = ["length"] * len(requests)
+    while live:
+        keep, tokens = [], []
+        for r, i in enumerate(live):
+            request = requests[i]
+            min_new = min(request.settings.min_new_tokens, request.max_new_tokens)
+            token = decoder.choose(batch, r, request.settings, request.prompt_ids, generated[i], min_new)
+            if token in decoder.stop_ids:
+                reasons[i] = "stop"
+                continue
+            generated[i].append(token)
+            if len(generated[i]) < request.max_new_tokens:
+                keep.append(r)
+                tokens.append(token)
+        if len(keep) < len(live):
+            live = [live[r] for r in keep]
+            if not live:
+                break
+            batch = decoder.keep(batch, keep)
+        decoder.step(batch, tokens)
+    return [
+        Generation(text=decode(g), finish_reason=reason, generated_tokens=len(g))
+        for g, reason in zip(generated, reasons, strict=True)
+    ]
+
+
+def probe_requests(runtime: ModelRuntime) -> list[GenerationRequest]:
+    """A fixed mixed workload: 8 prompts of varied lengths wanting 8 to 64 new tokens, greedy, no early stop
+    (one static batch decodes every row to 64; a continuous batch lets each row go when it is done)."""
+    from shared.policies import GenerationSettings
+
+    words = PROBE_TEXT.split()
+    settings = GenerationSettings(max_new_tokens=64, min_new_tokens=64)
+    return [
+        GenerationRequest(tuple(runtime.encode(" ".join(words[: 4 + 2 * i]))), 8 * (1 + i), settings) for i in range(8)
+    ]
+
+
+def probe_modes(runtime: ModelRuntime, decoder: Decoder) -> dict[str, float]:
+    """Tokens per second of each mode on the probe workload, each run once after one warm-up."""
+    requests = probe_requests(runtime)
+    tokens = sum(r.max_new_tokens for r in requests)
+    figures: dict[str, float] = {}
+    runs: list[tuple[str, Callable[[], list[Generation]]]] = [
+        ("static", lambda: runtime.generate(requests)),
+        ("continuous", lambda: decode_all(decoder, runtime, requests)),
+    ]
+    for name, run in runs:
+        run()
+        start = time.perf_counter()
+        run()
+        figures[f"{name}_tokens_per_s"] = tokens / max(1e-9, time.perf_counter() - start)
+    return figures
