@@ -126,15 +126,34 @@ class QoS(kombu_redis.QoS):
         VirtualQoS.append(self, message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
-        self.channel.release_tag(delivery_tag)
+        if self._channel_open("ack", delivery_tag):
+            self.channel.release_tag(delivery_tag)
         VirtualQoS.ack(self, delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
-        if requeue:
-            self.restore_by_tag(delivery_tag, leftmost=True, owner=self.channel.consumer_id)
-        else:
-            self.channel.release_tag(delivery_tag)
+        if self._channel_open("requeue" if requeue else "reject", delivery_tag):
+            if requeue:
+                self.restore_by_tag(delivery_tag, leftmost=True, owner=self.channel.consumer_id)
+            else:
+                self.channel.release_tag(delivery_tag)
         VirtualQoS.ack(self, delivery_tag)
+
+    def _channel_open(self, what: str, delivery_tag: str) -> bool:
+        """False once the channel is closed (a lost connection: Celery closed it to reconnect).
+
+        Its connection and pool are gone, and kombu would raise AttributeError out of the event loop,
+        which Celery treats as unrecoverable: the worker exited. The message's in-flight record stays
+        under this channel's consumer id, which no longer heartbeats, so the sweep gives it back after
+        `consumer_lease_s`; its redelivery finds the stored result (or runs the job, for a requeue)."""
+        if not self.channel.closed and self.channel.connection is not None:
+            return True
+        log.warning(
+            "cannot %s message %s: its channel was closed by a lost connection; "
+            "it is given back after the consumer lease",
+            what,
+            delivery_tag,
+        )
+        return False
 
     def restore_unacked(self, client: Any = None) -> None:
         """On close: give back what this consumer holds. When Redis or the connection is already gone

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     consumer_lease_s: float = Field(default=30.0, ge=1, le=3600)
     idle_poll_s: float = Field(default=0.05, gt=0, le=5)  # how often an idle worker asks for work
     max_batch_compute_s: float = Field(default=600, gt=0)
+    # How a worker batches: whole batches (static), jobs joining and leaving between decoding steps
+    # (continuous), or whichever measures more tokens/s on the loaded model at start (auto).
+    runtime_mode: Literal["static", "continuous", "auto"] = "static"
     worker_threads: int = Field(default=0, ge=0, le=4096)
     torch_threads: int = Field(default=0, ge=0, le=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -80,6 +80,7 @@ def greenq_status(state: Any) -> dict[str, Any]:
         "device": ctx.device,
         "queues": queues,
         "ready": ctx.ready.is_set(),
+        "runtime_mode": getattr(ctx.batcher, "mode", "static"),  # what auto chose, where it was asked
         "current_batch_size": ctx.batcher.current_batch_size,
         "waiting_in_batcher": ctx.batcher.pending_count(),
         "batch_size_cap": ctx.batcher.size_cap(),

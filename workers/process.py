@@ -45,6 +45,7 @@ from workers.metrics import WorkerMetrics, serve
 from workers.runtime import HFRuntime, ModelRuntime, warm_up
 from workers.serving.batcher import Batcher
 from workers.serving.breaker import DEVICE_FAULT_EXIT_CODE
+from workers.serving.continuous import ContinuousBatcher
 from workers.serving.handler import JobHandler, WorkerIdentity
 from workers.serving.observers import (
     AttemptObserver,
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.stream.enabled:
         streams = TokenStreams(app.backend.client, settings.stream.max_entries, settings.result_ttl_s)
         publisher = TokenPublisher(streams, settings.stream.flush_interval_s).start()
-    batcher = Batcher(
+    batcher = ContinuousBatcher(
         {},
         settings.batch,
         energy=energy,
@@ -202,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         observers=observers(settings, attempts, app.backend.client, metrics, ready, publisher),
         objectives_s=settings.latency_objective_s,
         backlog=lambda: probe.takeable() if probe is not None else {},
+        mode=settings.runtime_mode,
     )
     if is_redis_url(settings.broker_url):
         broker = redis_client(settings.broker_url, settings.tls_ca_file, sentinel_master=settings.sentinel_master)

@@ -221,8 +221,9 @@ class Batcher:
             t: p.model_copy(update={"max_batch_size": min(p.max_batch_size, cap)}) for t, p in self.policies().items()
         }
 
-    def _lower_cap(self, failed_size: int) -> None:
-        cap = max(1, failed_size // 2)
+    def _lower_cap(self, failed_size: int, cap: int | None = None) -> None:
+        """After an out-of-memory error at `failed_size`: at most `cap` (default: half of it) for a while."""
+        cap = max(1, failed_size // 2 if cap is None else cap)
         with self._cond:
             self._oom_cap = min(cap, self._oom_cap or cap)
             self._oom_until = self._clock() + self._oom_backoff_s

@@ -126,15 +126,18 @@ class ContinuousBatcher(Batcher):
 
     # -- admission ---------------------------------------------------------------------------
 
-    def _row_cap(self) -> int:
-        cap = max((p.max_batch_size for p in self._policies.values()), default=1)
+    def _row_cap(self, job_types: set[str]) -> int:
+        """How many rows may decode together with these job types among them: the smallest of their
+        `max_batch_size`s, lowered while an out-of-memory cap is in force."""
+        cap = min((self._policies[t].max_batch_size for t in job_types if t in self._policies), default=1)
         oom_cap = self._oom_cap if self._oom_cap is not None and self._clock() < self._oom_until else None
         return max(1, min(cap, oom_cap or cap))
 
     def _take(self, running: _Running) -> list[_Row] | None:
         """Jobs to join the running batch now (perhaps none); blocks while idle; None once stopped and empty.
 
-        May preempt the least urgent running row for a more urgent waiting job."""
+        Most urgent first, preempted rows before new jobs of the same urgency; when the batch is full,
+        the most urgent waiting job may preempt the least urgent running row."""
         with self._cond:
             while True:
                 now = self._clock()
@@ -143,42 +146,50 @@ class ContinuousBatcher(Batcher):
                     self._pending.pop(job.seq).future.set_exception(
                         JobExpiredInBatcher("the deadline passed while the job waited for a batch")
                     )
+                waiting: list[_Row | _Item] = [*running.preempted, *(self._pending[job.seq] for job in alive)]
                 model = running.model if running.rows else None
-                waiting = [self._pending[job.seq] for job in alive]
-                if model is None and (waiting or running.preempted):
-                    model = (running.preempted[0].item if running.preempted else _most_urgent(waiting)).model
-                candidates = [row for row in running.preempted if row.item.model == model]
-                fresh = sorted((i for i in waiting if i.model == model), key=lambda i: (-i.job.priority, i.job.seq))
-                free = self._row_cap() - len(running.rows)
-                if free <= 0 and fresh and running.rows:
-                    self._preempt_for(running, fresh[0])
-                    free = self._row_cap() - len(running.rows)
-                resumed = candidates[: max(0, free)]
-                new = fresh[: max(0, free - len(resumed))]
-                if resumed or new or running.rows:
-                    for row in resumed:
-                        running.preempted.remove(row)
-                    for item in new:
-                        self._pending.pop(item.job.seq)
+                if model is None and waiting:
+                    model = _item(min(waiting, key=_urgency)).model
+                candidates = sorted((w for w in waiting if _item(w).model == model), key=_urgency)
+                types = {row.item.job.job_type for row in running.rows}
+                chosen: list[_Row | _Item] = []
+                for candidate in candidates:
+                    job_type = _item(candidate).job.job_type
+                    if len(running.rows) + len(chosen) >= self._row_cap(types | {job_type}):
+                        break
+                    chosen.append(candidate)
+                    types.add(job_type)
+                if not chosen and candidates and running.rows and self._preempt_for(running, _item(candidates[0])):
+                    continue  # room made: admit it
+                if chosen or running.rows:
                     if model != running.model:
                         running.model, running.decoder = model, None
-                    return [*resumed, *(self._new_row(item) for item in new)]
+                    joining = []
+                    for candidate in chosen:
+                        if isinstance(candidate, _Row):
+                            running.preempted.remove(candidate)
+                            joining.append(candidate)
+                        else:
+                            self._pending.pop(candidate.job.seq)
+                            joining.append(self._new_row(candidate))
+                    return joining
                 if self._stopping and not self._pending and not running.preempted:
                     return None
                 deadlines = [j.deadline_at for j in alive if j.deadline_at is not None]
                 self._cond.wait(timeout=max(0.0, min(deadlines) - now) if deadlines else None)
 
-    def _preempt_for(self, running: _Running, urgent: _Item) -> None:
-        """Make room for `urgent` by sending the least urgent running row (if less urgent) to wait."""
+    def _preempt_for(self, running: _Running, urgent: _Item) -> bool:
+        """Make room for `urgent` by sending the least urgent running row to wait, if it is less urgent."""
         victim = min(range(len(running.rows)), key=lambda r: (running.rows[r].item.job.priority, -r))
         row = running.rows[victim]
         if row.item.job.priority >= urgent.job.priority or running.decoder is None or running.batch is None:
-            return
+            return False
         keep = [r for r in range(len(running.rows)) if r != victim]
         running.batch = running.decoder.keep(running.batch, keep) if keep else None
         running.rows.pop(victim)
         running.preempted.append(row)
         log.debug("job %s (priority %d) preempted by %s", row.item.job_id, row.item.job.priority, urgent.job_id)
+        return True
 
     def _new_row(self, item: _Item) -> _Row:
         return _Row(item, self._clock())
@@ -297,7 +308,12 @@ class ContinuousBatcher(Batcher):
     def _forward_failed(
         self, running: _Running, rows: list[_Row], exc: Exception, meter_start: dict[Any, float] | None
     ) -> None:
-        """A prefill or step raised: the breaker for a device fault, else these jobs go the static way, isolated."""
+        """A prefill (of `rows`) or a step (of all `rows`, already taken out of `running`) raised.
+
+        A device fault trips the breaker. Out of memory lowers the row cap to one row fewer than the
+        forward held and sends its rows to wait, to resume by recompute within the cap (vLLM does the
+        same). Anything else sends the rows the static way, which splits until the failing job stands
+        alone."""
         if self._energy is not None and meter_start is not None:
             energy = self._energy
             _metering(lambda: energy.batch_finished(meter_start, None))  # spent, but on no job's receipt
@@ -307,8 +323,11 @@ class ContinuousBatcher(Batcher):
             running.rows, running.preempted, running.batch = [], [], None
             self._trip(exc, items + others)
             return
-        if is_out_of_memory(exc):
-            self._lower_cap(len(items))
+        held = len(rows) + len(running.rows)  # a failed prefill: the running rows were to be in it too
+        if is_out_of_memory(exc) and held > 1:
+            self._lower_cap(held, cap=held - 1)
+            running.preempted.extend(rows)  # their attempts stay open: they resume, not restart
+            return
         log.warning("a forward over %d rows failed (%s); running them as isolated static batches", len(items), exc)
         assert running.model is not None
         for observer in self._observers:
@@ -319,8 +338,14 @@ class ContinuousBatcher(Batcher):
         self._run_isolated(items)
 
 
-def _most_urgent(items: Sequence[_Item]) -> _Item:
-    return min(items, key=lambda i: (-i.job.priority, i.job.seq))
+def _item(waiting: _Row | _Item) -> _Item:
+    return waiting.item if isinstance(waiting, _Row) else waiting
+
+
+def _urgency(waiting: _Row | _Item) -> tuple[int, int]:
+    """Sort key: most urgent first, then first come (a preempted row came before any job waiting now)."""
+    item = _item(waiting)
+    return (-item.job.priority, item.job.seq)
 
 
 def decode_all(decoder: Decoder, runtime: ModelRuntime, requests: Sequence[GenerationRequest]) -> list[Generation]:

@@ -1,0 +1,111 @@
+"""Continuous batching in real worker processes (GREENQ_RUNTIME_MODE=continuous): the guarantees hold as for
+static batches (late ack after the stored result, one bad job fails alone, out-of-memory splits, warm
+shutdown), and a reply overtakes long descriptions instead of waiting behind them."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from producers.client import JobSpec
+from shared.results import JobResult, JobStatus
+from tests.integration.conftest import FAST_REDELIVERY
+from tests.integration.harness import Stack, free_port, stack
+
+pytestmark = pytest.mark.chaos
+
+CONTINUOUS = {
+    **FAST_REDELIVERY,
+    "GREENQ_RUNTIME_MODE": "continuous",
+    "GREENQ_GENERATION__REPLY__MAX_NEW_TOKENS": "24",
+    "GREENQ_GENERATION__REPLY__MIN_NEW_TOKENS": "24",
+    "GREENQ_GENERATION__DESCRIPTION__MAX_NEW_TOKENS": "120",
+    "GREENQ_GENERATION__DESCRIPTION__MIN_NEW_TOKENS": "120",
+    "GREENQ_CHAOS__STEP_DELAY_S": "0.03",  # a slow device: a 120-token row takes about 4 s
+}
+DESCRIPTION = {"sku": "SH-1", "title": "Linen shirt", "category": "Apparel", "attributes": {"colour": "white"}}
+
+
+@pytest.fixture
+def cont(redis_port: int, tiny_model_dir: Path) -> Stack:
+    with stack(redis_port, tiny_model_dir, CONTINUOUS) as s:
+        yield s  # type: ignore[misc]
+
+
+def _replies(n: int, tag: str) -> list[JobSpec]:
+    return [JobSpec("reply", {"customer_message": f"{tag} question {i}"}) for i in range(n)]
+
+
+def _all(s: Stack, ids: list[str], timeout_s: float = 120) -> dict[str, JobResult]:
+    results = {r.job_id: r for r in s.client.as_completed(ids, timeout_s=timeout_s)}
+    assert set(results) == set(ids)
+    return results
+
+
+def _running_rows(s: Stack, port: int) -> float:
+    match = re.search(r"^greenq_current_batch_size (\S+)$", s.metrics_text(port), flags=re.M)
+    return float(match[1]) if match else 0.0
+
+
+def test_a_reply_overtakes_long_descriptions(cont: Stack, tmp_path: Path) -> None:
+    port = free_port()
+    cont.start_worker(tmp_path / "w.log", metrics_port=port)
+    long = cont.client.submit_many([JobSpec("description", {**DESCRIPTION, "sku": f"SH-{i}"}) for i in range(3)])
+    cont.wait_for(lambda: _running_rows(cont, port) >= 3, what="the descriptions to decode")
+    reply = cont.client.submit("reply", {"customer_message": "Where is my parcel?"}, priority=9)
+    results = _all(cont, [*long, reply])
+    assert all(r.status is JobStatus.succeeded for r in results.values())
+    assert results[reply].finished_at < min(results[j].finished_at for j in long)
+    first = results[reply].timings.first_token_s
+    assert first is not None and first < 2.0  # the next step, not after 4 s of descriptions
+
+
+def test_kill9_mid_decode_then_a_second_worker_completes_each_job_once(cont: Stack, tmp_path: Path) -> None:
+    port = free_port()
+    busy = cont.start_worker(tmp_path / "a.log", node="a@test", metrics_port=port)
+    ids = cont.client.submit_many(_replies(6, "computing"))
+    cont.wait_for(lambda: _running_rows(cont, port) >= 4, what="rows to decode")
+    cont.kill(busy)
+    cont.start_worker(tmp_path / "b.log", node="b@test")
+    results = _all(cont, ids)
+    assert all(r.status is JobStatus.succeeded for r in results.values())
+    assert any(r.worker == "b@test" for r in results.values())
+
+
+def test_sigterm_finishes_the_running_rows_and_hands_back_the_rest(cont: Stack, tmp_path: Path) -> None:
+    port = free_port()
+    env = {"GREENQ_BATCH__REPLY__MAX_BATCH_SIZE": "4"}  # four rows at most: the rest wait in the batcher
+    first = cont.start_worker(tmp_path / "a.log", node="a@test", metrics_port=port, env=env)
+    ids = cont.client.submit_many(_replies(12, "sigterm"))
+    cont.wait_for(lambda: _running_rows(cont, port) >= 4, what="four rows to decode")
+    stopped_at = time.monotonic()
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0
+    assert time.monotonic() - stopped_at < 10  # the running rows (about 1 s), not all twelve jobs
+    cont.start_worker(tmp_path / "b.log", node="b@test")
+    results = _all(cont, ids)
+    assert all(r.status is JobStatus.succeeded for r in results.values())
+    by_a = [r for r in results.values() if r.worker == "a@test"]
+    assert 4 <= len(by_a) < 12 and any(r.worker == "b@test" for r in results.values())
+
+
+def test_out_of_memory_splits_and_one_bad_job_fails_alone(cont: Stack, tmp_path: Path) -> None:
+    port = free_port()
+    env = {"GREENQ_CHAOS__OOM_ABOVE_BATCH_SIZE": "2", "GREENQ_CHAOS__FAIL_MARKER": "FAIL-ALONE"}
+    cont.start_worker(tmp_path / "w.log", metrics_port=port, env=env)
+    ids = cont.client.submit_many(_replies(7, "oom") + [JobSpec("reply", {"customer_message": "FAIL-ALONE"})])
+    results = _all(cont, ids)
+    failed = [r for r in results.values() if r.status is JobStatus.failed]
+    assert len(failed) == 1 and "injected failure" in (failed[0].error or "")
+    assert sum(r.status is JobStatus.succeeded for r in results.values()) == 7
+    later = _all(cont, cont.client.submit_many(_replies(6, "after")))
+    assert all(r.status is JobStatus.succeeded and r.batch_size <= 2 for r in later.values())
+    text = cont.metrics_text(port)
+    cap = re.search(r"^greenq_batch_size_cap (\S+)$", text, flags=re.M)
+    assert cap is not None and 1 <= float(cap[1]) <= 2  # 2: one row fewer than the 3 that failed; 1: a static half
+    ooms = re.search(r"^greenq_out_of_memory_total (\S+)$", text, flags=re.M)
+    assert ooms is not None and float(ooms[1]) >= 1
