@@ -178,11 +178,12 @@ def test_worker_warns_when_redis_may_evict_queue_keys(tiny_model_dir: Path, tmp_
 
 
 def test_an_ack_after_the_connection_was_lost_does_not_kill_the_worker() -> None:
-    """Seen in the Sentinel kill-master test (about 1 run in 20, in CI and in a loop here): the master died,
-    Celery closed the channel to reconnect (its give-back on close failed: "no attribute 'hostname'", so
-    the channel kept no connection pool), then a job that had been computing stored its result and acked on the closed channel. The ack raised AttributeError
-    ('NoneType' object has no attribute 'client') out of the event loop; Celery called it unrecoverable and
-    the worker exited, and the jobs submitted after the failover were never consumed."""
+    """Seen in the Sentinel kill-master test (about 1 run in 20, in CI and in a loop here): the master
+    died, Celery closed the channel to reconnect (its give-back on close failed: "no attribute
+    'hostname'", so the channel kept no connection pool), then a job that had been computing stored
+    its result and acked on the closed channel. The ack raised AttributeError ('NoneType' object has
+    no attribute 'client') out of the event loop; Celery called it unrecoverable and the worker
+    exited, and the jobs submitted after the failover were never consumed."""
     from kombu import Connection, Exchange, Queue
 
     from shared import redis_transport
