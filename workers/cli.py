@@ -67,11 +67,17 @@ def add_commands(sub: SubParsers) -> None:
     p.add_argument(
         "--objectives", help="--load: bench p95 objectives, s (default reply=30,description=60,strategy=120)"
     )
+    p.add_argument(
+        "--interactive",
+        action="store_true",
+        help="replies arriving while description bursts decode: static vs continuous batching, side by side",
+    )
+    p.add_argument("--reply-rate-per-s", type=float, default=2.0, help="--interactive: Poisson reply arrivals")
     p.add_argument("--carbon", action="store_true", help="replay a day of the carbon trace through the scheduler")
     p.add_argument("--slacks-h", default="1,4,8,24", help="--carbon: run_by slacks, hours, comma-separated")
     p.add_argument("--days", type=float, default=3.0, help="--carbon: days of arrivals (default 3)")
     p.add_argument("--capacity", type=int, default=4, help="--carbon: K, jobs the fleet starts per 5-min slot")
-    p.add_argument("--seed", type=int, default=7, help="--carbon: arrivals and forecast noise")
+    p.add_argument("--seed", type=int, default=7, help="--carbon, --interactive: arrivals (and forecast noise)")
     p.add_argument("--trace", type=Path, default=None, help="--carbon: CSV trace (default ../shared/data/carbon/)")
     p.set_defaults(func=_bench)
 
@@ -131,6 +137,8 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.carbon:
         return _bench_carbon(args, settings)
+    if args.interactive:
+        return _bench_interactive(args, settings)
     config = quick(BenchConfig()) if args.quick else BenchConfig()
     overrides = {
         "model": args.model,
@@ -186,6 +194,40 @@ def _bench_load(args: argparse.Namespace, settings: Settings, config: BenchConfi
     for path in write_load_outputs(result, out, "greenq " + " ".join(sys.argv[1:])):
         print(path)
     print((out / "summary.md").read_text())
+    return 0
+
+
+def _bench_interactive(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+    import time
+
+    import torch
+
+    from workers.bench.interactive import InteractiveConfig, run_interactive, table
+    from workers.bench.run import Progress
+    from workers.local_model import resolve_model
+    from workers.runtime import HFRuntime, warm_up
+
+    config = InteractiveConfig(
+        model=args.model or InteractiveConfig.model,
+        duration_s=args.duration_s or InteractiveConfig.duration_s,
+        reply_rate_per_s=args.reply_rate_per_s,
+        seed=args.seed,
+        device=args.device or "cpu",
+        dtype=args.dtype or "float32",
+    )
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    progress = Progress()
+    runtime = HFRuntime(resolve_model(config.model, settings.model_cache_dir), config.device, config.dtype)
+    warm_up(runtime)
+    result = run_interactive(config, settings, runtime, progress)
+    out = args.out or Path("out") / time.strftime("bench-interactive-%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "interactive.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "interactive.md").write_text(table(result) + "\n")
+    print(table(result))
+    print(f"written to {out}", file=sys.stderr)
     return 0
 
 
