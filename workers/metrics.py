@@ -57,6 +57,12 @@ class WorkerMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=registry,
         )
+        self.batching_mode = Gauge(
+            "greenq_batching_mode",
+            "1 for how this worker batches: static (whole batches) or continuous (GREENQ_RUNTIME_MODE; auto measures).",
+            ["mode"],
+            registry=registry,
+        )
         self.first_token = Histogram(
             "greenq_time_to_first_token_seconds",
             "Submission (a deferred job: its release) to the job's first decoded text, per job.",

@@ -57,6 +57,9 @@ def test_a_reply_overtakes_long_descriptions(cont: Stack, tmp_path: Path) -> Non
     long = cont.client.submit_many([JobSpec("description", {**DESCRIPTION, "sku": f"SH-{i}"}) for i in range(3)])
     cont.wait_for(lambda: _running_rows(cont, port) >= 3, what="the descriptions to decode")
     reply = cont.client.submit("reply", {"customer_message": "Where is my parcel?"}, priority=9)
+    pieces = list(cont.client.stream(reply, timeout_s=60))  # a chat widget follows it as it decodes
+    assert isinstance(pieces[-1], JobResult) and "".join(p for p in pieces if isinstance(p, str)) == pieces[-1].text
+    assert len(pieces) >= 4
     results = _all(cont, [*long, reply])
     assert all(r.status is JobStatus.succeeded for r in results.values())
     assert results[reply].finished_at < min(results[j].finished_at for j in long)
@@ -109,3 +112,19 @@ def test_out_of_memory_splits_and_one_bad_job_fails_alone(cont: Stack, tmp_path:
     assert cap is not None and 1 <= float(cap[1]) <= 2  # 2: one row fewer than the 3 that failed; 1: a static half
     ooms = re.search(r"^greenq_out_of_memory_total (\S+)$", text, flags=re.M)
     assert ooms is not None and float(ooms[1]) >= 1
+
+
+def test_auto_measures_both_modes_and_reports_its_choice(cont: Stack, tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "w.log"
+    cont.start_worker(log, metrics_port=port, env={"GREENQ_RUNTIME_MODE": "auto", "GREENQ_CHAOS__STEP_DELAY_S": "0"})
+    mode = re.search(r'^greenq_batching_mode\{mode="(static|continuous)"\} 1\.0$', cont.metrics_text(port), re.M)
+    assert mode is not None
+    measured = re.search(
+        r"runtime auto: static (\d+) tokens/s, continuous (\d+) tokens/s on the probe workload: (\w+)", log.read_text()
+    )
+    assert measured is not None and measured[3] == mode[1]
+    faster = "continuous" if int(measured[2]) > int(measured[1]) else "static"
+    assert mode[1] == faster
+    results = _all(cont, cont.client.submit_many(_replies(4, "auto")))
+    assert all(r.status is JobStatus.succeeded for r in results.values())

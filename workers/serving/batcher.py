@@ -392,12 +392,16 @@ class Batcher:
         try:
             if self._load is not None:
                 self._runtimes = self._load()
+            self._prepare()
         except BaseException as exc:
             self._load_error = exc
             return
         finally:
             self._loaded.set()
         self._serve()
+
+    def _prepare(self) -> None:
+        """On the batch thread, once the runtimes are loaded and before `wait_ready` returns (see subclasses)."""
 
     def _serve(self) -> None:
         """Run batches until stopped (static batching: each batch runs to its end before the next starts)."""

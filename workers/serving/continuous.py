@@ -87,8 +87,10 @@ class ContinuousBatcher(Batcher):
         self.mode: Literal["static", "continuous"] = "static" if mode == "static" else "continuous"
         self.probe: dict[str, float] = {}  # what auto measured: tokens/s of each mode
 
-    def _serve(self) -> None:
+    def _prepare(self) -> None:
         self.mode = self._choose_mode()
+
+    def _serve(self) -> None:
         if self.mode == "static":
             super()._serve()
             return
