@@ -14,11 +14,12 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from producers.client import Client
+from producers.client import Client, JobSpec
 from shared import job_types
 from shared.job_types import JobType
 from shared.queues import queue_name, redis_priority_lists
 from shared.redis_client import redis_client
+from shared.results import JobResult
 from shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -131,6 +132,12 @@ class Stack:
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}")
 
+    def results(self, ids: list[str], timeout_s: float = 120) -> dict[str, JobResult]:
+        """Every job's final result by id; fails unless each of them has exactly one."""
+        found = {r.job_id: r for r in self.client.as_completed(ids, timeout_s=timeout_s)}
+        assert set(found) == set(ids)
+        return found
+
     def metrics_text(self, port: int) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             return response.read().decode()
@@ -158,3 +165,8 @@ def stack(
         yield s
     finally:
         s.stop()
+
+
+def replies(n: int, tag: str) -> list[JobSpec]:
+    """`n` distinct reply jobs."""
+    return [JobSpec("reply", {"customer_message": f"{tag} question {i}"}) for i in range(n)]

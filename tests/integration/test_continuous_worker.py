@@ -14,7 +14,7 @@ import pytest
 from producers.client import JobSpec
 from shared.results import JobResult, JobStatus
 from tests.integration.conftest import FAST_REDELIVERY
-from tests.integration.harness import Stack, free_port, stack
+from tests.integration.harness import Stack, free_port, replies, stack
 
 pytestmark = pytest.mark.chaos
 
@@ -36,16 +36,6 @@ def cont(redis_port: int, tiny_model_dir: Path) -> Stack:
         yield s  # type: ignore[misc]
 
 
-def _replies(n: int, tag: str) -> list[JobSpec]:
-    return [JobSpec("reply", {"customer_message": f"{tag} question {i}"}) for i in range(n)]
-
-
-def _all(s: Stack, ids: list[str], timeout_s: float = 120) -> dict[str, JobResult]:
-    results = {r.job_id: r for r in s.client.as_completed(ids, timeout_s=timeout_s)}
-    assert set(results) == set(ids)
-    return results
-
-
 def _running_rows(s: Stack, port: int) -> float:
     match = re.search(r"^greenq_current_batch_size (\S+)$", s.metrics_text(port), flags=re.M)
     return float(match[1]) if match else 0.0
@@ -60,7 +50,7 @@ def test_a_reply_overtakes_long_descriptions(cont: Stack, tmp_path: Path) -> Non
     pieces = list(cont.client.stream(reply, timeout_s=60))  # a chat widget follows it as it decodes
     assert isinstance(pieces[-1], JobResult) and "".join(p for p in pieces if isinstance(p, str)) == pieces[-1].text
     assert len(pieces) >= 4
-    results = _all(cont, [*long, reply])
+    results = cont.results([*long, reply])
     assert all(r.status is JobStatus.succeeded for r in results.values())
     assert results[reply].finished_at < min(results[j].finished_at for j in long)
     first = results[reply].timings.first_token_s
@@ -70,11 +60,11 @@ def test_a_reply_overtakes_long_descriptions(cont: Stack, tmp_path: Path) -> Non
 def test_kill9_mid_decode_then_a_second_worker_completes_each_job_once(cont: Stack, tmp_path: Path) -> None:
     port = free_port()
     busy = cont.start_worker(tmp_path / "a.log", node="a@test", metrics_port=port)
-    ids = cont.client.submit_many(_replies(6, "computing"))
+    ids = cont.client.submit_many(replies(6, "computing"))
     cont.wait_for(lambda: _running_rows(cont, port) >= 4, what="rows to decode")
     cont.kill(busy)
     cont.start_worker(tmp_path / "b.log", node="b@test")
-    results = _all(cont, ids)
+    results = cont.results(ids)
     assert all(r.status is JobStatus.succeeded for r in results.values())
     assert any(r.worker == "b@test" for r in results.values())
 
@@ -83,14 +73,14 @@ def test_sigterm_finishes_the_running_rows_and_hands_back_the_rest(cont: Stack, 
     port = free_port()
     env = {"GREENQ_BATCH__REPLY__MAX_BATCH_SIZE": "4"}  # four rows at most: the rest wait in the batcher
     first = cont.start_worker(tmp_path / "a.log", node="a@test", metrics_port=port, env=env)
-    ids = cont.client.submit_many(_replies(12, "sigterm"))
+    ids = cont.client.submit_many(replies(12, "sigterm"))
     cont.wait_for(lambda: _running_rows(cont, port) >= 4, what="four rows to decode")
     stopped_at = time.monotonic()
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=30) == 0
     assert time.monotonic() - stopped_at < 10  # the running rows (about 1 s), not all twelve jobs
     cont.start_worker(tmp_path / "b.log", node="b@test")
-    results = _all(cont, ids)
+    results = cont.results(ids)
     assert all(r.status is JobStatus.succeeded for r in results.values())
     by_a = [r for r in results.values() if r.worker == "a@test"]
     assert 4 <= len(by_a) < 12 and any(r.worker == "b@test" for r in results.values())
@@ -100,12 +90,12 @@ def test_out_of_memory_splits_and_one_bad_job_fails_alone(cont: Stack, tmp_path:
     port = free_port()
     env = {"GREENQ_CHAOS__OOM_ABOVE_BATCH_SIZE": "2", "GREENQ_CHAOS__FAIL_MARKER": "FAIL-ALONE"}
     cont.start_worker(tmp_path / "w.log", metrics_port=port, env=env)
-    ids = cont.client.submit_many(_replies(7, "oom") + [JobSpec("reply", {"customer_message": "FAIL-ALONE"})])
-    results = _all(cont, ids)
+    ids = cont.client.submit_many(replies(7, "oom") + [JobSpec("reply", {"customer_message": "FAIL-ALONE"})])
+    results = cont.results(ids)
     failed = [r for r in results.values() if r.status is JobStatus.failed]
     assert len(failed) == 1 and "injected failure" in (failed[0].error or "")
     assert sum(r.status is JobStatus.succeeded for r in results.values()) == 7
-    later = _all(cont, cont.client.submit_many(_replies(6, "after")))
+    later = cont.results(cont.client.submit_many(replies(6, "after")))
     assert all(r.status is JobStatus.succeeded and r.batch_size <= 2 for r in later.values())
     text = cont.metrics_text(port)
     cap = re.search(r"^greenq_batch_size_cap (\S+)$", text, flags=re.M)
@@ -126,5 +116,5 @@ def test_auto_measures_both_modes_and_reports_its_choice(cont: Stack, tmp_path: 
     assert measured is not None and measured[3] == mode[1]
     faster = "continuous" if int(measured[2]) > int(measured[1]) else "static"
     assert mode[1] == faster
-    results = _all(cont, cont.client.submit_many(_replies(4, "auto")))
+    results = cont.results(cont.client.submit_many(replies(4, "auto")))
     assert all(r.status is JobStatus.succeeded for r in results.values())

@@ -19,32 +19,22 @@ import pytest
 from producers.client import Client, JobSpec
 from shared.deadletter import DeadLetter, DeadLetterStore
 from shared.queues import queue_name, task_name
-from shared.results import JobResult, JobStatus
-from tests.integration.harness import REPO, Stack, free_port
+from shared.results import JobStatus
+from tests.integration.harness import REPO, Stack, free_port, replies
 
 REPLY = {"customer_message": "Where is my order?"}
 
 pytestmark = pytest.mark.chaos
 
 
-def _replies(n: int, tag: str) -> list[JobSpec]:
-    return [JobSpec("reply", {"customer_message": f"{tag} question {i}"}) for i in range(n)]
-
-
-def _all(stack: Stack, ids: list[str], timeout_s: float = 120) -> dict[str, JobResult]:
-    results = {r.job_id: r for r in stack.client.as_completed(ids, timeout_s=timeout_s)}
-    assert set(results) == set(ids)
-    return results
-
-
 def test_kill9_with_buffered_jobs_then_a_second_worker_completes_them(fast_redelivery: Stack, tmp_path: Path) -> None:
     s = fast_redelivery
     holder = s.start_worker(tmp_path / "a.log", node="a@test", env={"GREENQ_BATCH__REPLY__MAX_WAIT_S": "4.5"})
-    ids = s.client.submit_many(_replies(5, "buffered"))
+    ids = s.client.submit_many(replies(5, "buffered"))
     s.wait_for(lambda: s.unacked() == 5, what="worker A to reserve the jobs")
     s.kill(holder)  # the five jobs sat in A's batcher, waiting for the batch to fill
     s.start_worker(tmp_path / "b.log", node="b@test")
-    results = _all(s, ids)
+    results = s.results(ids)
     assert all(r.status is JobStatus.succeeded and r.worker == "b@test" for r in results.values())
 
 
@@ -54,11 +44,11 @@ def test_kill9_during_a_batch_then_a_second_worker_completes_it(fast_redelivery:
     # A 1 s max wait makes the six jobs one batch however the messages trickle in.
     env = {"GREENQ_CHAOS__BATCH_DELAY_S": "2.5", "GREENQ_BATCH__REPLY__MAX_WAIT_S": "1"}
     busy = s.start_worker(tmp_path / "a.log", node="a@test", metrics_port=port, env=env)
-    ids = s.client.submit_many(_replies(6, "computing"))
+    ids = s.client.submit_many(replies(6, "computing"))
     s.wait_for(lambda: "greenq_current_batch_size 6.0" in s.metrics_text(port), what="the batch to start")
     s.kill(busy)
     s.start_worker(tmp_path / "b.log", node="b@test")
-    results = _all(s, ids)
+    results = s.results(ids)
     assert all(r.status is JobStatus.succeeded and r.worker == "b@test" for r in results.values())
 
 
@@ -71,14 +61,14 @@ def test_sigterm_finishes_the_batch_and_hands_back_the_rest(fresh: Stack, tmp_pa
         "GREENQ_BATCH__REPLY__MAX_WAIT_S": "1",
     }  # batches close full, not on a 20 ms timer
     first = s.start_worker(tmp_path / "a.log", node="a@test", metrics_port=port, env=env)
-    ids = s.client.submit_many(_replies(12, "sigterm"))
+    ids = s.client.submit_many(replies(12, "sigterm"))
     s.wait_for(lambda: "greenq_current_batch_size 4.0" in s.metrics_text(port), what="a batch to start")
     stopped_at = time.monotonic()
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=30) == 0
     assert time.monotonic() - stopped_at < 10  # one batch (2 s), not all three
     s.start_worker(tmp_path / "b.log", node="b@test")
-    results = _all(s, ids)
+    results = s.results(ids)
     assert all(r.status is JobStatus.succeeded for r in results.values())
     by_a = [r for r in results.values() if r.worker == "a@test"]
     assert 1 <= len(by_a) <= 8 and len(by_a) % 4 == 0  # only batches that had started
@@ -91,8 +81,8 @@ def test_poison_job_is_dead_lettered_after_max_attempts(fast_redelivery: Stack, 
     log = tmp_path / "launcher.log"
     s.spawn([sys.executable, "-m", "workers.cli", "worker", "--devices", "cpu"], log, env=env)
     poison = s.client.submit("reply", {"customer_message": "POISON-PILL please"})
-    innocent = s.client.submit_many(_replies(5, "innocent"))
-    results = _all(s, [poison, *innocent], timeout_s=240)
+    innocent = s.client.submit_many(replies(5, "innocent"))
+    results = s.results([poison, *innocent], timeout_s=240)
     assert all(results[i].status is JobStatus.succeeded for i in innocent), [results[i].error for i in innocent]
     assert results[poison].status is JobStatus.failed
     assert "gave up after 2 attempts" in (results[poison].error or "")
@@ -110,14 +100,14 @@ def test_out_of_memory_splits_and_lowers_the_batch_size(fresh: Stack, tmp_path: 
         "GREENQ_BATCH__REPLY__MAX_WAIT_S": "0.5",
     }
     s.start_worker(tmp_path / "w.log", metrics_port=port, env=env)
-    specs = _replies(7, "oom") + [JobSpec("reply", {"customer_message": "FAIL-ALONE"})]
+    specs = replies(7, "oom") + [JobSpec("reply", {"customer_message": "FAIL-ALONE"})]
     ids = s.client.submit_many(specs)
-    results = _all(s, ids)
+    results = s.results(ids)
     failed = [r for r in results.values() if r.status is JobStatus.failed]
     assert len(failed) == 1 and "injected failure" in (failed[0].error or "")
     assert sum(r.status is JobStatus.succeeded for r in results.values()) == 7
     assert all(r.batch_size <= 2 for r in results.values())
-    later = _all(s, s.client.submit_many(_replies(6, "after")))
+    later = s.results(s.client.submit_many(replies(6, "after")))
     assert all(r.status is JobStatus.succeeded and r.batch_size <= 2 for r in later.values())
     text = s.metrics_text(port)
     assert "greenq_batch_size_cap 2.0" in text

@@ -11,23 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from producers.client import JobSpec
 from shared.errors import BrokerUnavailable
 from shared.local_redis import LocalRedis
-from shared.results import JobResult, JobStatus
-from tests.integration.harness import Stack, free_port, stack
+from shared.results import JobStatus
+from tests.integration.harness import Stack, free_port, replies, stack
 
 pytestmark = pytest.mark.chaos
-
-
-def _replies(n: int, tag: str) -> list[JobSpec]:
-    return [JobSpec("reply", {"customer_message": f"{tag} question {i}"}) for i in range(n)]
-
-
-def _results(s: Stack, ids: list[str], timeout_s: float = 120) -> dict[str, JobResult]:
-    results = {r.job_id: r for r in s.client.as_completed(ids, timeout_s=timeout_s)}
-    assert set(results) == set(ids)
-    return results
 
 
 def _jobs_batched(s: Stack, port: int) -> float:
@@ -49,11 +38,11 @@ def test_a_job_popped_by_a_worker_that_dies_before_reading_it_is_not_lost(
     doomed = s.start_worker(tmp_path / "a.log", node="a@test")
     time.sleep(1.0)  # idle: waiting for work
     os.killpg(doomed.pid, signal.SIGSTOP)
-    ids = s.client.submit_many(_replies(3, "frozen"))
+    ids = s.client.submit_many(replies(3, "frozen"))
     time.sleep(1.0)
     s.kill(doomed)
     s.start_worker(tmp_path / "b.log", node="b@test")
-    results = _results(s, ids, timeout_s=60)
+    results = s.results(ids, timeout_s=60)
     assert all(r.status is JobStatus.succeeded and r.worker == "b@test" for r in results.values())
 
 
@@ -70,7 +59,7 @@ def test_a_result_backend_outage_fails_no_job_and_loses_none(
     with stack(redis_port, tiny_model_dir, env) as s:
         port = free_port()
         s.start_worker(tmp_path / "w.log", metrics_port=port)
-        ids = s.client.submit_many(_replies(16, "outage"))
+        ids = s.client.submit_many(replies(16, "outage"))
         s.wait_for(lambda: "greenq_current_batch_size 8.0" in s.metrics_text(port), what="the first batch")
         own_redis.halt()
         time.sleep(6)
@@ -78,7 +67,7 @@ def test_a_result_backend_outage_fails_no_job_and_loses_none(
         deadline = time.monotonic() + 120
         while True:
             try:
-                results = _results(s, ids, timeout_s=max(1.0, deadline - time.monotonic()))
+                results = s.results(ids, timeout_s=max(1.0, deadline - time.monotonic()))
                 break
             except BrokerUnavailable:  # the client's own connection is still reconnecting
                 assert time.monotonic() < deadline
@@ -93,8 +82,8 @@ def test_a_job_outliving_the_visibility_timeout_is_computed_once(fast_redelivery
     env = {"GREENQ_CHAOS__BATCH_DELAY_S": "12", "GREENQ_BATCH__REPLY__MAX_WAIT_S": "0.5"}
     port = free_port()
     s.start_worker(tmp_path / "a.log", node="a@test", metrics_port=port, env=env)
-    ids = s.client.submit_many(_replies(3, "slow"))
-    results = _results(s, ids, timeout_s=120)
+    ids = s.client.submit_many(replies(3, "slow"))
+    results = s.results(ids, timeout_s=120)
     assert all(r.status is JobStatus.succeeded for r in results.values())
     time.sleep(14)  # a copy redelivered after 8 s would have been computed by now
     assert _jobs_batched(s, port) == 3
@@ -109,11 +98,11 @@ def test_a_broker_connection_loss_does_not_compute_held_jobs_twice(
     with stack(own_redis.port, tiny_model_dir, {"GREENQ_BATCH__REPLY__MAX_WAIT_S": "0.5"}, url=own_redis.url) as s:
         ports = [free_port(), free_port()]
         s.start_worker(tmp_path / "a.log", node="a@test", metrics_port=ports[0], env=slow)
-        ids = s.client.submit_many(_replies(4, "held"))
+        ids = s.client.submit_many(replies(4, "held"))
         s.wait_for(lambda: "greenq_current_batch_size 4.0" in s.metrics_text(ports[0]), what="the batch to start")
         s.start_worker(tmp_path / "b.log", node="b@test", metrics_port=ports[1])
         s.redis.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
-        results = _results(s, ids, timeout_s=120)
+        results = s.results(ids, timeout_s=120)
         assert all(r.status is JobStatus.succeeded for r in results.values())
         time.sleep(5)  # a duplicate would have finished by now
         assert sum(_jobs_batched(s, p) for p in ports) == 4

@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 import redis
 
-from producers.client import JobSpec
 from shared import job_types
 from shared.claims import claim_key
 from shared.errors import ResultTimeout
@@ -28,7 +27,7 @@ from shared.keys import CONSUMERS_KEY, LEASE_KEY_PREFIX, UNACKED_OWNER_KEY
 from shared.queues import queue_name, redis_priority_lists
 from shared.redis_client import redis_client
 from shared.results import JobResult, JobStatus, result_from_meta
-from tests.integration.harness import Stack, free_port, stack
+from tests.integration.harness import Stack, free_port, replies, stack
 from tests.integration.sentinel_group import SentinelGroup
 from workers.exporter import QueueCollector
 
@@ -51,10 +50,6 @@ def group() -> Iterator[SentinelGroup]:
         yield g
     finally:
         g.stop()
-
-
-def _replies(n: int, tag: str) -> list[JobSpec]:
-    return [JobSpec("reply", {"customer_message": f"{tag} question {i}"}) for i in range(n)]
 
 
 def _stored(s: Stack, master: redis.Redis, job_id: str) -> JobResult | None:
@@ -111,7 +106,7 @@ def test_jobs_survive_a_master_failover(group: SentinelGroup, tiny_model_dir: Pa
         s.start_worker(tmp_path / "worker.log", metrics_port=metrics_port)
         exporter = QueueCollector(redis_client(group.url, sentinel_master=group.name))
         assert _scrape(exporter)["greenq_broker_up"] == 1
-        before = s.client.submit_many(_replies(24, "before"))
+        before = s.client.submit_many(replies(24, "before"))
         group.wait_replicated()  # the claim below covers these: the replica holds every enqueue
         keys = [s.client.app.backend.get_key_for_task(job_id) for job_id in before]
         s.wait_for(lambda: 0 < int(s.redis.exists(*keys)) < len(keys) // 2, what="the run to be under way")
@@ -119,7 +114,7 @@ def test_jobs_survive_a_master_failover(group: SentinelGroup, tiny_model_dir: Pa
         started = time.monotonic()
         new_port = group.fail_over() if fault == "sentinel-failover" else group.kill_master()
         failover_s = time.monotonic() - started
-        after = s.client.submit_many(_replies(8, "after"))
+        after = s.client.submit_many(replies(8, "after"))
 
         results: dict[str, JobResult] = {}
         try:
