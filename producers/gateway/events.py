@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from shared.token_stream import FIRST_ID, StreamEntry, TokenStreams
 
 RESULT_EVENT_ID = "result"
-ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+ENTRY_ID = re.compile(r"\d{1,20}-\d{1,20}")
 POLL_S = 0.1
 KEEPALIVE_S = 15.0
 RETRY_MS = 1000
@@ -35,7 +35,7 @@ RETRY_MS = 1000
 
 def resume_after(last_event_id: str | None) -> str:
     """Where a (re)connection starts in the stream: after the entry it last saw, else from the start."""
-    if last_event_id and ENTRY_ID.match(last_event_id):
+    if last_event_id and ENTRY_ID.fullmatch(last_event_id):
         return last_event_id
     return FIRST_ID
 
