@@ -114,7 +114,11 @@ class ContinuousBatcher(Batcher):
         if self.requested_mode == "continuous":
             return "continuous"
         assert runtime is not None
-        self.probe = probe_modes(runtime, decoder)
+        try:
+            self.probe = probe_modes(runtime, decoder)
+        except Exception:  # a probe that fails must not stop the worker: static is always there
+            log.exception("runtime auto: measuring the modes failed; batching is static")
+            return "static"
         chosen: Literal["static", "continuous"] = (
             "continuous" if self.probe["continuous_tokens_per_s"] > self.probe["static_tokens_per_s"] else "static"
         )
