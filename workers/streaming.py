@@ -2,8 +2,9 @@
 
 The batch thread only buffers (`on_text` runs once per decoding step); a flusher thread writes
 every job's buffered text in one pipeline each `flush_interval_s`, merging a job's pieces into
-one entry. Decoding never waits on Redis, and a Redis that is away costs the preview, never the
-job: the flusher logs and drops what it could not write (the stored result still has all of it).
+one entry. Decoding never waits on Redis; only a batch's end does (its jobs' last text and `end`
+are written before their results are stored). A Redis that is away costs the preview, never the
+job: what could not be written is logged and dropped (the stored result still has all of it).
 
 >>> publisher = TokenPublisher(TokenStreams(redis_client, 2000, 86400), flush_interval_s=0.05).start()
 >>> batcher = Batcher(runtimes, policies, observers=[publisher, ...])
@@ -29,7 +30,8 @@ class TokenPublisher(BaseObserver):
         self._streams = streams
         self._interval_s = flush_interval_s
         self._buffer: defaultdict[str, list[tuple[EntryKind, str]]] = defaultdict(list)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the buffer
+        self._writing = threading.Lock()  # held while a buffer is written
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="greenq-token-stream", daemon=True)
         self._warned_at = -WARN_EVERY_S
@@ -50,7 +52,10 @@ class TokenPublisher(BaseObserver):
         self._add((job_id, "text", text) for job_id, text in texts.items())
 
     def after_batch_succeeded(self, model: str, job_ids: Sequence[str]) -> None:
+        """Written now, on the batch thread: these jobs' results are stored only after this returns, so a
+        reader who sees a result has already been able to read all of its text and its `end`."""
         self._add((job_id, "end", "") for job_id in job_ids)
+        self.flush()
 
     def _add(self, entries: Iterable[tuple[str, EntryKind, str]]) -> None:
         with self._lock:
@@ -62,10 +67,13 @@ class TokenPublisher(BaseObserver):
                     pieces.append((kind, text))
 
     def flush(self) -> None:
-        with self._lock:
-            buffered, self._buffer = self._buffer, defaultdict(list)
-        if not buffered:
-            return
+        with self._writing:  # one write at a time, so entries reach Redis in the order they were added
+            with self._lock:
+                buffered, self._buffer = self._buffer, defaultdict(list)
+            if buffered:
+                self._write(buffered)
+
+    def _write(self, buffered: Mapping[str, Sequence[tuple[EntryKind, str]]]) -> None:
         try:
             self._streams.append(buffered)
         except Exception as exc:  # the stream is a preview: never let it cost a job
