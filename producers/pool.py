@@ -23,10 +23,11 @@ def status_table(statuses: dict[str, dict[str, Any]]) -> str:
             continue
         policy = ", ".join(_policy(t, p) for t, p in s["policy"].items())
         cap = f" (capped at {s['batch_size_cap']})" if s.get("batch_size_cap") else ""
+        batching = " continuous" if s.get("runtime_mode") == "continuous" else ""  # static is the default
         queues = ",".join(q.removeprefix("greenq.") for q in s["queues"]) or "(draining)"
         lines.append(
             f"{node:<24} {s['device']:<8} {'yes' if s['ready'] else 'no':<5} {s['current_batch_size']:>5} "
-            f"{s['waiting_in_batcher']:>7} {s['recent_jobs_per_s']:>7.2f}  {queues} / {policy}{cap}"
+            f"{s['waiting_in_batcher']:>7} {s['recent_jobs_per_s']:>7.2f}  {queues} /{batching} {policy}{cap}"
         )
         lines += _learned(s.get("adaptive", {}))
     return "\n".join(lines)

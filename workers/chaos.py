@@ -22,7 +22,6 @@ class ChaosRuntime:
     def __init__(self, inner: ModelRuntime, chaos: ChaosSettings) -> None:
         self._inner = inner
         self._chaos = chaos
-        self.settings = chaos
         self.name = inner.name
         self.device = inner.device
         self.max_context_tokens = inner.max_context_tokens
@@ -44,7 +43,7 @@ class ChaosRuntime:
     def step_decoder(self) -> ChaosDecoder | None:
         """The inner runtime's step decoder with the same faults, for continuous batching."""
         inner = step_decoder(self._inner)
-        return None if inner is None else ChaosDecoder(inner, self)
+        return None if inner is None else ChaosDecoder(inner, self, self._chaos)
 
     def check(self, sequences: Sequence[Sequence[int]], rows: int) -> None:
         """Raise or die as the chaos settings say for a model call over these token rows (`rows` in all)."""
@@ -83,21 +82,22 @@ class ChaosDecoder:
     """A step decoder with the chaos runtime's faults: markers, device faults and out-of-memory at prefill and
     at every step; `step_delay_s` per step, `batch_delay_s` per prefill."""
 
-    def __init__(self, inner: Decoder, chaos: ChaosRuntime) -> None:
+    def __init__(self, inner: Decoder, runtime: ChaosRuntime, chaos: ChaosSettings) -> None:
         self._inner = inner
+        self._runtime = runtime  # its `check` knows the marked prompts
         self._chaos = chaos
         self.stop_ids = inner.stop_ids
 
     def prefill(self, sequences: Sequence[Sequence[int]]) -> RunningBatch:
-        self._chaos.check(sequences, len(sequences))
-        if self._chaos.settings.batch_delay_s:
-            time.sleep(self._chaos.settings.batch_delay_s)
+        self._runtime.check(sequences, len(sequences))
+        if self._chaos.batch_delay_s:
+            time.sleep(self._chaos.batch_delay_s)
         return self._inner.prefill(sequences)
 
     def step(self, batch: RunningBatch, tokens: Sequence[int]) -> None:
-        self._chaos.check([], batch.rows)
-        if self._chaos.settings.step_delay_s:
-            time.sleep(self._chaos.settings.step_delay_s)
+        self._runtime.check([], batch.rows)
+        if self._chaos.step_delay_s:
+            time.sleep(self._chaos.step_delay_s)
         self._inner.step(batch, tokens)
 
     def merge(self, a: RunningBatch, b: RunningBatch) -> RunningBatch:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.policies import GenerationSettings
-from workers.runtime import ModelRuntime, left_pad
+from workers.runtime import FinishReason, GenerationRequest, ModelRuntime, left_pad
 
 if TYPE_CHECKING:
     from workers.runtime import HFRuntime
@@ -188,3 +188,18 @@ class StepDecoder:
             drop = cumulative - ordered.softmax(-1) > settings.top_p  # keep the smallest set reaching top_p
             scores[order[drop]] = -float("inf")
         return int(torch.multinomial(scores.softmax(-1), 1))
+
+
+def take_token(
+    decoder: Decoder, batch: RunningBatch, row: int, request: GenerationRequest, generated: list[int]
+) -> tuple[int | None, FinishReason | None]:
+    """A row's next token, appended to `generated`, and why the row is finished, if it is.
+
+    A stop token ends the row and is not kept (None, "stop"); the token that reaches the row's
+    `max_new_tokens` is kept and ends it (token, "length"); otherwise (token, None)."""
+    min_new = min(request.settings.min_new_tokens, request.max_new_tokens)
+    token = decoder.choose(batch, row, request.settings, request.prompt_ids, generated, min_new)
+    if token in decoder.stop_ids:
+        return None, "stop"
+    generated.append(token)
+    return token, "length" if len(generated) >= request.max_new_tokens else None

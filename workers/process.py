@@ -218,8 +218,6 @@ def main(argv: list[str] | None = None) -> int:
     batcher.start(load)  # torch lives on the batch thread alone: loading, warm-up, generation
     runtimes = batcher.wait_ready()
     metrics.batching_mode.labels(batcher.mode).set(1)
-    if batcher.probe:
-        log.info("batching: %s (auto measured %s)", batcher.mode, batcher.probe)
     metrics.current_batch.set_function(lambda: batcher.current_batch_size)
     handler = JobHandler(settings, runtimes, batcher, WorkerIdentity(worker=args.node_name, device=args.device))
     from workers.tasks import TaskContext, register_job_tasks

@@ -22,8 +22,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 
-from pydantic import BaseModel
-
+from producers.gateway.schemas import JobView
 from shared.token_stream import FIRST_ID, StreamEntry, TokenStreams
 
 RESULT_EVENT_ID = "result"
@@ -51,7 +50,7 @@ def entry_event(entry: StreamEntry) -> str:
 
 async def job_events(
     streams: TokenStreams,
-    view: Callable[[str], BaseModel],
+    view: Callable[[str], JobView],
     job_id: str,
     after: str,
     max_s: float,
@@ -70,7 +69,7 @@ async def job_events(
             yield entry_event(entry)
         if not entries:
             current = await asyncio.to_thread(view, job_id)
-            if getattr(current, "result", None) is not None:
+            if current.result is not None:
                 rest = await asyncio.to_thread(streams.read, job_id, after)  # written just before the result
                 for entry in rest:
                     yield entry_event(entry)

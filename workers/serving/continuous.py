@@ -30,9 +30,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from workers.decoding import Decoder, RunningBatch, runtime_decode, step_decoder
+from workers.decoding import Decoder, RunningBatch, runtime_decode, step_decoder, take_token
 from workers.energy.accountant import EnergyShare
-from workers.runtime import Generation, GenerationRequest, ModelRuntime, RowText
+from workers.runtime import FinishReason, Generation, GenerationRequest, ModelRuntime, RowText
 from workers.serving.batcher import Batcher, BatchOutcome, JobExpiredInBatcher, _Item, _metering, is_out_of_memory
 from workers.serving.batching import split_expired
 from workers.serving.breaker import is_device_fault
@@ -85,7 +85,6 @@ class ContinuousBatcher(Batcher):
         super().__init__(*args, **kwargs)
         self.requested_mode: RuntimeMode = mode
         self.mode: Literal["static", "continuous"] = "static" if mode == "static" else "continuous"
-        self.probe: dict[str, float] = {}  # what auto measured: tokens/s of each mode
 
     def _prepare(self) -> None:
         self.mode = self._choose_mode()
@@ -115,17 +114,17 @@ class ContinuousBatcher(Batcher):
             return "continuous"
         assert runtime is not None
         try:
-            self.probe = probe_modes(runtime, decoder)
+            probe = probe_modes(runtime, decoder)
         except Exception:  # a probe that fails must not stop the worker: static is always there
             log.exception("runtime auto: measuring the modes failed; batching is static")
             return "static"
         chosen: Literal["static", "continuous"] = (
-            "continuous" if self.probe["continuous_tokens_per_s"] > self.probe["static_tokens_per_s"] else "static"
+            "continuous" if probe["continuous_tokens_per_s"] > probe["static_tokens_per_s"] else "static"
         )
         log.info(
             "runtime auto: static %.0f tokens/s, continuous %.0f tokens/s on the probe workload: %s",
-            self.probe["static_tokens_per_s"],
-            self.probe["continuous_tokens_per_s"],
+            probe["static_tokens_per_s"],
+            probe["continuous_tokens_per_s"],
             chosen,
         )
         return chosen
@@ -136,8 +135,7 @@ class ContinuousBatcher(Batcher):
         """How many rows may decode together with these job types among them: the smallest of their
         `max_batch_size`s, lowered while an out-of-memory cap is in force."""
         cap = min((self._policies[t].max_batch_size for t in job_types if t in self._policies), default=1)
-        oom_cap = self._oom_cap if self._oom_cap is not None and self._clock() < self._oom_until else None
-        return max(1, min(cap, oom_cap or cap))
+        return max(1, min(cap, self.size_cap() or cap))
 
     def _take(self, running: _Running) -> list[_Row] | None:
         """Jobs to join the running batch now (perhaps none); blocks while idle; None once stopped and empty.
@@ -233,27 +231,22 @@ class ContinuousBatcher(Batcher):
         decoder, model = running.decoder, running.model
         keep: list[int] = []
         tokens: list[int] = []
-        finished: list[tuple[_Row, Literal["stop", "length"]]] = []
+        finished: list[tuple[_Row, FinishReason]] = []
         texts: dict[str, str] = {}
         now = self._clock()
         for r, row in enumerate(running.rows):
             row.peak_rows = max(row.peak_rows, len(running.rows))
-            request = row.item.request
-            min_new = min(request.settings.min_new_tokens, request.max_new_tokens)
-            token = decoder.choose(running.batch, r, request.settings, request.prompt_ids, row.generated, min_new)
-            if token in decoder.stop_ids:
-                finished.append((row, "stop"))
-                continue
-            row.generated.append(token)
+            token, reason = take_token(decoder, running.batch, r, row.item.request, row.generated)
             assert row.text is not None  # set when it joined
-            if piece := row.text.push(token):
+            if token is not None and (piece := row.text.push(token)):
                 texts[row.item.job_id] = piece
                 row.first_text_at = row.first_text_at or now
-            if len(row.generated) >= request.max_new_tokens:
-                finished.append((row, "length"))
-                continue
-            keep.append(r)
-            tokens.append(token)
+            if reason is not None:
+                finished.append((row, reason))
+            else:
+                assert token is not None  # only a stop token comes without one
+                keep.append(r)
+                tokens.append(token)
         if texts:
             for observer in self._observers:
                 observer.on_text(model, texts)
@@ -275,7 +268,7 @@ class ContinuousBatcher(Batcher):
             return
         self._book(meter_start, running.rows, [1] * len(running.rows))
 
-    def _finish(self, model: str, finished: list[tuple[_Row, Literal["stop", "length"]]]) -> None:
+    def _finish(self, model: str, finished: list[tuple[_Row, FinishReason]]) -> None:
         runtime = self._runtimes[model]
         decode = runtime_decode(runtime)
         done_at = self._clock()
@@ -360,18 +353,15 @@ def decode_all(decoder: Decoder, runtime: ModelRuntime, requests: Sequence[Gener
     batch = decoder.prefill([r.prompt_ids for r in requests])
     live = list(range(len(requests)))
     generated: list[list[int]] = [[] for _ in requests]
-    reasons: list[Literal["stop", "length"]] = ["length"] * len(requests)
+    reasons: list[FinishReason] = ["length"] * len(requests)
     while live:
         keep, tokens = [], []
         for r, i in enumerate(live):
-            request = requests[i]
-            min_new = min(request.settings.min_new_tokens, request.max_new_tokens)
-            token = decoder.choose(batch, r, request.settings, request.prompt_ids, generated[i], min_new)
-            if token in decoder.stop_ids:
-                reasons[i] = "stop"
-                continue
-            generated[i].append(token)
-            if len(generated[i]) < request.max_new_tokens:
+            token, reason = take_token(decoder, batch, r, requests[i], generated[i])
+            if reason is not None:
+                reasons[i] = reason
+            else:
+                assert token is not None
                 keep.append(r)
                 tokens.append(token)
         if len(keep) < len(live):
