@@ -3,7 +3,8 @@
 Per message, in order:
 1. a job whose final result is already stored is not computed again;
 2. a job another live worker is computing (it holds the job's lease) is not computed here:
-   this copy waits for that worker's result, or for its lease to lapse;
+   this copy waits for that worker's result, or for its lease to lapse; a copy that takes the
+   lease reads the stored result once more, as the holder may have stored it and let go just then;
 3. a job cancelled before any worker started it ends `cancelled`;
 4. a job whose batch already started `max_attempts` times (its worker died each time) is
    dead-lettered; a job attempted before runs alone;
@@ -128,31 +129,53 @@ def _run(
     kwargs: dict[str, Any],
 ) -> dict[str, Any]:
     """One message: its stored result, or its lease and computation; the record is stored once."""
-    stored = infra(lambda: store.get(job_id), "reading its stored result")
+    token, stored = _lease_or_result(context, job_id, store, infra)
     if stored is not None:
-        return _finish(stored)  # a redelivery of a finished job: no recompute
-    token = infra(lambda: context.leases.acquire(job_id), "taking its lease")
-    if token is None:
-        context.handler.unexpect(job_id)  # another worker computes it: batches here need not wait
-    while token is None:  # a live worker is computing it: wait for its result, or for it to die
-        if context.stopping.is_set():
-            raise Reject("worker stopping while another worker computes this job", requeue=True)
-        time.sleep(HOLDER_POLL_S)
-        stored = infra(lambda: store.get(job_id), "reading its stored result")
-        if stored is not None:
-            return _finish(stored)
-        token = infra(lambda: context.leases.acquire(job_id), "taking its lease")
+        return _finish(stored)  # a redelivery of a finished job, or a copy whose holder finished: no recompute
+    assert token is not None
     try:
         result = _compute(task, context, job_type, job_id, args, kwargs, infra)
         final, ours = infra(lambda: store.put_once(result), "storing its result")
     finally:
-        try:
-            context.leases.release(job_id, token)
-        except INFRA_ERRORS:
-            pass  # it lapses by itself
+        _release(context, job_id, token)
     if ours:
         context.on_finished(final)
     return _finish(final)
+
+
+def _lease_or_result(
+    context: TaskContext, job_id: str, store: ResultStore, infra: Callable[[Callable[[], Any], str], Any]
+) -> tuple[str | None, JobResult | None]:
+    """(this worker's lease token, None) once it may compute the job; (None, the result) once one is stored.
+
+    While another live worker holds the lease, wait for its result or for its lease to lapse."""
+    waiting = False
+    while True:
+        stored = infra(lambda: store.get(job_id), "reading its stored result")
+        if stored is not None:
+            return None, stored
+        token = infra(lambda: context.leases.acquire(job_id), "taking its lease")
+        if token is not None:
+            # The holder may have stored its result and released between that read and this lease: look again,
+            # or this copy computes a finished job (issue 20, finding 4).
+            stored = infra(lambda: store.get(job_id), "reading its stored result")
+            if stored is None:
+                return token, None
+            _release(context, job_id, token)
+            return None, stored
+        if not waiting:
+            waiting = True
+            context.handler.unexpect(job_id)  # another worker computes it: batches here need not wait
+        if context.stopping.is_set():
+            raise Reject("worker stopping while another worker computes this job", requeue=True)
+        time.sleep(HOLDER_POLL_S)
+
+
+def _release(context: TaskContext, job_id: str, token: str) -> None:
+    try:
+        context.leases.release(job_id, token)
+    except INFRA_ERRORS:
+        pass  # it lapses by itself
 
 
 def _compute(

@@ -6,10 +6,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import redis
 from celery import Celery
 
 from shared import claims, job_types
@@ -22,6 +24,7 @@ from shared.results import JobResult, JobStatus
 from shared.settings import Settings
 from tests.fake_runtime import EchoRuntime
 from tests.unit.fake_redis import FakeRedis
+from tests.unit.redis_server import real_redis_fixture
 from workers import tasks
 from workers.leases import JobLeases
 from workers.result_store import ResultStore
@@ -31,6 +34,7 @@ from workers.tasks import TaskContext, register_job_tasks
 
 # Port 1 refuses at once: anything that reached past the fake Redis would fail, not find a real server.
 SETTINGS = Settings(broker_url="redis://127.0.0.1:1/0", model="echo", max_prompt_tokens=4096, max_attempts=3)
+real_redis = real_redis_fixture()
 
 
 @dataclass
@@ -38,7 +42,7 @@ class Worker:
     """One worker's task edge, wired as workers/process.py wires it, on a fake Redis."""
 
     app: Celery
-    redis: FakeRedis
+    redis: Any  # FakeRedis, or a client of a real redis-server
     runtime: EchoRuntime
     batcher: Batcher
     context: TaskContext
@@ -52,25 +56,41 @@ class Worker:
         return ResultStore(self.app.backend, SETTINGS.result_ttl_s).get(job_id)
 
 
-@pytest.fixture
-def worker(fake: FakeRedis) -> Iterator[Worker]:
+@contextmanager
+def task_edge(client: Any) -> Iterator[Worker]:
     app = make_celery(SETTINGS)
-    app.backend.client = fake  # the result backend's redis-py client: the one client the task edge uses
+    app.backend.client = client  # the result backend's redis-py client: the one client the task edge uses
     runtime = EchoRuntime()
+    leases = JobLeases(client, ttl_s=30, owner="test@host")
     batcher = Batcher({"echo": runtime}, SETTINGS.batch)
     batcher.start()
     finished: list[JobResult] = []
     context = TaskContext(
         handler=JobHandler(SETTINGS, {"echo": runtime}, batcher, WorkerIdentity("test@host", "cpu")),
         settings=SETTINGS,
-        attempts=AttemptCounter(fake, SETTINGS.result_ttl_s),
-        leases=JobLeases(fake, ttl_s=30, owner="test@host"),
+        attempts=AttemptCounter(client, SETTINGS.result_ttl_s),
+        leases=leases,
         on_finished=finished.append,
         stopping=threading.Event(),
     )
     register_job_tasks(app, context)
-    yield Worker(app, fake, runtime, batcher, context, finished)
-    batcher.stop(timeout_s=5)
+    try:
+        yield Worker(app, client, runtime, batcher, context, finished)
+    finally:
+        batcher.stop(timeout_s=5)
+
+
+@pytest.fixture
+def worker(fake: FakeRedis) -> Iterator[Worker]:
+    with task_edge(fake) as edge:
+        yield edge
+
+
+@pytest.fixture
+def real_worker(real_redis: redis.Redis) -> Iterator[Worker]:
+    """The same edge on a real redis-server: for what only Redis' own atomicity shows."""
+    with task_edge(real_redis) as edge:
+        yield edge
 
 
 def envelope(job_id: str, job_type: str = "reply") -> dict[str, Any]:
@@ -212,3 +232,33 @@ def test_redis_trouble_while_stopping_hands_the_job_back(worker: Worker) -> None
     outcome = worker.run("job-1", envelope("job-1"))
     assert outcome.state == "REJECTED"
     assert worker.stored("job-1") is None
+
+
+def test_a_copy_that_wins_the_lease_after_the_holder_finished_does_not_compute_again(
+    real_worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20, finding 4: the copy read "no result", then the holder stored its result and released its
+    lease, then the copy took the (now free) lease. It must look at the stored result again, not compute."""
+    worker = real_worker
+    other = JobLeases(worker.redis, ttl_s=30, owner="other@host")
+    token = other.acquire("job-1")
+    assert token is not None
+    theirs = JobResult(job_id="job-1", job_type="reply", status=JobStatus.succeeded, text="from the other worker")
+    their_store = ResultStore(worker.app.backend, SETTINGS.result_ttl_s)
+    take_lease = worker.context.leases.acquire
+    calls = 0
+
+    def holder_finishes_then_take_lease(job_id: str) -> str | None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # exactly in the window: after the copy's read, before its lease
+            their_store.put_once(theirs)
+            other.release("job-1", token)
+        return take_lease(job_id)
+
+    monkeypatch.setattr(worker.context.leases, "acquire", holder_finishes_then_take_lease)
+    outcome = worker.run("job-1", envelope("job-1"))
+    assert outcome.result["text"] == "from the other worker"
+    assert worker.runtime.batches == [], "the copy computed a job whose result was stored"
+    assert worker.finished == []
+    assert worker.context.leases.holder("job-1") is None  # the copy let go of the lease it took

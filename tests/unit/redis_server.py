@@ -1,0 +1,39 @@
+"""A real redis-server for the unit tests whose point is what Redis itself does (Lua scripts, TTLs, atomicity).
+
+One server per test process, started on first use and stopped at exit; each test gets a client on a
+flushed database. A module uses it as a fixture with `real_redis = real_redis_fixture()`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from shared.local_redis import LocalRedis, free_port, start_redis
+
+
+@functools.cache
+def server() -> LocalRedis:
+    started = start_redis(free_port(), databases=1)
+    atexit.register(started.stop)
+    return started
+
+
+def real_redis_fixture() -> Callable[..., Any]:
+    """A pytest fixture: a redis-py client (bytes, as greenq's own) on a freshly flushed real server."""
+
+    @pytest.fixture
+    def real_redis() -> Iterator[redis.Redis]:
+        client = redis.Redis.from_url(server().url)
+        client.flushdb()
+        try:
+            yield client
+        finally:
+            client.close()
+
+    return real_redis
