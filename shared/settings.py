@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     torch_threads: int = Field(default=0, ge=0, le=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_port: int = Field(default=9300, ge=0, le=65535)
+    # Every interface by default: Prometheus in another container or pod, and the kubelet's probes, reach it there.
+    metrics_host: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address("0.0.0.0")
     exporter_port: int = Field(default=9299, ge=1, le=65535)
     energy_meter: Literal["auto", "nvml", "rapl", "estimate"] = "auto"
     rapl_root: Path = Path("/sys/class/powercap")

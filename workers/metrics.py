@@ -6,10 +6,12 @@ multiprocess mode is needed). Labels come from small fixed sets only; never a jo
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
@@ -25,6 +27,7 @@ from shared.results import JobResult, JobStatus
 LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128, 256)
 ENERGY_BUCKETS_J = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 50, 100, 500, 1000, 5000)
+ALL_INTERFACES = ipaddress.IPv4Address("0.0.0.0")
 CO2E_BUCKETS_G = (1e-6, 1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1)
 
 GPU_GAUGES = {
@@ -306,9 +309,14 @@ class GpuCollector(Collector):
             yield GaugeMetricFamily(f"greenq_gpu_{key}", doc, value=values[key])
 
 
-def serve(port: int, registry: CollectorRegistry, ready: Callable[[], bool]) -> None:
-    """Serve /metrics, /healthz (the process answers) and /ready (200 only while `ready()`)
-    on all interfaces, in a daemon thread."""
+def serve(
+    port: int,
+    registry: CollectorRegistry,
+    ready: Callable[[], bool],
+    host: ipaddress.IPv4Address | ipaddress.IPv6Address = ALL_INTERFACES,
+) -> WSGIServer:
+    """Serve /metrics, /healthz (the process answers) and /ready (200 only while `ready()`) on `host`
+    (GREENQ_METRICS_HOST), in a daemon thread; returns the server (`shutdown()` stops it)."""
     metrics_app = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -321,8 +329,14 @@ def serve(port: int, registry: CollectorRegistry, ready: Callable[[], bool]) -> 
 
     # prometheus_client's start_http_server serves its metrics app alone, so its server class is used
     # directly; its quiet request handler is private, hence this one.
-    server = make_server("0.0.0.0", port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+    server_class = _IPv6Server if host.version == 6 else ThreadingWSGIServer
+    server = make_server(str(host), port, app, server_class, handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="greenq-metrics", daemon=True).start()
+    return server
+
+
+class _IPv6Server(ThreadingWSGIServer):
+    address_family = socket.AF_INET6
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -165,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     metrics.watch_readiness(ready.is_set)
     metrics_port = settings.metrics_port if args.metrics_port is None else args.metrics_port
     if metrics_port:
-        serve(metrics_port, metrics.registry, ready.is_set)
-        log.info("metrics on :%d/metrics", metrics_port)
+        serve(metrics_port, metrics.registry, ready.is_set, settings.metrics_host)
+        log.info("metrics on %s:%d/metrics", settings.metrics_host, metrics_port)
     metrics.initialise_labels()
     metrics.record_policies(settings.batch)
     metrics.record_objectives(settings.latency_objective_s)
