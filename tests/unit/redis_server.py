@@ -37,3 +37,42 @@ def real_redis_fixture() -> Callable[..., Any]:
             client.close()
 
     return real_redis
+
+
+class FlakyClient:
+    """A real client whose next `fail_next(n)` commands raise redis.ConnectionError, as FakeRedis' do
+    (a pipeline's execute counts once): Redis going away, for the code that must retry."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._failures = 0
+
+    def fail_next(self, count: int) -> None:
+        self._failures = count
+
+    def _fail(self) -> None:
+        if self._failures:
+            self._failures -= 1
+            raise redis.ConnectionError("flaky Redis: connection refused")
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        pipe = self._client.pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        def flaky_execute(*a: Any, **kw: Any) -> Any:
+            self._fail()
+            return execute(*a, **kw)
+
+        pipe.execute = flaky_execute  # type: ignore[method-assign]
+        return pipe
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def flaky(*args: Any, **kwargs: Any) -> Any:
+            self._fail()
+            return attribute(*args, **kwargs)
+
+        return flaky

@@ -1,5 +1,6 @@
-"""The Celery edge (workers/tasks.py) run in-process: Celery's `apply`, a fake Redis behind the result
-backend, the fake runtime behind a real batcher. No broker, no worker process, no network."""
+"""The Celery edge (workers/tasks.py) run in-process: Celery's `apply`, a real redis-server behind the result
+backend (its Lua scripts and atomicity are the point), the fake runtime behind a real batcher. No broker, no
+worker process."""
 
 from __future__ import annotations
 
@@ -23,8 +24,7 @@ from shared.queues import queue_name, task_name
 from shared.results import JobResult, JobStatus
 from shared.settings import Settings
 from tests.fake_runtime import EchoRuntime
-from tests.unit.fake_redis import FakeRedis
-from tests.unit.redis_server import real_redis_fixture
+from tests.unit.redis_server import FlakyClient, real_redis_fixture
 from workers import tasks
 from workers.leases import JobLeases
 from workers.result_store import ResultStore
@@ -32,17 +32,17 @@ from workers.serving.batcher import Batcher
 from workers.serving.handler import JobHandler, WorkerIdentity
 from workers.tasks import TaskContext, register_job_tasks
 
-# Port 1 refuses at once: anything that reached past the fake Redis would fail, not find a real server.
+# Port 1 refuses at once: the broker is never reached (the result backend's client is replaced).
 SETTINGS = Settings(broker_url="redis://127.0.0.1:1/0", model="echo", max_prompt_tokens=4096, max_attempts=3)
 real_redis = real_redis_fixture()
 
 
 @dataclass
 class Worker:
-    """One worker's task edge, wired as workers/process.py wires it, on a fake Redis."""
+    """One worker's task edge, wired as workers/process.py wires it."""
 
     app: Celery
-    redis: Any  # FakeRedis, or a client of a real redis-server
+    redis: FlakyClient
     runtime: EchoRuntime
     batcher: Batcher
     context: TaskContext
@@ -81,15 +81,9 @@ def task_edge(client: Any) -> Iterator[Worker]:
 
 
 @pytest.fixture
-def worker(fake: FakeRedis) -> Iterator[Worker]:
-    with task_edge(fake) as edge:
-        yield edge
-
-
-@pytest.fixture
-def real_worker(real_redis: redis.Redis) -> Iterator[Worker]:
-    """The same edge on a real redis-server: for what only Redis' own atomicity shows."""
-    with task_edge(real_redis) as edge:
+def worker(real_redis: redis.Redis) -> Iterator[Worker]:
+    """The task edge on a real redis-server (wrapped so a test can make its next commands fail)."""
+    with task_edge(FlakyClient(real_redis)) as edge:
         yield edge
 
 
@@ -111,13 +105,18 @@ def test_every_job_type_has_a_task_on_its_queue(worker: Worker) -> None:
 
 
 def test_a_job_is_computed_stored_once_and_reported(worker: Worker) -> None:
+    listener = worker.redis.pubsub()
+    listener.subscribe(worker.app.backend.get_key_for_task("job-1"))
+    assert listener.get_message(timeout=5) is not None  # subscribed
     outcome = worker.run("job-1", envelope("job-1"))
     assert outcome.successful()
     assert outcome.result["status"] == "succeeded"
     stored = worker.stored("job-1")
     assert stored is not None and stored.status is JobStatus.succeeded
     assert worker.finished == [stored]
-    assert len(worker.redis.published) == 1  # Celery's result consumers hear of it
+    heard = listener.get_message(timeout=5)  # Celery's result consumers hear of it
+    assert heard is not None and heard["type"] == "message"
+    listener.close()
     assert claims.state(worker.redis, "job-1") == claims.RECEIVED
     assert worker.context.leases.holder("job-1") is None  # released
     assert worker.runtime.batches == [1]
@@ -141,8 +140,8 @@ def test_a_job_cancelled_before_any_worker_started_it_ends_cancelled(worker: Wor
 
 
 def test_a_job_that_took_its_worker_down_too_often_is_given_up_and_dead_lettered(worker: Worker) -> None:
-    for _ in range(SETTINGS.max_attempts):
-        worker.context.attempts.record(["job-1"])  # each batch start whose worker then died
+    for _ in range(SETTINGS.max_attempts):  # each batch start whose worker then died: a process of its own each
+        AttemptCounter(worker.redis, SETTINGS.result_ttl_s).record(["job-1"])
     body = envelope("job-1")
     worker.run("job-1", body)
     stored = worker.stored("job-1")
@@ -235,11 +234,10 @@ def test_redis_trouble_while_stopping_hands_the_job_back(worker: Worker) -> None
 
 
 def test_a_copy_that_wins_the_lease_after_the_holder_finished_does_not_compute_again(
-    real_worker: Worker, monkeypatch: pytest.MonkeyPatch
+    worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 20, finding 4: the copy read "no result", then the holder stored its result and released its
     lease, then the copy took the (now free) lease. It must look at the stored result again, not compute."""
-    worker = real_worker
     other = JobLeases(worker.redis, ttl_s=30, owner="other@host")
     token = other.acquire("job-1")
     assert token is not None
