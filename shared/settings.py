@@ -153,6 +153,10 @@ class Settings(BaseSettings):
     gateway_callback_attempts: int = Field(default=5, ge=1, le=50)
     gateway_callback_timeout_s: float = Field(default=10.0, gt=0, le=300)  # whole attempt: connect, send, answer
     gateway_callback_concurrency: int = Field(default=4, ge=1, le=1000)  # attempts in flight per tenant
+    # Callback host lookups: at most this many running per tenant (submits and attempts together), each given
+    # up on after the timeout (a 422 at submit, a failed attempt at send).
+    gateway_callback_resolve_concurrency: int = Field(default=4, ge=1, le=1000)
+    gateway_callback_resolve_timeout_s: float = Field(default=2.0, gt=0, le=60)
     gateway_callback_allow: list[str] = Field(default_factory=list)  # CIDRs / host names callbacks may reach
 
     @field_validator("batch", mode="before")

@@ -6,7 +6,7 @@ address it checked, so a name that re-resolves in between (DNS rebinding) cannot
 
     allow = AllowList.parse(["10.20.0.0/16", "hooks.internal"])
     target = parse_callback_url("https://shop.example/hooks/greenq")
-    addresses = check_addresses(target.host, resolve(target.host, target.port), allow)
+    addresses = check_addresses(target.host, await resolver(target.host, target.port), allow)
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -28,6 +26,12 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 UNIQUE_LOCAL = ipaddress.ip_network("fc00::/7")
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
+# shared.settings.HOSTNAME, plus underscores, which DNS allows and some internal names use.
+CALLBACK_HOST = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$"
+)
+
+AsyncResolver = Callable[[str, int], Awaitable[list[str]]]
 
 
 class CallbackRefused(ValueError):
@@ -46,7 +50,10 @@ class CallbackTarget:
 def parse_callback_url(url: str) -> CallbackTarget:
     if not PRINTABLE_ASCII.match(url):
         raise CallbackRefused("use printable ASCII only: percent-encode the path and punycode the host name")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed or invalid [IPv6] host, say
+        raise CallbackRefused(f"the URL cannot be parsed: {exc}") from None
     if parts.scheme not in ("http", "https"):
         raise CallbackRefused("use an http:// or https:// URL")
     if parts.username is not None or parts.password is not None:
@@ -54,6 +61,7 @@ def parse_callback_url(url: str) -> CallbackTarget:
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise CallbackRefused("the URL has no host")
+    _check_host(host, bracketed="[" in parts.netloc)
     try:
         explicit_port = parts.port
     except ValueError:
@@ -70,6 +78,26 @@ def parse_callback_url(url: str) -> CallbackTarget:
         request_target=f"{path}?{parts.query}" if parts.query else path,
         host_header=f"{named}:{explicit_port}" if explicit_port else named,
     )
+
+
+def _check_host(host: str, bracketed: bool) -> None:
+    """A host getaddrinfo can take: an IP literal, or a name the IDNA codec encodes (no empty or overlong label)."""
+    if bracketed:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise CallbackRefused(f"the URL's host [{host}] is not an IPv6 address") from None
+        return
+    try:
+        ipaddress.IPv4Address(host)
+        return
+    except ValueError:
+        pass
+    if not CALLBACK_HOST.match(host):
+        raise CallbackRefused(
+            f"the URL's host {host[:80]!r} is not a valid host name: labels of 1 to 63 letters, digits, hyphens "
+            "(or underscores) separated by dots, 253 characters in all; punycode (xn--) an international name"
+        )
 
 
 def _embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
@@ -174,46 +202,19 @@ def resolve(host: str, port: int) -> list[str]:
         return [str(ipaddress.ip_address(host))]
     except ValueError:
         pass
-    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except UnicodeError as exc:  # the IDNA codec refused the name: it cannot be in DNS
+        raise OSError(f"{host[:80]!r} is not a name DNS can hold ({exc})") from None
+    return [str(info[4][0]) for info in infos]
 
 
-class RecentAnswers:
-    """A resolver that remembers answers for `ttl_s`, so a batch of jobs with one callback host costs one lookup.
-
-    Used at submit only; every attempt resolves afresh, and that check is the one that decides.
-    """
-
-    def __init__(
-        self,
-        ttl_s: float = 10.0,
-        most: int = 1024,
-        lookup: Callable[[str, int], list[str]] = resolve,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._ttl_s, self._most, self._lookup, self._clock = ttl_s, most, lookup, clock
-        self._answers: dict[tuple[str, int], tuple[float, list[str]]] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, host: str, port: int) -> list[str]:
-        now = self._clock()
-        with self._lock:
-            kept = self._answers.get((host, port))
-        if kept is not None and now - kept[0] < self._ttl_s:
-            return kept[1]
-        answer = self._lookup(host, port)
-        with self._lock:
-            if len(self._answers) >= self._most:
-                self._answers.clear()
-            self._answers[(host, port)] = (now, answer)
-        return answer
-
-
-def check_url(url: str, allow: AllowList, resolver: Callable[[str, int], list[str]] = resolve) -> CallbackTarget:
+async def check_url(url: str, allow: AllowList, resolver: AsyncResolver) -> CallbackTarget:
     """What the gateway runs at submit: a well-formed URL whose host resolves only to allowed addresses."""
     target = parse_callback_url(url)
     try:
-        resolved = resolver(target.host, target.port)
-    except OSError as exc:
+        resolved = await resolver(target.host, target.port)
+    except OSError as exc:  # TimeoutError too
         raise CallbackRefused(f"{target.host} does not resolve ({exc})") from None
     check_addresses(target.host, resolved, allow)
     return target

@@ -8,6 +8,8 @@ DELETE /v1/jobs/{id}       cancel a job no worker has started
 GET    /healthz /readyz /metrics /openapi.json
 """
 
+import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,13 +25,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from producers.client import Client, JobSpec
-from producers.gateway.addresses import AllowList, CallbackRefused, RecentAnswers, check_url
+from producers.gateway.addresses import AllowList, CallbackRefused, check_url
 from producers.gateway.bodylimit import BodyLimit
 from producers.gateway.callbacks import CallbackQueue
 from producers.gateway.dispatcher import CallbackDispatcher, DeliveryPolicy
 from producers.gateway.events import RESULT_EVENT_ID, job_events, resume_after
 from producers.gateway.limits import Outstanding, QueueDepth, allow_request
 from producers.gateway.metrics import GatewayMetrics
+from producers.gateway.resolver import Lookups, RecentAnswers
 from producers.gateway.schemas import (
     Accepted,
     BatchAccepted,
@@ -95,15 +98,17 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
     depth = QueueDepth(broker)
     metrics = GatewayMetrics(CollectorRegistry())
     allow = AllowList.parse(settings.gateway_callback_allow)
-    resolver = RecentAnswers()
+    lookups = Lookups(settings.gateway_callback_resolve_concurrency)  # submits and attempts share each tenant's bound
+    answers = RecentAnswers(lookups, settings.gateway_callback_resolve_timeout_s)
     callbacks = CallbackQueue(store, backend, settings.result_ttl_s)
     policy = DeliveryPolicy(
         allow=allow,
         timeout_s=settings.gateway_callback_timeout_s,
         concurrency=settings.gateway_callback_concurrency,
         max_attempts=settings.gateway_callback_attempts,
+        resolve_timeout_s=settings.gateway_callback_resolve_timeout_s,
     )
-    dispatcher = CallbackDispatcher(callbacks, tenants.secrets(), policy, on_outcome=metrics.callbacks)
+    dispatcher = CallbackDispatcher(callbacks, tenants.secrets(), policy, on_outcome=metrics.callbacks, lookups=lookups)
     waiter = ResultWaiter(backend)
     deferred = DeferredStore(store)
     streams = TokenStreams(store, settings.stream.max_entries, settings.result_ttl_s)
@@ -209,23 +214,35 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
                 429, "too_many_outstanding", f"over {who.max_outstanding} unfinished jobs", headers={"Retry-After": "5"}
             )
 
-    def callback_problem(who: Tenant, url: str | None) -> str | None:
-        if url is None:
-            return None
+    async def callback_problems(who: Tenant, urls: list[str | None]) -> dict[str, str | None]:
+        """Why each distinct callback URL is refused (None: it is not), checked at once on the event loop.
+
+        Lookups wait here, not in a worker thread: a tenant whose names resolve slowly holds only its own
+        lookup slots (resolver.py), never the threads every tenant's requests run in.
+        """
+        wanted = list(dict.fromkeys(url for url in urls if url is not None))
         if not who.callback_secret:
-            return (
+            problem = (
                 "this tenant has no callback_secret to sign callbacks with; add one to its entry in the tenants "
                 "file (`greenq gateway-key` makes one)"
             )
-        try:
-            check_url(url, allow, resolver)
-        except CallbackRefused as exc:
-            return str(exc)
-        return None
+            return dict.fromkeys(wanted, problem)
+        resolver = functools.partial(answers.resolve, who.name)
 
-    def prepare(who: Tenant, job_type: JobType, body: SubmitRequest, key: str | None) -> Envelope:
+        async def problem_of(url: str) -> str | None:
+            try:
+                await check_url(url, allow, resolver)
+            except CallbackRefused as exc:
+                return str(exc)
+            return None
+
+        return dict(zip(wanted, await asyncio.gather(*map(problem_of, wanted)), strict=True))
+
+    def prepare(
+        who: Tenant, job_type: JobType, body: SubmitRequest, key: str | None, problems: dict[str, str | None]
+    ) -> Envelope:
         scoped = f"{who.name}:{key}" if key else None
-        problem = callback_problem(who, body.callback_url)
+        problem = problems[body.callback_url] if body.callback_url is not None else None  # checked before: required
         try:
             envelope = client.prepare(
                 JobSpec(job_type, body.job, scoped, body.priority, body.deadline_s, body.run_by, body.carbon_aware)
@@ -298,7 +315,12 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
         response_model=BatchAccepted,
         responses={401: {}, 413: {}, 422: {}, 429: {}, 503: {}},
     )
-    def submit_batch(body: BatchRequest, who: Caller) -> BatchAccepted:
+    async def submit_batch(body: BatchRequest, who: Caller) -> BatchAccepted:
+        await run_in_threadpool(admit_batch, body, who)
+        problems = await callback_problems(who, [item.callback_url for item in body.jobs])
+        return await run_in_threadpool(enqueue_batch, body, who, problems)
+
+    def admit_batch(body: BatchRequest, who: Tenant) -> None:
         if len(body.jobs) > settings.gateway_max_batch_jobs:
             raise ApiError(
                 422,
@@ -307,12 +329,14 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
                 [("jobs", f"has {len(body.jobs)} items")],
             )
         admit(who, [item.type for item in body.jobs])
+
+    def enqueue_batch(body: BatchRequest, who: Tenant, problems: dict[str, str | None]) -> BatchAccepted:
         entries: list[BatchEntry] = []
         prepared: list[tuple[Envelope, SubmitRequest]] = []
         positions: list[int] = []
         for index, item in enumerate(body.jobs):
             try:
-                prepared.append((prepare(who, item.type, item, item.idempotency_key), item))
+                prepared.append((prepare(who, item.type, item, item.idempotency_key, problems), item))
                 positions.append(index)
             except ApiError as exc:
                 fields = [(f"jobs.{index}.{f}", p) for f, p in exc.fields]
@@ -344,7 +368,12 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
             entries.append(BatchEntry(index=positions[index], error=error["error"]))
         return BatchAccepted(jobs=sorted(entries, key=lambda e: e.index))
 
-    def submit(job_type: JobType, body: SubmitRequest, who: Tenant, header_key: str | None) -> Accepted:
+    async def submit(job_type: JobType, body: SubmitRequest, who: Tenant, header_key: str | None) -> Accepted:
+        await run_in_threadpool(admit_one, job_type, body, who, header_key)
+        problems = await callback_problems(who, [body.callback_url])
+        return await run_in_threadpool(enqueue_one, job_type, body, who, header_key, problems)
+
+    def admit_one(job_type: JobType, body: SubmitRequest, who: Tenant, header_key: str | None) -> None:
         if header_key and body.idempotency_key and header_key != body.idempotency_key:
             raise ApiError(
                 422,
@@ -353,14 +382,18 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
                 [("idempotency_key", "differs from the Idempotency-Key header; send one of them")],
             )
         admit(who, [job_type])
-        envelope = prepare(who, job_type, body, header_key or body.idempotency_key)
+
+    def enqueue_one(
+        job_type: JobType, body: SubmitRequest, who: Tenant, header_key: str | None, problems: dict[str, str | None]
+    ) -> Accepted:
+        envelope = prepare(who, job_type, body, header_key or body.idempotency_key, problems)
         job_id = enqueue(who, [(envelope, body)])[0]
         status = "deferred" if client.deferral_of(envelope) is not None else "queued"
         return Accepted(id=job_id, status=status, links={"self": f"/v1/jobs/{job_id}"})
 
     def add_typed_submit_route(spec: JobTypeSpec[Any]) -> None:
-        def submit_typed(body: SubmitRequest, who: Caller, idempotency_key: IdempotencyHeader = None) -> Accepted:
-            return submit(spec.name, body, who, idempotency_key)
+        async def submit_typed(body: SubmitRequest, who: Caller, idempotency_key: IdempotencyHeader = None) -> Accepted:
+            return await submit(spec.name, body, who, idempotency_key)
 
         # FastAPI takes the body's schema from the annotation: this type's model documents `job` as its payload.
         submit_typed.__annotations__["body"] = submit_request_for(spec)
@@ -385,10 +418,10 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
         responses=SUBMIT_RESPONSES,
         include_in_schema=False,  # documented per type above; this route answers 422 for unknown types
     )
-    def submit_any(
+    async def submit_any(
         job_type: JobTypePath, body: SubmitRequest, who: Caller, idempotency_key: IdempotencyHeader = None
     ) -> Accepted:
-        return submit(job_type, body, who, idempotency_key)
+        return await submit(job_type, body, who, idempotency_key)
 
     @app.get("/v1/jobs/{job_id}", response_model=JobView, responses={401: {}, 404: {}, 429: {}, 503: {}})
     async def get_job(

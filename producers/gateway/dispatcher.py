@@ -10,6 +10,7 @@ tenant's hanging endpoint holds only its own slots while other tenants' callback
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import threading
@@ -21,6 +22,7 @@ from typing import Any
 from producers.gateway import sender
 from producers.gateway.addresses import AllowList, CallbackRefused, parse_callback_url
 from producers.gateway.callbacks import CallbackQueue, Claim, retry_after_s, sign
+from producers.gateway.resolver import Lookups
 
 log = logging.getLogger(__name__)
 POLL_S = 0.2
@@ -35,6 +37,7 @@ class DeliveryPolicy:
     timeout_s: float = 10.0
     concurrency: int = 4
     max_attempts: int = 5
+    resolve_timeout_s: float = 2.0  # a callback host's lookup, within the attempt's timeout_s
 
     @property
     def lease_s(self) -> float:
@@ -49,7 +52,9 @@ class CallbackDispatcher:
         policy: DeliveryPolicy,
         on_outcome: Any = None,  # a Counter labelled by outcome, or None
         post: Any = sender.post,
+        lookups: Lookups | None = None,  # shared with the submit routes: one bound per tenant on lookup threads
     ) -> None:
+        self._lookups = lookups or Lookups(policy.concurrency)
         self._queue = queue
         self._secrets = secrets_by_tenant
         self._policy = policy
@@ -144,7 +149,10 @@ class CallbackDispatcher:
             "X-Greenq-Signature": sign(secret, timestamp, body),
             "X-Greenq-Job-Id": claim.job_id,
         }
-        attempt = await self._post(target, body, headers, self._policy.allow, self._policy.timeout_s)
+        # Looked up in the tenant's own lookup threads: a name that resolves slowly holds no thread of this loop's
+        # executor (which claims and records for every tenant), and at most the tenant's lookup slots.
+        resolver = functools.partial(self._lookups.resolve, claim.tenant, timeout_s=self._policy.resolve_timeout_s)
+        attempt = await self._post(target, body, headers, self._policy.allow, self._policy.timeout_s, resolver=resolver)
         return attempt.outcome, attempt.detail
 
     def _record(self, claim: Claim, outcome: sender.Outcome, detail: str) -> None:

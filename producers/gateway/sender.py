@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from producers.gateway.addresses import AllowList, CallbackRefused, CallbackTarget, check_addresses, resolve
+from producers.gateway.addresses import AllowList, AsyncResolver, CallbackRefused, CallbackTarget, check_addresses
+from producers.gateway.resolver import Lookups
 
 MAX_STATUS_LINE_BYTES = 8192
-
-AsyncResolver = Callable[[str, int], Awaitable[list[str]]]
 
 
 class Outcome(enum.Enum):
@@ -32,20 +32,20 @@ class Attempt:
     detail: str
 
 
-async def resolve_async(host: str, port: int) -> list[str]:
-    return await asyncio.get_running_loop().run_in_executor(None, resolve, host, port)
-
-
 async def post(
     target: CallbackTarget,
     body: bytes,
     headers: Mapping[str, str],
     allow: AllowList,
     timeout_s: float,
-    resolver: AsyncResolver = resolve_async,
+    resolver: AsyncResolver | None = None,
     tls: ssl.SSLContext | None = None,
 ) -> Attempt:
-    """POST `body` to `target` within `timeout_s` in all."""
+    """POST `body` to `target` within `timeout_s` in all.
+
+    The gateway passes its tenant-bounded `resolver`; without one, the name is looked up in a thread of its own.
+    """
+    resolver = resolver or functools.partial(Lookups(per_tenant=1).resolve, "", timeout_s=timeout_s)
     try:
         status = await asyncio.wait_for(_post(target, body, headers, allow, resolver, tls), timeout_s)
     except CallbackRefused as exc:

@@ -149,6 +149,20 @@ def test_callback_is_signed(api: Gateway) -> None:
         server.shutdown()
 
 
+@pytest.mark.parametrize(
+    "url", ["https://0..0", f"https://{'a' * 64}.example/hook", "http://[::1/hook", "http://[zz]/", "https://a..b/"]
+)
+def test_a_callback_host_that_cannot_be_encoded_is_a_422(api: Gateway, url: str) -> None:
+    one = api.http.post("/v1/jobs/reply", json={"job": REPLY, "callback_url": url}, headers=api.auth())
+    assert one.status_code == 422, one.text
+    assert [f["field"] for f in one.json()["error"]["fields"]] == ["callback_url"]
+    batch = {"jobs": [{"type": "reply", "job": REPLY, "callback_url": url}, {"type": "reply", "job": REPLY}]}
+    mixed = api.http.post("/v1/jobs:batch", json=batch, headers=api.auth())
+    assert mixed.status_code == 202, mixed.text
+    refused, accepted = mixed.json()["jobs"]
+    assert refused["error"]["fields"][0]["field"] == "jobs.0.callback_url" and accepted["id"]
+
+
 def test_limits_body_rate_and_backpressure(api: Gateway) -> None:
     big = {"job": {"customer_message": "x" * 70_000}}
     assert api.http.post("/v1/jobs/reply", json=big, headers=api.auth()).status_code == 413
