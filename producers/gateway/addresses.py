@@ -23,8 +23,54 @@ from shared.settings import HOSTNAME
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-UNIQUE_LOCAL = ipaddress.ip_network("fc00::/7")
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+# IANA's IPv4 and IPv6 special-purpose address registries (RFC 6890 and later), plus multicast, the reserved
+# class E, and deprecated site-local, written out rather than taken from Python's ipaddress, whose tables differ
+# by version (3.11 calls 192.0.0.8 and fec0::1 global). Blocks the registry calls globally reachable (PCP and
+# TURN anycast, AS112, AMT, ORCHIDv2, ...) are refused too: they are infrastructure, not webhook endpoints, and
+# an operator can still allow one. 6to4 (2002::/16), Teredo and NAT64 (64:ff9b::/96) are judged by the IPv4
+# address they carry (_embedded_ipv4), IPv4-mapped addresses by Python's reserved ::/8.
+SPECIAL_PURPOSE: tuple[tuple[IPNetwork, str], ...] = tuple(
+    (ipaddress.ip_network(block), name)
+    for block, name in (
+        ("0.0.0.0/32", "unspecified"),
+        ("0.0.0.0/8", "this-network"),
+        ("10.0.0.0/8", "private"),
+        ("100.64.0.0/10", "shared (carrier-grade NAT)"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("172.16.0.0/12", "private"),
+        ("192.0.0.0/24", "IETF protocol assignment"),
+        ("192.0.2.0/24", "documentation"),
+        ("192.31.196.0/24", "AS112"),
+        ("192.52.193.0/24", "AMT"),
+        ("192.88.99.0/24", "6to4 relay anycast"),
+        ("192.168.0.0/16", "private"),
+        ("192.175.48.0/24", "AS112"),
+        ("198.18.0.0/15", "benchmarking"),
+        ("198.51.100.0/24", "documentation"),
+        ("203.0.113.0/24", "documentation"),
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved"),
+        ("255.255.255.255/32", "broadcast"),
+        ("::/128", "unspecified"),
+        ("::1/128", "loopback"),
+        ("64:ff9b:1::/48", "local-use NAT64"),
+        ("100::/64", "discard-only"),
+        ("100:0:0:1::/64", "dummy"),
+        ("2001::/23", "IETF protocol assignment"),
+        ("2001:db8::/32", "documentation"),
+        ("3fff::/20", "documentation"),
+        ("5f00::/16", "SRv6 SID"),
+        ("fc00::/7", "unique-local"),
+        ("fe80::/10", "link-local"),
+        ("fec0::/10", "site-local"),
+        ("ff00::/8", "multicast"),
+    )
+)
+# Most specific first, so an address is named by the narrowest block it is in (0.0.0.0: unspecified).
+_BY_SPECIFICITY = sorted(SPECIAL_PURPOSE, key=lambda entry: -entry[0].prefixlen)
 PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
 # shared.settings.HOSTNAME, plus underscores, which DNS allows and some internal names use.
 CALLBACK_HOST = re.compile(
@@ -118,20 +164,16 @@ def classify(address: IPAddress) -> str | None:
         reason = classify(inner)
         if reason is not None:
             return f"{reason} (inside {address})"
-    if address.is_unspecified:
-        return "unspecified"
-    if address.is_loopback:
-        return "loopback"
-    if address.is_link_local:
-        return "link-local"
-    if address.is_multicast:
-        return "multicast"
-    if isinstance(address, ipaddress.IPv6Address) and address in UNIQUE_LOCAL:
-        return "unique-local"
+    for network, name in _BY_SPECIFICITY:
+        if address.version == network.version and address in network:
+            return name
+    # Whatever else this Python's tables know about (a block registered after this list was written, say).
     if address.is_private:
         return "private"
     if address.is_reserved:
         return "reserved"
+    if isinstance(address, ipaddress.IPv6Address) and address.is_site_local:
+        return "site-local"
     if not address.is_global:
         return "non-global"
     return None

@@ -41,8 +41,8 @@ NOTHING_ALLOWED = AllowList()
         ("224.0.0.251", "multicast"),
         ("239.255.255.250", "multicast"),
         ("ff02::1", "multicast"),
-        ("100.64.0.1", "non-global"),
-        ("198.18.0.1", "private"),  # benchmarking
+        ("100.64.0.1", "shared (carrier-grade NAT)"),
+        ("198.18.0.1", "benchmarking"),
     ],
 )
 def test_internal_addresses_are_classified(address: str, reason: str) -> None:
