@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     gateway_callback_resolve_concurrency: int = Field(default=4, ge=1, le=1000)
     gateway_callback_resolve_timeout_s: float = Field(default=2.0, gt=0, le=60)
     gateway_callback_allow: list[str] = Field(default_factory=list)  # CIDRs / host names callbacks may reach
+    # A waiting callback's job is looked at again this often, in case its result's notification was missed.
+    gateway_callback_sweep_s: float = Field(default=30.0, ge=1, le=3600)
+    gateway_max_streams_per_tenant: int = Field(default=50, ge=1, le=100_000)  # open SSE streams, per gateway process
 
     @field_validator("batch", mode="before")
     @classmethod

@@ -30,6 +30,7 @@ from producers.gateway.bodylimit import BodyLimit
 from producers.gateway.callbacks import CallbackQueue
 from producers.gateway.dispatcher import CallbackDispatcher, DeliveryPolicy
 from producers.gateway.events import RESULT_EVENT_ID, job_events, resume_after
+from producers.gateway.finished import FinishedFeed, OwnerRecords
 from producers.gateway.limits import Outstanding, QueueDepth, allow_request
 from producers.gateway.metrics import GatewayMetrics
 from producers.gateway.resolver import Lookups, RecentAnswers
@@ -100,7 +101,9 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
     allow = AllowList.parse(settings.gateway_callback_allow)
     lookups = Lookups(settings.gateway_callback_resolve_concurrency)  # submits and attempts share each tenant's bound
     answers = RecentAnswers(lookups, settings.gateway_callback_resolve_timeout_s)
-    callbacks = CallbackQueue(store, backend, settings.result_ttl_s)
+    callbacks = CallbackQueue(
+        store, backend, settings.result_ttl_s, settings.gateway_callback_sweep_s, outcomes=metrics.callbacks
+    )
     policy = DeliveryPolicy(
         allow=allow,
         timeout_s=settings.gateway_callback_timeout_s,
@@ -112,17 +115,26 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
     waiter = ResultWaiter(backend)
     deferred = DeferredStore(store)
     streams = TokenStreams(store, settings.stream.max_entries, settings.result_ttl_s)
+    owners = OwnerRecords(store, backend)
+
+    def on_finished(job_ids: list[str]) -> None:
+        callbacks.wake(job_ids, time.time())
+        owners.expire_with_results(job_ids)
+
+    finished = FinishedFeed(store, backend.task_keyprefix.decode(), on_finished)
 
     typed_routes: set[str] = set()  # POST /v1/jobs/<type>, one per registered type
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if dispatch_callbacks:
+            finished.start()
             dispatcher.start()
         try:
             yield
         finally:
             dispatcher.stop()
+            finished.stop()
             client.close()
 
     app = FastAPI(
@@ -275,20 +287,28 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
         for job_id, _, _ in jobs:
             pipe.set(f"{OWNER_KEY_PREFIX}{job_id}", who.name, ex=settings.result_ttl_s + int(until[job_id] - now))
         pipe.execute()
-        for job_id, _, body in jobs:
-            if body.callback_url:
-                callbacks.register(job_id, body.callback_url, who.name)
+        for job_id, envelope, body in jobs:
+            if body.callback_url:  # kept as long as the job can finish: its run_by or deadline, plus the result TTL
+                finish_by = max(until[job_id], envelope.deadline_at or now)
+                callbacks.register(job_id, body.callback_url, who.name, settings.result_ttl_s + int(finish_by - now))
         outstanding.add(who.name, until)
 
     def owned(who: Tenant, job_id: str) -> None:
         owner = store.get(f"{OWNER_KEY_PREFIX}{job_id}")
         if owner is None or owner != who.name.encode():
-            raise ApiError(404, "not_found", f"no job {job_id}")
+            raise ApiError(
+                404,
+                "not_found",
+                f"no job {job_id} (or its result expired: results are kept {settings.result_ttl_s} s after a job ends)",
+            )
 
     def look_up(who: Tenant, job_id: str) -> JobView:
         throttle(who)
         owned(who, job_id)
-        return view(job_id)
+        current = view(job_id)
+        if current.result is not None:  # in case this job's notification was missed (finished.py)
+            owners.expire_with_results([job_id])
+        return current
 
     def view(job_id: str) -> JobView:
         meta = backend.get_task_meta(job_id, cache=False)

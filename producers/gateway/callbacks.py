@@ -5,9 +5,19 @@ Each POST carries `X-Greenq-Timestamp` (Unix seconds) and
 `X-Greenq-Signature: sha256=<hex of HMAC(secret, "<timestamp>.<body>")>`. Verify with
 `verify_signature` (or the same three lines in any language) and reject old timestamps.
 
-In Redis, each callback is a hash (url, tenant, attempts) and a member of one sorted set scored by when
-a gateway should next look at it. A gateway claims a due callback by moving its score past the attempt's
-deadline (a lease); if it dies, the lease runs out and another gateway sends it again.
+In Redis, each callback is a hash (url, tenant, attempts, and the result once it is seen) in one of two
+sorted sets, indexed by readiness so that a gateway reads only callbacks it can act on:
+
+* `due`: to look at now or at its score: just registered, its job has a result, a retry's time, or a
+  lease. A gateway claims a due callback by moving its score past the attempt's deadline (a lease); if it
+  dies, the lease runs out and another gateway sends it again.
+* `waiting`: its job has no result yet. A result's notification (`wake`, from results.py's feed) moves it
+  to `due`; `sweep` looks at each one again every `sweep_s`, for notifications missed while no gateway
+  listened.
+
+A callback's record lives as long as its job can finish (`live_s` at register: a deferred job's run_by
+plus the result TTL), and from its first claim it holds the result itself, so the result's own TTL cannot
+end it between attempts. A record that expires unsent is logged and counted (`expired`).
 """
 
 from __future__ import annotations
@@ -17,27 +27,32 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from shared.keys import (
     CALLBACK_DUE_KEY,
     CALLBACK_JOB_KEY_PREFIX,
+    CALLBACK_WAITING_KEY,
     LEGACY_CALLBACK_KEY_PREFIX,
     LEGACY_PENDING_KEY,
 )
 from shared.results import is_final, result_from_meta
 
 log = logging.getLogger(__name__)
-RECHECK_S = 0.5  # how often an unfinished job's callback is looked at again
+RECHECK_S = 0.5  # a due callback whose job's stored state is not final (not greenq's): looked at again after this
 BUSY_S = 0.5  # how long a due callback waits when its tenant already has its attempts in flight
 FIRST_RETRY_S = 2.0
 MAX_RETRY_S = 60.0
 CLAIM_BATCH = 500
+SWEEP_S = 30.0
+KEEP_MARGIN_S = 60.0
 
-# KEYS: due set, job hash. ARGV: job id, now, new score, 1 to count an attempt. Returns the attempt count
-# (0 when not counting), -1 if the callback is not due (another gateway holds it), -2 if its record is gone.
+# KEYS: due set, job hash. ARGV: job id, now, new score, 1 to count an attempt, result JSON (with an attempt),
+# least TTL left (s, with an attempt). Returns the attempt count (0 when not counting), -1 if the callback is
+# not due (another gateway holds it), -2 if its record is gone. An attempt stores the result in the record and
+# keeps the record at least until the next attempt could claim it, so neither TTL ends it between attempts.
 _CLAIM = """
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score or tonumber(score) > tonumber(ARGV[2]) then return -1 end
@@ -46,8 +61,56 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
   return -2
 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-if ARGV[4] == '1' then return redis.call('HINCRBY', KEYS[2], 'attempts', 1) end
-return 0
+if ARGV[4] ~= '1' then return 0 end
+redis.call('HSETNX', KEYS[2], 'result', ARGV[5])
+if redis.call('TTL', KEYS[2]) < tonumber(ARGV[6]) then redis.call('EXPIRE', KEYS[2], ARGV[6]) end
+return redis.call('HINCRBY', KEYS[2], 'attempts', 1)
+"""
+
+# KEYS: due, waiting, job hash, result key. ARGV: job id, now, sweep time. Its job had no final result when
+# read: wait for its notification, unless a result arrived since (then it stays due, looked at again shortly).
+# Atomic with the result check, so a result stored after this moves it back (its notification finds it).
+_PARK = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then return 0 end
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+  return 0
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"""
+
+# KEYS: waiting, due. ARGV: now, job ids... Jobs whose results were just stored: their callbacks become due.
+_WAKE = """
+local woken = 0
+for i = 2, #ARGV do
+  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
+    redis.call('ZADD', KEYS[2], ARGV[1], ARGV[i])
+    woken = woken + 1
+  end
+end
+return woken
+"""
+
+# KEYS: waiting, due, then a job hash and a result key per job. ARGV: now, next sweep, job ids...
+# Returns the ids whose record is gone (expired before their job finished).
+_SWEEP = """
+local gone = {}
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local at = 3 + (i - 3) * 2
+  if redis.call('EXISTS', KEYS[at]) == 0 then
+    redis.call('ZREM', KEYS[1], id)
+    table.insert(gone, id)
+  elseif redis.call('EXISTS', KEYS[at + 1]) == 1 then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZADD', KEYS[2], ARGV[1], id)
+  else
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[2], id)
+  end
+end
+return gone
 """
 
 
@@ -84,25 +147,59 @@ class Claim:
 
 
 class CallbackQueue:
-    """Durable callbacks in Redis, shared by every gateway."""
+    """Durable callbacks in Redis, shared by every gateway.
 
-    def __init__(self, client: Any, backend: Any, ttl_s: int) -> None:
+    `outcomes` (a Counter labelled by outcome, or None) counts callbacks dropped here: `expired`.
+    """
+
+    def __init__(self, client: Any, backend: Any, ttl_s: int, sweep_s: float = SWEEP_S, outcomes: Any = None) -> None:
         self._redis = client
         self._backend = backend
         self._ttl_s = ttl_s
+        self._sweep_s = sweep_s
+        self._outcomes = outcomes
         self._claim = client.register_script(_CLAIM)
+        self._park = client.register_script(_PARK)
+        self._wake = client.register_script(_WAKE)
+        self._sweep = client.register_script(_SWEEP)
 
-    def register(self, job_id: str, url: str, tenant: str) -> None:
+    def register(self, job_id: str, url: str, tenant: str, live_s: int | None = None) -> None:
+        """Keep a callback for `live_s` (default: the result TTL): as long as its job can finish, plus that TTL."""
+        key = f"{CALLBACK_JOB_KEY_PREFIX}{job_id}"
         pipe = self._redis.pipeline()
-        pipe.hset(f"{CALLBACK_JOB_KEY_PREFIX}{job_id}", mapping={"url": url, "tenant": tenant, "attempts": 0})
-        pipe.expire(f"{CALLBACK_JOB_KEY_PREFIX}{job_id}", self._ttl_s)
-        pipe.zadd(CALLBACK_DUE_KEY, {job_id: time.time()})
+        pipe.hset(key, mapping={"url": url, "tenant": tenant, "attempts": 0})
+        pipe.expire(key, max(self._ttl_s, live_s or 0))
+        pipe.zadd(CALLBACK_DUE_KEY, {job_id: time.time()})  # its job may have finished already: look once
         pipe.execute()
+
+    def wake(self, job_ids: Sequence[str], now: float) -> int:
+        """Jobs whose results were just stored: their waiting callbacks become due. Returns how many."""
+        woken = 0
+        for start in range(0, len(job_ids), CLAIM_BATCH):
+            chunk = job_ids[start : start + CLAIM_BATCH]
+            woken += int(self._wake(keys=[CALLBACK_WAITING_KEY, CALLBACK_DUE_KEY], args=[now, *chunk]))
+        return woken
+
+    def sweep(self, now: float) -> list[str]:
+        """Look again at waiting callbacks whose sweep time has come (a notification may have been missed).
+
+        Returns the job ids whose callbacks were dropped because their record expired first.
+        """
+        job_ids = [j.decode() for j in self._redis.zrangebyscore(CALLBACK_WAITING_KEY, "-inf", now, 0, CLAIM_BATCH)]
+        if not job_ids:
+            return []
+        keys = [CALLBACK_WAITING_KEY, CALLBACK_DUE_KEY]
+        for job_id in job_ids:
+            keys += [f"{CALLBACK_JOB_KEY_PREFIX}{job_id}", self._backend.get_key_for_task(job_id)]
+        gone = [j.decode() for j in self._sweep(keys=keys, args=[now, now + self._sweep_s, *job_ids])]
+        self._expired(gone)
+        return gone
 
     def claim_due(
         self, now: float, lease_s: float, free: Mapping[str, int], default_free: int, most: int
     ) -> list[Claim]:
         """Take up to `most` callbacks whose job has finished, at most free[tenant] (or default_free) per tenant."""
+        self.sweep(now)
         if most <= 0:
             return []
         job_ids = [j.decode() for j in self._redis.zrangebyscore(CALLBACK_DUE_KEY, "-inf", now, 0, CLAIM_BATCH)]
@@ -112,35 +209,55 @@ class CallbackQueue:
         for job_id in job_ids:
             pipe.hgetall(f"{CALLBACK_JOB_KEY_PREFIX}{job_id}")
         records = pipe.execute()
-        metas = self._backend.mget([self._backend.get_key_for_task(j) for j in job_ids])
+        unread = [j for j, record in zip(job_ids, records, strict=True) if record and b"result" not in record]
+        raws = self._backend.mget([self._backend.get_key_for_task(j) for j in unread]) if unread else []
+        metas = {
+            j: (self._backend.decode_result(raw) if raw is not None else None)
+            for j, raw in zip(unread, raws, strict=True)
+        }
         room = dict(free)
         pipe = self._redis.pipeline(transaction=False)
-        wanted: list[tuple[str, dict[bytes, bytes], Any]] = []
-        for job_id, record, raw in zip(job_ids, records, metas, strict=True):
+        wanted: list[tuple[str, dict[bytes, bytes], dict[str, Any]]] = []
+        gone: list[str] = []
+        for job_id, record in zip(job_ids, records, strict=True):
             keys = [CALLBACK_DUE_KEY, f"{CALLBACK_JOB_KEY_PREFIX}{job_id}"]
             if not record:
-                pipe.zrem(CALLBACK_DUE_KEY, job_id)  # expired with its job
+                pipe.zrem(CALLBACK_DUE_KEY, job_id)
+                gone.append(job_id)
                 continue
-            meta = self._backend.decode_result(raw) if raw is not None else None
+            result = _stored_result(job_id, record, metas.get(job_id))
             tenant = record[b"tenant"].decode()
-            if meta is None or not is_final(meta):
-                self._claim(keys=keys, args=[job_id, now, now + RECHECK_S, 0], client=pipe)
+            if result is None:
+                park_keys = [CALLBACK_DUE_KEY, CALLBACK_WAITING_KEY, keys[1], self._backend.get_key_for_task(job_id)]
+                self._park(keys=park_keys, args=[job_id, now + RECHECK_S, now + self._sweep_s], client=pipe)
             elif len(wanted) >= most or room.get(tenant, default_free) <= 0:
-                self._claim(keys=keys, args=[job_id, now, now + BUSY_S, 0], client=pipe)
+                self._claim(keys=keys, args=[job_id, now, now + BUSY_S, 0, "", 0], client=pipe)
             else:
                 room[tenant] = room.get(tenant, default_free) - 1
-                wanted.append((job_id, record, meta))
-        for job_id, _, _ in wanted:
+                wanted.append((job_id, record, result))
+        keep_s = int(max(self._ttl_s, lease_s + MAX_RETRY_S + KEEP_MARGIN_S))
+        for job_id, _, result in wanted:
             keys = [CALLBACK_DUE_KEY, f"{CALLBACK_JOB_KEY_PREFIX}{job_id}"]
-            self._claim(keys=keys, args=[job_id, now, now + lease_s, 1], client=pipe)
+            body = json.dumps(result, ensure_ascii=False)
+            self._claim(keys=keys, args=[job_id, now, now + lease_s, 1, body, keep_s], client=pipe)
         answers = pipe.execute()
+        self._expired(gone)
         claims: list[Claim] = []
-        for (job_id, record, meta), attempt in zip(wanted, answers[len(answers) - len(wanted) :], strict=True):
+        for (job_id, record, result), attempt in zip(wanted, answers[len(answers) - len(wanted) :], strict=True):
             if int(attempt) <= 0:
                 continue  # another gateway has it
-            result = result_from_meta(job_id, meta).to_json()
             claims.append(Claim(job_id, record[b"url"].decode(), record[b"tenant"].decode(), int(attempt), result))
         return claims
+
+    def _expired(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            log.error(
+                "dropping the callback for %s: its record expired before its job finished (it is kept for the "
+                "job's run_by, if deferred, plus GREENQ_RESULT_TTL_S)",
+                job_id,
+            )
+        if job_ids and self._outcomes is not None:
+            self._outcomes.labels("expired").inc(len(job_ids))
 
     def delivered(self, claim: Claim) -> None:
         self.drop(claim)
@@ -166,3 +283,13 @@ class CallbackQueue:
                 self._redis.delete(f"{LEGACY_CALLBACK_KEY_PREFIX}{job_id}")
                 moved += 1
         return moved
+
+
+def _stored_result(job_id: str, record: Mapping[bytes, bytes], meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The result to send: the one the record kept at its first attempt, else the job's final stored one."""
+    if b"result" in record:
+        kept: dict[str, Any] = json.loads(record[b"result"])
+        return kept
+    if meta is None or not is_final(meta):
+        return None
+    return result_from_meta(job_id, dict(meta)).to_json()

@@ -25,7 +25,8 @@ class GatewayMetrics:
         )
         self.callbacks = Counter(
             "greenq_gateway_callbacks",
-            "Completion callback attempts by outcome (sent, retried, gave_up, refused).",
+            "Completion callbacks by outcome: attempts (sent, retried, gave_up, refused), and ones dropped unsent "
+            "because their record expired before their job finished (expired).",
             ["outcome"],
             registry=registry,
         )

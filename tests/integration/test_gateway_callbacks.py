@@ -219,3 +219,33 @@ def test_an_attempt_connects_to_the_address_it_checked() -> None:
         assert receiver.deliveries[0].headers["host"] == f"hooks.test:{receiver.port}"
     finally:
         receiver.close()
+
+
+def test_a_deferred_jobs_callback_outlives_the_result_ttl_and_an_expired_result_is_not_waiting(
+    fresh: Stack, tmp_path: Path
+) -> None:
+    """Finding 1: result TTL 60 s, jobs deferred 4 h. One finishes after the TTL has passed (its callback must
+    still go out); one finishes at once, and once its result has expired it must not read `queued`."""
+    receiver = Receiver()
+    env = {**LOOPBACK_ALLOWED, "GREENQ_RESULT_TTL_S": "60"}
+    deferred = {"job": STRATEGY, "run_by": 4 * 3600, "carbon_aware": True}
+    try:
+        gateway = Gateway(fresh, tmp_path, env)
+        late = gateway.http.post(
+            "/v1/jobs/strategy", json={**deferred, "callback_url": receiver.url}, headers=gateway.auth()
+        )
+        early = gateway.http.post("/v1/jobs/strategy", json=deferred, headers=gateway.auth())
+        assert late.status_code == early.status_code == 202 and late.json()["status"] == "deferred", late.text
+        late_id, early_id = late.json()["id"], early.json()["id"]
+        assert gateway.http.delete(f"/v1/jobs/{early_id}", headers=gateway.auth()).status_code == 200
+        time.sleep(63)  # past the result TTL: the early job's result is gone; the late job has not finished
+        expired = gateway.http.get(f"/v1/jobs/{early_id}", headers=gateway.auth())
+        print("early job after its result expired:", expired.status_code, expired.text[:300])
+        assert expired.status_code == 404 and "expired" in expired.json()["error"]["message"]
+        assert gateway.http.delete(f"/v1/jobs/{late_id}", headers=gateway.auth()).status_code == 200
+        delivered = wait_until(lambda: len(receiver.deliveries) >= 1, 20)
+        print("late job's callbacks:", receiver.job_ids(), gateway.http.get("/metrics").text.count("callbacks_total"))
+        assert delivered, "the deferred job's callback was dropped"
+        assert receiver.job_ids() == [late_id] and json.loads(receiver.deliveries[0].body)["status"] == "cancelled"
+    finally:
+        receiver.close()

@@ -65,6 +65,7 @@ def test_key_strings_are_the_deployed_ones() -> None:
         "OUTSTANDING_KEY_PREFIX": "greenq:outstanding:",
         "CALLBACK_DUE_KEY": "greenq:callbacks:due",
         "CALLBACK_JOB_KEY_PREFIX": "greenq:callbacks:job:",
+        "CALLBACK_WAITING_KEY": "greenq:callbacks:waiting",
         "LEGACY_PENDING_KEY": "greenq:callbacks:pending",
         "LEGACY_CALLBACK_KEY_PREFIX": "greenq:callback:",
         "COMPUTATIONS_KEY": "greenq:chaos:computations",
