@@ -9,12 +9,14 @@ per-type value is merged onto that type's defaults.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from shared import job_types
 from shared.delivery import Priority
@@ -80,10 +82,55 @@ class StreamSettings(BaseModel):
     max_entries: int = Field(default=2000, ge=16, le=100_000)  # per job: older entries are trimmed
 
 
+# What a structured setting looks like, for the error when its value is not JSON (a BaseModel setting without
+# an entry here shows its first field).
+FORM_EXAMPLES: dict[str, str] = {
+    "gateway_callback_allow": '["10.20.0.0/16", "hooks.internal"]',
+    "models": '{"reply": "local:store-assistant"}',
+    "batch": '{"reply": {"max_batch_size": 8}}',
+    "generation": '{"reply": {"max_new_tokens": 96}}',
+    "priority": '{"reply": 9}',
+    "latency_objective_s": '{"reply": 5}',
+    "chaos": '{"batch_delay_s": 0.5}',
+}
+_UNPARSED = re.compile(r'error parsing value for field "(\w+)"')
+
+
+def expected_form(name: str, field: FieldInfo) -> str:
+    """How to write setting `name` in the environment: its form and an example."""
+    variable = f"GREENQ_{name.upper()}"
+    shape = field.annotation
+    if isinstance(shape, type) and issubclass(shape, BaseModel):
+        first, info = next(iter(shape.model_fields.items()))
+        example = FORM_EXAMPLES.get(name, json.dumps({first: info.default}))
+        one = f"{variable}__{first.upper()}={json.dumps(info.default)}"
+        return f"{variable} takes a JSON object, e.g. {variable}='{example}', or one field at a time, e.g. {one}"
+    listed = get_origin(shape) in (list, tuple, set, frozenset)
+    kind = "a JSON list" if listed else "a JSON object"
+    example = FORM_EXAMPLES.get(name, '["..."]' if listed else '{"...": "..."}')
+    return f"{variable} takes {kind}, e.g. {variable}='{example}'"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GREENQ_", env_nested_delimiter="__", extra="ignore", frozen=True, validate_default=True
     )
+
+    def __init__(self, **values: Any) -> None:
+        # pydantic-settings reports a structured value that is not JSON only as `error parsing value for field
+        # "x"`: say which variable, the form it takes and an example, here where every entry point builds it.
+        # The value itself is not repeated: it may be a secret.
+        try:
+            super().__init__(**values)
+        except SettingsError as exc:
+            found = _UNPARSED.search(str(exc))
+            field = type(self).model_fields.get(found.group(1)) if found else None
+            if found is None or field is None:
+                raise
+            reason = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+            raise SettingsError(
+                f"{expected_form(found.group(1), field)}; the value given is not JSON{reason}"
+            ) from None
 
     broker_url: str = "redis://127.0.0.1:6379/0"
     result_backend_url: str = ""  # empty: the broker URL
