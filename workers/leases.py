@@ -7,8 +7,14 @@ its own; a worker that finds another live holder waits for that holder's result 
 computing. One thread per worker renews every lease it holds, so a lease outlives a slow
 batch but lapses within `ttl_s` of its worker dying.
 
+A lease can also be lost while its worker lives: the process was paused (SIGSTOP, a frozen
+VM, CPU starvation) or cut off from Redis for longer than `ttl_s`, and another worker took
+the job. `lost(job_ids)` says which, and the batcher asks it as a waiting job enters a batch,
+so a worker that comes back does not compute jobs it knows it has lost.
+
 >>> leases = JobLeases(redis_client, ttl_s=30).start()
 >>> token = leases.acquire("job-1")      # None: someone else is computing it
+>>> leases.lost(["job-1"])               # set(): still ours
 >>> ...; leases.release("job-1", token)
 """
 
@@ -16,12 +22,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import redis
 
 from shared.keys import LEASE_KEY_PREFIX
 
 log = logging.getLogger(__name__)
+INFRA_ERRORS = (redis.RedisError, OSError)
 
 # KEYS: lease. ARGV: token, ttl in ms. Renews the lease only if the token still holds it.
 RENEW_SCRIPT = """
@@ -39,13 +51,43 @@ def lease_key(job_id: str) -> str:
     return f"{LEASE_KEY_PREFIX}{job_id}"
 
 
+@dataclass
+class _Held:
+    token: str
+    confirmed_at: float  # monotonic, when a call that set or renewed the lease was sent (it holds ttl from then)
+    lost: bool = False
+
+
+def lost_reason(ttl_s: float, renewer_gap_s: float, failing_for_s: float | None, interval_s: float) -> str:
+    """What the worker saw when it found leases lost: a pause, renewals failing to reach Redis, or neither.
+
+    `renewer_gap_s`: since the renew loop last ran (it runs every `interval_s`); `failing_for_s`: since
+    its calls started failing, None while they go through."""
+    if renewer_gap_s > ttl_s:
+        return (
+            f"the lease renewer had not run for {renewer_gap_s:.1f} s, longer than the {ttl_s:g} s lease: "
+            "the process was paused (SIGSTOP, a frozen VM or container) or starved of CPU"
+        )
+    if failing_for_s is not None:
+        return f"renewals had failed to reach Redis for {failing_for_s:.1f} s (the lease is {ttl_s:g} s)"
+    return (
+        f"renewals ran every {interval_s:.1f} s and went through: the lease keys lapsed or were deleted "
+        "(Redis restarted without its data, or failed over to a replica behind it?)"
+    )
+
+
 class JobLeases:
-    def __init__(self, client: Any, ttl_s: float, owner: str = "") -> None:
+    def __init__(self, client: Any, ttl_s: float, owner: str = "", clock: Callable[[], float] = time.monotonic) -> None:
         self._redis = client
+        self._ttl_s = ttl_s
         self._ttl_ms = int(ttl_s * 1000)
         self._owner = owner
-        self._held: dict[str, str] = {}
+        self._clock = clock
+        self._held: dict[str, _Held] = {}
         self._lock = threading.Lock()
+        self._interval_s = ttl_s / 3
+        self._last_round_at = clock()  # when the renew loop last ran
+        self._failing_since: float | None = None  # when its calls started failing to reach Redis
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew_loop, name="greenq-leases", daemon=True)
 
@@ -59,15 +101,17 @@ class JobLeases:
     def acquire(self, job_id: str) -> str | None:
         """A token if this caller may compute the job now; None while another live holder has it."""
         token = f"{self._owner}:{uuid.uuid4().hex}"
+        sent_at = self._clock()
         if not self._redis.set(lease_key(job_id), token, nx=True, px=self._ttl_ms):
             return None
         with self._lock:
-            self._held[job_id] = token
+            self._held[job_id] = _Held(token, sent_at)
         return token
 
     def release(self, job_id: str, token: str) -> None:
         with self._lock:
-            if self._held.get(job_id) == token:
+            held = self._held.get(job_id)
+            if held is not None and held.token == token:
                 del self._held[job_id]
         self._redis.eval(RELEASE_SCRIPT, 1, lease_key(job_id), token)
 
@@ -75,18 +119,62 @@ class JobLeases:
         value = self._redis.get(lease_key(job_id))
         return None if value is None else value.decode()
 
+    def lost(self, job_ids: Sequence[str]) -> set[str]:
+        """Which of these jobs this worker took a lease on and holds no longer (a job it never took is not lost).
+
+        Cheap while the renewer keeps up: a lease confirmed less than half its TTL ago is still ours without
+        asking Redis. An older one is renewed here, if it is still ours; while Redis cannot be reached, one
+        confirmed more than two thirds of its TTL ago counts as lost, since another worker may hold it by now."""
+        now = self._clock()
+        with self._lock:
+            known = {job_id: self._held[job_id] for job_id in job_ids if job_id in self._held}
+        lost = {job_id for job_id, held in known.items() if held.lost}
+        stale = [(j, h) for j, h in known.items() if not h.lost and now - h.confirmed_at >= self._ttl_s / 2]
+        if stale:
+            renewed = self._renew(stale)
+            if renewed is None:  # Redis unreachable: only what is certainly still ours (its key outlives ttl_s)
+                renewed = {job_id for job_id, held in stale if now - held.confirmed_at < self._ttl_s * 2 / 3}
+            lost |= {job_id for job_id, _ in stale if job_id not in renewed}
+        return lost
+
+    def _renew(self, held: Sequence[tuple[str, _Held]]) -> set[str] | None:
+        """Renew these leases where still ours, and mark (and report) the others lost; returns those renewed,
+        or None if Redis could not be reached (then nothing is marked)."""
+        sent_at = self._clock()
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for job_id, lease in held:
+                pipe.eval(RENEW_SCRIPT, 1, lease_key(job_id), lease.token, self._ttl_ms)
+            replies = pipe.execute()
+        except INFRA_ERRORS as exc:
+            log.warning("could not renew %d job leases: %s", len(held), exc)
+            return None
+        renewed, newly_lost = set(), 0
+        with self._lock:
+            for (job_id, lease), ok in zip(held, replies, strict=True):
+                if ok:
+                    lease.confirmed_at = max(lease.confirmed_at, sent_at)
+                    renewed.add(job_id)
+                elif not lease.lost:
+                    lease.lost = True
+                    newly_lost += 1
+        if newly_lost:  # each lost lease is reported once: it is not renewed again
+            failing_for_s = None if self._failing_since is None else sent_at - self._failing_since
+            log.warning(
+                "lost the lease on %d jobs: %s; those not yet in a batch will not be computed here",
+                newly_lost,
+                lost_reason(self._ttl_s, sent_at - self._last_round_at, failing_for_s, self._interval_s),
+            )
+        return renewed
+
     def _renew_loop(self) -> None:
-        interval_s = self._ttl_ms / 3000
-        while not self._stop.wait(interval_s):
+        while not self._stop.wait(self._interval_s):
             with self._lock:
-                held = list(self._held.items())
-            try:
-                pipe = self._redis.pipeline(transaction=False)
-                for job_id, token in held:
-                    pipe.eval(RENEW_SCRIPT, 1, lease_key(job_id), token, self._ttl_ms)
-                lost = [job_id for (job_id, _), ok in zip(held, pipe.execute(), strict=True) if not ok]
-            except Exception as exc:  # Redis unreachable: try again next round
-                log.warning("could not renew %d job leases: %s", len(held), exc)
-                continue
-            if lost:
-                log.warning("lost the lease on %d jobs (Redis unreachable for longer than the lease?)", len(lost))
+                held = [(job_id, lease) for job_id, lease in self._held.items() if not lease.lost]
+            renewed = self._renew(held) if held else set()
+            now = self._clock()
+            if renewed is None:
+                self._failing_since = now if self._failing_since is None else self._failing_since
+            else:
+                self._failing_since = None
+            self._last_round_at = now

@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.stream.enabled:
         streams = TokenStreams(app.backend.client, settings.stream.max_entries, settings.result_ttl_s)
         publisher = TokenPublisher(streams, settings.stream.flush_interval_s).start()
+    leases = JobLeases(app.backend.client, settings.consumer_lease_s, owner=args.node_name).start()
     batcher = ContinuousBatcher(
         {},
         settings.batch,
@@ -204,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         objectives_s=settings.latency_objective_s,
         backlog=lambda: probe.takeable() if probe is not None else {},
         mode=settings.runtime_mode,
+        lease_check=leases.lost,
     )
     if is_redis_url(settings.broker_url):
         broker = redis_client(settings.broker_url, settings.tls_ca_file, sentinel_master=settings.sentinel_master)
@@ -230,7 +232,6 @@ def main(argv: list[str] | None = None) -> int:
         context.job_finished()
 
     stopping = threading.Event()
-    leases = JobLeases(app.backend.client, settings.consumer_lease_s, owner=args.node_name).start()
     register_job_tasks(app, TaskContext(handler, settings, attempts, leases, finished, stopping))
     log.info("%s consuming %s from %s", args.node_name, ",".join(queues), redact_url(settings.broker_url))
     worker = app.Worker(

@@ -9,7 +9,8 @@ Per message, in order:
 4. a job whose batch already started `max_attempts` times (its worker died each time) is
    dead-lettered; a job attempted before runs alone;
 5. the job is computed; a bad body fails alone and is dead-lettered; a job handed back on
-   shutdown is requeued;
+   shutdown is requeued; a job whose lease was lost while it waited for a batch is not computed
+   here: its task goes back to step 1, as a copy;
 6. the final record is stored once (first writer wins) and only then is the message acked.
 
 Redis trouble (broker, backend) is never a job's failure: every call to Redis here is
@@ -45,7 +46,7 @@ from shared.results import JobResult
 from shared.settings import Settings
 from workers.leases import JobLeases
 from workers.result_store import ResultStore
-from workers.serving.batcher import Requeue
+from workers.serving.batcher import LeaseLost, Requeue
 from workers.serving.handler import JobHandler
 
 log = logging.getLogger(__name__)
@@ -129,18 +130,44 @@ def _run(
     kwargs: dict[str, Any],
 ) -> dict[str, Any]:
     """One message: its stored result, or its lease and computation; the record is stored once."""
-    token, stored = _lease_or_result(context, job_id, store, infra)
-    if stored is not None:
-        return _finish(stored)  # a redelivery of a finished job, or a copy whose holder finished: no recompute
-    assert token is not None
-    try:
-        result = _compute(task, context, job_type, job_id, args, kwargs, infra)
-        final, ours = infra(lambda: store.put_once(result), "storing its result")
-    finally:
-        _release(context, job_id, token)
+    while True:
+        token, stored = _lease_or_result(context, job_id, store, infra)
+        if stored is not None:
+            return _finish(stored)  # a redelivery of a finished job, or a copy whose holder finished: no recompute
+        assert token is not None
+        try:
+            outcome = _compute_and_store(task, context, job_type, job_id, store, infra, args, kwargs)
+        finally:
+            _release(context, job_id, token)
+        if outcome is not None:
+            break
+        # Its lease was lost while it waited for a batch (this worker was paused or cut off): another worker
+        # may be computing it. Wait for that result like any copy, keeping the message here: giving it back
+        # would add a copy to the queue, and if nobody holds the lease, this worker takes it again at once.
+        log.info("job %s: its lease was lost before its batch started; waiting for whoever holds it", job_id)
+    final, ours = outcome
     if ours:
         context.on_finished(final)
     return _finish(final)
+
+
+def _compute_and_store(
+    task: Task,
+    context: TaskContext,
+    job_type: JobType,
+    job_id: str,
+    store: ResultStore,
+    infra: Callable[[Callable[[], Any], str], Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> tuple[JobResult, bool] | None:
+    """(the stored record, whether this call stored it); None if the job's lease was lost before its batch."""
+    try:
+        result = _compute(task, context, job_type, job_id, args, kwargs, infra)
+    except LeaseLost:
+        return None
+    stored: tuple[JobResult, bool] = infra(lambda: store.put_once(result), "storing its result")
+    return stored
 
 
 def _lease_or_result(
@@ -204,7 +231,7 @@ def _compute(
             args=list(args),
             attempts=tried,
         )
-        infra(lambda: DeadLetterStore(client).add(letter), "dead-lettering it")
+        infra(lambda: DeadLetterStore(client, settings.dead_letters).add(letter), "dead-lettering it")
 
     if tried >= settings.max_attempts:
         result = handler.given_up(job_type, job_id, tried)
@@ -219,6 +246,8 @@ def _compute(
         result = handler.invalid(job_type, job_id, exc)
         dead_letter(result)
         return result
+    except LeaseLost:
+        raise
     except Requeue:
         raise Reject("worker stopping", requeue=True) from None
     except INFRA_ERRORS as exc:  # not the job's fault: hand it back rather than ack it without a result

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from shared.errors import BrokerUnavailable
+from shared.keys import COMPUTATIONS_KEY
 from shared.local_redis import LocalRedis
 from shared.results import JobStatus
 from tests.integration.harness import Stack, free_port, replies, stack
@@ -106,3 +107,53 @@ def test_a_broker_connection_loss_does_not_compute_held_jobs_twice(
         assert all(r.status is JobStatus.succeeded for r in results.values())
         time.sleep(5)  # a duplicate would have finished by now
         assert sum(_jobs_batched(s, p) for p in ports) == 4
+
+
+def _computations(s: Stack) -> list[tuple[str, int]]:
+    """Every computation the workers logged (GREENQ_CHAOS__LOG_COMPUTATIONS): (job id, pid), in order."""
+    pairs = (entry.decode().split() for entry in s.redis.lrange(COMPUTATIONS_KEY, 0, -1))
+    return [(job_id, int(pid)) for job_id, pid in pairs]
+
+
+def test_a_worker_resumed_after_a_pause_does_not_compute_the_buffered_jobs_it_lost(
+    fast_redelivery: Stack, tmp_path: Path
+) -> None:
+    """Issue 20, finding 5: a worker frozen (SIGSTOP) past its lease while jobs wait in its batcher loses
+    their leases, and another worker computes them; resumed (SIGCONT), it must not compute them again.
+
+    Worker a batches 2 at a time with a slow batch; it is frozen while its first batch computes and 4 more
+    jobs wait in its batcher. Worker b computes all 6. The 2 in a's running batch may be computed by both
+    (write-once keeps one result); the 4 buffered ones must be computed once, by b."""
+    s = fast_redelivery  # consumer lease (and job lease) 3 s
+    logged = {"GREENQ_CHAOS__LOG_COMPUTATIONS": "true", "GREENQ_BATCH__REPLY__MODE": "fixed"}
+    slow = {
+        **logged,
+        "GREENQ_CHAOS__BATCH_DELAY_S": "3",
+        "GREENQ_BATCH__REPLY__MAX_BATCH_SIZE": "2",
+        "GREENQ_BATCH__REPLY__MAX_WAIT_S": "0.3",
+    }
+    log_a = tmp_path / "a.log"
+    a_port = free_port()
+    a = s.start_worker(log_a, node="a@test", metrics_port=a_port, env=slow)
+    ids = s.client.submit_many(replies(6, "paused"))
+    s.wait_for(lambda: "greenq_current_batch_size 2.0" in s.metrics_text(a_port), what="a's first batch")
+    s.wait_for(lambda: len(_computations(s)) == 2, what="a's first batch logged")
+    time.sleep(1.0)  # the other 4 reach a's batcher (6 task threads) and wait there
+    os.killpg(a.pid, signal.SIGSTOP)
+    running = {job_id for job_id, _ in _computations(s)}
+    try:
+        s.start_worker(tmp_path / "b.log", node="b@test", env=logged)
+        results = s.results(ids, timeout_s=90)  # b computes all 6 once a's heartbeats and leases lapse
+        assert all(r.status is JobStatus.succeeded for r in results.values())
+        assert all(r.worker == "b@test" for r in results.values())
+    finally:
+        os.killpg(a.pid, signal.SIGCONT)
+    s.wait_for(lambda: "lost the lease" in log_a.read_text(), timeout_s=30, what="a to notice its lost leases")
+    time.sleep(8)  # a's running batch finishes (3 s) and its buffered jobs would have formed batches by now
+    by_job: dict[str, list[int]] = {job_id: [] for job_id in ids}
+    for job_id, pid in _computations(s):
+        by_job[job_id].append(pid)
+    again = {job_id: pids for job_id, pids in by_job.items() if job_id not in running and pids.count(a.pid)}
+    assert not again, f"a computed buffered jobs whose lease it had lost: {again}\n{log_a.read_text()[-3000:]}"
+    assert all(len(pids) == 1 for job_id, pids in by_job.items() if job_id not in running), by_job
+    assert "was paused" in log_a.read_text()  # the warning says what was seen, not "Redis unreachable"

@@ -62,7 +62,7 @@ def task_edge(client: Any) -> Iterator[Worker]:
     app.backend.client = client  # the result backend's redis-py client: the one client the task edge uses
     runtime = EchoRuntime()
     leases = JobLeases(client, ttl_s=30, owner="test@host")
-    batcher = Batcher({"echo": runtime}, SETTINGS.batch)
+    batcher = Batcher({"echo": runtime}, SETTINGS.batch, lease_check=leases.lost)
     batcher.start()
     finished: list[JobResult] = []
     context = TaskContext(

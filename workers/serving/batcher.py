@@ -23,9 +23,9 @@ import math
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from shared.errors import GreenqError
@@ -60,6 +60,14 @@ class JobExpiredInBatcher(GreenqError):
 
 class Requeue(GreenqError):
     """The worker is shutting down before this job's batch started, or its device failed: give the job back."""
+
+
+class LeaseLost(GreenqError):
+    """The job's lease was lost before its batch started (this worker was paused, or cut off from Redis, for
+    longer than the lease): another worker may be computing it, so it is not computed here."""
+
+
+LeaseCheck = Callable[[Sequence[str]], Set[str]]  # of these job ids, those whose lease this worker lost
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -106,9 +114,12 @@ class Batcher:
         observers: Sequence[BatchObserver] = (),
         objectives_s: Mapping[JobType, float] | None = None,
         backlog: Callable[[], Mapping[JobType, int]] | None = None,
+        lease_check: LeaseCheck | None = None,
     ) -> None:
         """`objectives_s`: each type's p95 objective (the adaptive policy's budget); `backlog`: jobs
-        of each type waiting in the broker that this worker could take now (cheap: called per decision)."""
+        of each type waiting in the broker that this worker could take now (cheap: called per decision);
+        `lease_check`: asked as waiting jobs enter a batch (`JobLeases.lost`): those lost leave with `LeaseLost`."""
+        self._lease_check = lease_check
         self._observers = tuple(observers)
         self._objectives_s = dict(objectives_s or {})
         self._backlog = backlog or dict
@@ -406,6 +417,10 @@ class Batcher:
     def _serve(self) -> None:
         """Run batches until stopped (static batching: each batch runs to its end before the next starts)."""
         while (closed := self._next_batch()) is not None:
+            items = self._still_leased(closed.items)
+            if not items:
+                continue
+            closed = replace(closed, items=items)
             try:
                 self._run_isolated(closed.items, closed)
             except BaseException as exc:  # never leave a task thread waiting on a dead batcher
@@ -413,6 +428,21 @@ class Batcher:
                     if not item.future.done():
                         item.future.set_exception(exc)
                 log.exception("batcher error")
+
+    def _still_leased(self, items: list[_Item]) -> list[_Item]:
+        """The waiting jobs entering a batch whose lease this worker still holds; the others leave with
+        `LeaseLost` (checked here, not only when they were buffered: a worker paused past its lease may
+        have buffered jobs that another worker has computed since)."""
+        if self._lease_check is None or not items:
+            return items
+        lost = self._lease_check([item.job_id for item in items])
+        if not lost:
+            return items
+        log.warning("%d jobs leave a forming batch: their lease was lost while they waited", len(lost))
+        for item in items:
+            if item.job_id in lost:
+                item.future.set_exception(LeaseLost("the job's lease was lost before its batch started"))
+        return [item for item in items if item.job_id not in lost]
 
     def _run_isolated(self, items: list[_Item], closed: _Closed | None = None) -> None:
         """Run a batch; on an exception, bisect so only jobs that fail on their own fail.

@@ -95,6 +95,7 @@ class ContinuousBatcher(Batcher):
             return
         running = _Running()
         while (joining := self._take(running)) is not None:
+            joining = self._still_leased_rows(joining)
             if joining:
                 self._join(running, joining)
             if running.rows:
@@ -194,6 +195,12 @@ class ContinuousBatcher(Batcher):
         running.preempted.append(row)
         log.debug("job %s (priority %d) preempted by %s", row.item.job_id, row.item.job.priority, urgent.job_id)
         return True
+
+    def _still_leased_rows(self, joining: list[_Row]) -> list[_Row]:
+        """Rows joining for the first time keep only jobs whose lease is still held (`Batcher._still_leased`);
+        a preempted row resuming is mid-computation, like the running rows, and goes on."""
+        kept = {id(item) for item in self._still_leased([row.item for row in joining if row.text is None])}
+        return [row for row in joining if row.text is not None or id(row.item) in kept]
 
     def _new_row(self, item: _Item) -> _Row:
         return _Row(item, self._clock())

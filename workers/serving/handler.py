@@ -25,7 +25,7 @@ from shared.settings import Settings
 from workers.energy.accountant import EnergyShare
 from workers.prompts import build_messages
 from workers.runtime import GenerationRequest, ModelRuntime
-from workers.serving.batcher import Batcher, BatchOutcome, JobExpiredInBatcher, Requeue
+from workers.serving.batcher import Batcher, BatchOutcome, JobExpiredInBatcher, LeaseLost, Requeue
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,8 @@ class JobHandler:
         self._batcher.unexpect(job_id)
 
     def handle(self, job_type: JobType, job_id: str, body: Any, solo: bool = False) -> JobResult:
-        """Compute one job. Raises InvalidJob for a bad body, Requeue if the worker is stopping."""
+        """Compute one job. Raises InvalidJob for a bad body, Requeue if the worker is stopping, LeaseLost if
+        its lease was lost before its batch started."""
         received_at = self._clock()
         envelope, job = self.decode(job_type, body)
         submitted_at = min(envelope.clock_from, received_at)  # a deferred job: its release
@@ -110,7 +111,7 @@ class JobHandler:
         )
         try:
             outcome = future.result()
-        except Requeue:
+        except (Requeue, LeaseLost):  # not this job's outcome: the task hands it back, or waits for its holder
             raise
         except JobExpiredInBatcher as exc:
             now = self._clock()
