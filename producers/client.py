@@ -11,16 +11,18 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import redis
 from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import KombuError, OperationalError
 
+from producers.backoff import call_backend
 from producers.idempotency import PENDING_TTL_S, Claim, ClaimState, IdempotencyStore
 from shared import job_types
 from shared.celery_app import make_celery, send_job
@@ -35,6 +37,7 @@ from shared.errors import (
     GreenqError,
     IdempotencyConflict,
     InvalidJob,
+    ResultBackendUnavailable,
     ResultTimeout,
 )
 from shared.job_types import JobType
@@ -52,6 +55,7 @@ PUBLISH_BATCH_SIZE = 500
 _NO_AUTO_FLUSH = 1 << 30  # kombu's batch limit counts Redis commands; publish ends each batch itself
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,8 @@ class Client:
                         if len(run.unflushed) >= (PUBLISH_BATCH_SIZE if pipelined else 1):
                             self._flush(batch, run)
                     self._flush(batch, run)
+        except ResultBackendUnavailable as exc:  # named for the backend, after the same back-off as a push
+            run.failed.update((i, exc) for i in range(len(envelopes)) if i not in run.enqueued and i not in run.failed)
         except (KombuError, redis.RedisError, OSError) as exc:
             reason = BrokerUnavailable(
                 f"could not reach the broker at {redact_url(self.settings.broker_url)} after retries: "
@@ -209,7 +215,9 @@ class Client:
         store = self._idempotency_store()
         while True:
             try:
-                claim = store.claim(envelope.job_type, envelope.idempotency_key, envelope.payload)
+                claim = self._on_backend(
+                    partial(store.claim, envelope.job_type, envelope.idempotency_key, envelope.payload)
+                )
             except IdempotencyConflict as exc:
                 run.failed[index] = exc
                 return None
@@ -221,43 +229,49 @@ class Client:
             # Another producer, or this batch, is pushing it. Flush first: two producers that each wait
             # while holding pending claims could wait on each other.
             self._flush(batch, run)
-            store.wait_settled(claim)
+            self._on_backend(partial(store.wait_settled, claim))
 
     def _flush(self, batch: Any, run: _Publication) -> None:
         """Send what is buffered; only then do those jobs count as enqueued, and their keys name them."""
         if run.deferred:
             store = DeferredStore(self._backend_redis())
-            now_g_per_kwh = store.carbon_now()
+            now_g_per_kwh = self._on_backend(store.carbon_now)
             jobs = [replace(job, submitted_g_per_kwh=now_g_per_kwh) for job in run.deferred]
-            store.defer(jobs, self.settings.scheduler_slot_s)
+            self._on_backend(lambda: store.defer(jobs, self.settings.scheduler_slot_s))
             run.deferred.clear()
         if batch is not None:
             batch.flush()
         claims = [claim for _, _, claim in run.unflushed if claim is not None]
         if claims:
+            keys = self._idempotency_store()
             try:
-                self._idempotency_store().confirm(claims)
-            except redis.RedisError as exc:  # the jobs are enqueued all the same
+                self._on_backend(partial(keys.confirm, claims))
+            except ResultBackendUnavailable as exc:  # the jobs are enqueued all the same
                 log.warning(
-                    "could not confirm %d idempotency keys (they expire in %d s): %s",
+                    "could not confirm %d idempotency keys (a retry takes them over after %d s, same job ids): %s",
                     len(claims),
                     PENDING_TTL_S,
-                    redact_text(str(exc)),
+                    exc,
                 )
         run.enqueued.update((index, job_id) for index, job_id, _ in run.unflushed)
         run.bar.update(len(run.unflushed))
         run.unflushed.clear()
 
     def _release(self, claims: list[Claim]) -> None:
+        store = self._idempotency_store()
         try:
-            self._idempotency_store().release(claims)
-        except redis.RedisError as exc:  # they expire by themselves
+            self._on_backend(lambda: store.release(claims))
+        except ResultBackendUnavailable as exc:  # a retry takes them over once they are stale
             log.warning(
-                "could not release %d idempotency keys (they expire in %d s): %s",
+                "could not release %d idempotency keys (a retry takes them over after %d s): %s",
                 len(claims),
                 PENDING_TTL_S,
-                redact_text(str(exc)),
+                exc,
             )
+
+    def _on_backend(self, call: Callable[[], T]) -> T:
+        """A call to the result backend, retried like a push; raises ResultBackendUnavailable naming it."""
+        return call_backend(call, self.settings.backend_url)
 
     def _idempotency_store(self) -> IdempotencyStore:
         if self._idempotency is None:

@@ -56,6 +56,10 @@ class BrokerUnavailable(GreenqError):
     """The broker (or result backend) could not be reached."""
 
 
+class ResultBackendUnavailable(BrokerUnavailable):
+    """The result backend (idempotency keys, deferred jobs) could not be reached; the message names it."""
+
+
 class NotAllEnqueued(GreenqError):
     """Some jobs of a batch were not enqueued. Those that were will run; no key names one that was not.
 

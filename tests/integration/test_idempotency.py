@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,9 @@ from kombu.transport.redis import PublishBatch
 from producers.client import JobSpec
 from shared import errors
 from shared.keys import IDEMPOTENCY_KEY_PREFIX
-from shared.local_redis import LocalRedis, start_redis
+from shared.local_redis import LocalRedis, redis_answers, start_redis
+from shared.queues import queue_name, redis_priority_lists
+from shared.redact import redact_url
 from shared.results import JobStatus
 from tests.integration.gateways import Gateway
 from tests.integration.harness import Stack, free_port, stack
@@ -159,3 +164,125 @@ def test_gateway_batch_reports_a_conflict_per_job_and_the_rest_run(fresh: Stack,
     entries = first.json()["jobs"]
     assert [entries[0]["id"], entries[2]["id"]] == ids
     assert entries[1]["id"] is None and entries[1]["error"]["code"] == "idempotency_conflict"
+
+
+SHORT = {"customer_message": "hi"}
+LONG = {
+    "customer_message": "Hello, my parcel from order 981 has not arrived after three weeks; where is it now, please?"
+}
+
+
+def _expire_keys(s: Stack) -> None:
+    """What a key's TTL does one TTL after submit, while the result (stored later) lives on."""
+    for redis_key in s.redis.keys(f"{IDEMPOTENCY_KEY_PREFIX}*"):
+        s.redis.delete(redis_key)
+
+
+def test_a_key_claimed_again_after_it_expired_names_a_new_job(fresh: Stack, tmp_path: Path) -> None:
+    fresh.start_worker(tmp_path / "w.log", queues="reply")
+    first_id = fresh.client.submit("reply", SHORT, idempotency_key="reused")
+    first = fresh.client.result(first_id, timeout_s=60)
+    _expire_keys(fresh)
+
+    submitted_at = time.time()
+    second_id = fresh.client.submit("reply", LONG, idempotency_key="reused")
+    second = fresh.client.result(second_id, timeout_s=60)
+    assert second_id != first_id, "the new payload got the old job (and its result)"
+    assert second.status is JobStatus.succeeded, second.error
+    assert second.prompt_tokens > first.prompt_tokens  # computed from the new payload
+    assert second.finished_at is not None and second.finished_at >= submitted_at
+    # Within the key's new life, a retry of the same request still maps to the new job.
+    assert fresh.client.submit("reply", LONG, idempotency_key="reused") == second_id
+
+
+def test_gateway_idempotency_key_reused_after_it_expired_is_a_new_job(fresh: Stack, tmp_path: Path) -> None:
+    fresh.start_worker(tmp_path / "w.log", queues="reply")
+    api = Gateway(fresh, tmp_path)
+    headers = {**api.auth(), "Idempotency-Key": "reused"}
+
+    def submit_and_wait(job: dict[str, str]) -> tuple[str, dict[str, object]]:
+        answer = api.http.post("/v1/jobs/reply", json={"job": job}, headers=headers)
+        assert answer.status_code == 202, answer.text
+        job_id = answer.json()["id"]
+        view = api.http.get(f"/v1/jobs/{job_id}", params={"wait": 60}, headers=api.auth()).json()
+        assert view["status"] == "succeeded", view
+        return job_id, view["result"]
+
+    first_id, first = submit_and_wait(SHORT)
+    _expire_keys(fresh)
+    second_id, second = submit_and_wait(LONG)
+    assert second_id != first_id, "the new payload got the old job (and its result)"
+    assert int(str(second["prompt_tokens"])) > int(str(first["prompt_tokens"]))
+
+
+BACKEND_PASSWORD = "s3cret-backend"
+
+
+@dataclass
+class Split:
+    """A stack whose broker and result backend are separate redis-servers (the backend with a password)."""
+
+    stack: Stack
+    broker: LocalRedis
+    backend: LocalRedis
+    backend_url: str
+
+    def queued_on_broker(self) -> int:
+        broker = redis.Redis(port=self.broker.port)
+        return sum(int(broker.llen(name)) for name in redis_priority_lists(queue_name("reply")))
+
+
+@pytest.fixture
+def split(tiny_model_dir: Path) -> Iterator[Split]:
+    broker = start_redis(free_port())
+    backend = start_redis(free_port(), extra_args=["--requirepass", BACKEND_PASSWORD])
+    backend_url = f"redis://:{BACKEND_PASSWORD}@127.0.0.1:{backend.port}/0"
+    try:
+        _wait_answers(backend_url)
+        with stack(broker.port, tiny_model_dir, {"GREENQ_RESULT_BACKEND_URL": backend_url}, url=broker.url) as s:
+            yield Split(s, broker, backend, backend_url)
+    finally:
+        backend.stop()
+        broker.stop()
+
+
+def _wait_answers(url: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not redis_answers(url, 0.2):
+        assert time.monotonic() < deadline, "redis-server did not start"
+        time.sleep(0.05)
+
+
+def test_idempotent_submit_rides_out_a_short_result_backend_outage(split: Split) -> None:
+    client = split.stack.client
+    client.submit("reply", SHORT, idempotency_key="before")  # the client holds backend connections
+    split.backend.halt()
+    comes_back = threading.Timer(1.5, split.backend.start)  # down for 1.5 s, then a fresh server on the port
+    comes_back.start()
+    try:
+        ids = client.submit_many(_keyed("outage", 5))
+        one = client.submit("reply", LONG, idempotency_key="outage-single")
+    finally:
+        comes_back.join()
+    assert len({*ids, one}) == 6
+    assert split.queued_on_broker() == 7
+    assert client.submit_many(_keyed("outage", 5)) == ids  # the keys name their jobs
+
+
+def test_a_result_backend_that_stays_down_is_named_after_the_back_off(split: Split) -> None:
+    client = split.stack.client
+    split.backend.halt()
+    for submit in (
+        lambda: client.submit_many(_keyed("down", 3)),
+        lambda: client.submit("reply", SHORT, idempotency_key="d"),
+    ):
+        started = time.monotonic()
+        with pytest.raises(errors.BrokerUnavailable) as raised:
+            submit()
+        waited_s = time.monotonic() - started
+        message = str(raised.value)
+        assert redact_url(split.backend_url) in message, message
+        assert BACKEND_PASSWORD not in message
+        assert f":{split.broker.port}" not in message, message  # the broker was fine
+        assert waited_s >= 3, f"gave up after {waited_s:.2f} s, without the back-off a push gets"
+    assert split.queued_on_broker() == 0
