@@ -42,10 +42,10 @@ from shared.errors import InvalidJob, JobNotComputed
 from shared.job_types import JobType
 from shared.queues import queue_name, task_name
 from shared.redact import redact_text
+from shared.result_store import ResultStore
 from shared.results import JobResult
 from shared.settings import Settings
 from workers.leases import JobLeases
-from workers.result_store import ResultStore
 from workers.serving.batcher import LeaseLost, Requeue
 from workers.serving.handler import JobHandler
 
@@ -102,7 +102,7 @@ def _register(app: Celery, context: TaskContext, job_type: JobType) -> None:
         bind=True,
         acks_late=True,
         typing=False,
-        ignore_result=True,  # stored by ResultStore, once; see workers/result_store.py
+        ignore_result=True,  # stored by ResultStore, once; see shared/result_store.py
         throws=(JobNotComputed,),
         shared=False,  # it closes over this worker's context: not for every app the process makes later
     )

@@ -54,13 +54,13 @@ from shared.errors import (
     GreenqError,
     IdempotencyConflict,
     InvalidJob,
-    JobNotComputed,
     NotAllEnqueued,
 )
 from shared.job_types import JobType, JobTypeSpec, KnownJobType
 from shared.keys import OWNER_KEY_PREFIX
 from shared.redact import redact_text
 from shared.redis_client import redis_client
+from shared.result_store import ResultStore
 from shared.results import JobResult, JobStatus, is_final, result_from_meta
 from shared.settings import Settings
 from shared.token_stream import TokenStreams
@@ -478,10 +478,6 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
     def cancel_job(job_id: JobIdPath, who: Caller) -> JobView:
         throttle(who)
         owned(who, job_id)
-        if not claims.cancel(store, job_id, settings.result_ttl_s):
-            current = view(job_id)
-            raise ApiError(409, "already_started", f"job {job_id} is {current.status}; it can no longer be cancelled")
-        deferred.withdraw(job_id)  # if it was waiting for the scheduler; released or not, no worker will run it
         record = JobResult(
             job_id=job_id,
             job_type=None,
@@ -489,7 +485,10 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
             error="cancelled before a worker started it",
             finished_at=time.time(),
         )
-        backend.mark_as_failure(job_id, JobNotComputed(record.to_json()))
+        if not ResultStore(backend, settings.result_ttl_s).cancel(record):  # write-once, as a worker's result
+            current = view(job_id)
+            raise ApiError(409, "already_started", f"job {job_id} is {current.status}; it can no longer be cancelled")
+        deferred.withdraw(job_id)  # if it was waiting for the scheduler; released or not, no worker will run it
         return JobView(id=job_id, status=JobStatus.cancelled.value, result=record)
 
     @app.get("/healthz", response_class=PlainTextResponse)

@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from shared import claims
 from shared.errors import BrokerUnavailable
 from shared.keys import COMPUTATIONS_KEY
 from shared.local_redis import LocalRedis
-from shared.results import JobStatus
+from shared.result_store import ResultStore
+from shared.results import JobResult, JobStatus
+from tests.integration.gateways import Gateway
 from tests.integration.harness import Stack, free_port, replies, stack
 
 pytestmark = pytest.mark.chaos
@@ -122,13 +125,13 @@ def test_a_worker_resumed_after_a_pause_does_not_compute_the_buffered_jobs_it_lo
     their leases, and another worker computes them; resumed (SIGCONT), it must not compute them again.
 
     Worker a batches 2 at a time with a slow batch; it is frozen while its first batch computes and 4 more
-    jobs wait in its batcher. Worker b computes all 6. The 2 in a's running batch may be computed by both
+    jobs wait in its batcher. Worker b computes all 6 (the 4 at least). The 2 in a's running batch may be computed by both
     (write-once keeps one result); the 4 buffered ones must be computed once, by b."""
     s = fast_redelivery  # consumer lease (and job lease) 3 s
     logged = {"GREENQ_CHAOS__LOG_COMPUTATIONS": "true", "GREENQ_BATCH__REPLY__MODE": "fixed"}
     slow = {
         **logged,
-        "GREENQ_CHAOS__BATCH_DELAY_S": "3",
+        "GREENQ_CHAOS__BATCH_DELAY_S": "6",  # long enough that a busy machine still freezes a mid-batch
         "GREENQ_BATCH__REPLY__MAX_BATCH_SIZE": "2",
         "GREENQ_BATCH__REPLY__MAX_WAIT_S": "0.3",
     }
@@ -145,11 +148,11 @@ def test_a_worker_resumed_after_a_pause_does_not_compute_the_buffered_jobs_it_lo
         s.start_worker(tmp_path / "b.log", node="b@test", env=logged)
         results = s.results(ids, timeout_s=90)  # b computes all 6 once a's heartbeats and leases lapse
         assert all(r.status is JobStatus.succeeded for r in results.values())
-        assert all(r.worker == "b@test" for r in results.values())
+        assert all(r.worker == "b@test" for job_id, r in results.items() if job_id not in running)
     finally:
         os.killpg(a.pid, signal.SIGCONT)
     s.wait_for(lambda: "lost the lease" in log_a.read_text(), timeout_s=30, what="a to notice its lost leases")
-    time.sleep(8)  # a's running batch finishes (3 s) and its buffered jobs would have formed batches by now
+    time.sleep(10)  # a's running batch finishes (6 s) and its buffered jobs would have formed batches by now
     by_job: dict[str, list[int]] = {job_id: [] for job_id in ids}
     for job_id, pid in _computations(s):
         by_job[job_id].append(pid)
@@ -157,3 +160,29 @@ def test_a_worker_resumed_after_a_pause_does_not_compute_the_buffered_jobs_it_lo
     assert not again, f"a computed buffered jobs whose lease it had lost: {again}\n{log_a.read_text()[-3000:]}"
     assert all(len(pids) == 1 for job_id, pids in by_job.items() if job_id not in running), by_job
     assert "was paused" in log_a.read_text()  # the warning says what was seen, not "Redis unreachable"
+
+
+def test_a_cancel_leaves_a_stored_final_result_alone(fresh: Stack, tmp_path: Path) -> None:
+    """Issue 20, finding 10: cancel decided on the claim key alone and wrote with Celery's GET-then-SET, so a
+    job whose result was stored (expired here) after its claim lapsed became `cancelled`. Write-once applies
+    to cancel too: the result stays, and the cancel is refused."""
+    s = fresh
+    gateway = Gateway(s, tmp_path)
+    job = {"period": "Q1", "metrics": {}}
+    job_id = gateway.http.post("/v1/jobs/strategy", json={"job": job}, headers=gateway.auth()).json()["id"]
+    expired = JobResult(job_id=job_id, job_type="strategy", status=JobStatus.expired, error="deadline passed")
+    store = ResultStore(s.client.app.backend, s.settings.result_ttl_s)
+    assert store.put_once(expired) == (expired, True)  # as the worker that found it past its deadline stored it
+    s.redis.delete(claims.claim_key(job_id))  # its claim, set when that worker started, lapsed first
+    refused = gateway.http.delete(f"/v1/jobs/{job_id}", headers=gateway.auth())
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "already_started"
+    assert store.get(job_id) == expired
+    assert gateway.http.get(f"/v1/jobs/{job_id}", headers=gateway.auth()).json()["status"] == "expired"
+    queued = gateway.http.post("/v1/jobs/strategy", json={"job": job}, headers=gateway.auth()).json()["id"]
+    cancelled = gateway.http.delete(f"/v1/jobs/{queued}", headers=gateway.auth())
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    again = gateway.http.delete(f"/v1/jobs/{queued}", headers=gateway.auth())
+    assert again.status_code == 200 and again.json()["status"] == "cancelled"  # cancelling twice is still cancelled
+    stored = store.get(queued)
+    assert stored is not None and stored.status is JobStatus.cancelled

@@ -21,13 +21,13 @@ from shared.celery_app import make_celery
 from shared.deadletter import DeadLetterStore
 from shared.envelope import Envelope
 from shared.queues import queue_name, task_name
+from shared.result_store import ResultStore
 from shared.results import JobResult, JobStatus
 from shared.settings import Settings
 from tests.fake_runtime import EchoRuntime
 from tests.unit.redis_server import FlakyClient, real_redis_fixture
 from workers import tasks
 from workers.leases import JobLeases
-from workers.result_store import ResultStore
 from workers.serving.batcher import Batcher
 from workers.serving.handler import JobHandler, WorkerIdentity
 from workers.tasks import TaskContext, register_job_tasks
@@ -131,10 +131,15 @@ def test_a_redelivered_finished_job_is_not_computed_again(worker: Worker) -> Non
 
 
 def test_a_job_cancelled_before_any_worker_started_it_ends_cancelled(worker: Worker) -> None:
-    assert claims.cancel(worker.redis, "job-1", SETTINGS.result_ttl_s)
+    record = JobResult(job_id="job-1", job_type=None, status=JobStatus.cancelled, error="cancelled by its tenant")
+    assert ResultStore(worker.app.backend, SETTINGS.result_ttl_s).cancel(record)
     outcome = worker.run("job-1", envelope("job-1"))
     assert outcome.failed()  # JobNotComputed, carrying the record, so Flower counts it
     stored = worker.stored("job-1")
+    assert stored is not None and stored.status is JobStatus.cancelled
+    worker.redis.set(claims.claim_key("job-2"), claims.CANCELLED)  # its claim alone says so: no result yet
+    assert worker.run("job-2", envelope("job-2")).failed()
+    stored = worker.stored("job-2")
     assert stored is not None and stored.status is JobStatus.cancelled
     assert worker.runtime.batches == []
 
