@@ -6,7 +6,9 @@ scheduler (workers/scheduler/) plans and releases; every move is one Lua script,
 schedulers, the gateway and producers can act on the same job at once:
 
 * `defer` stores a job once (a retried defer of the same id is a no-op);
-* `claim` moves the jobs to release now from `due` to `releasing` (a lease): one caller gets each;
+* `claim` moves the jobs to release now from `due` to `releasing` under a lease with its own token,
+  at most CLAIM_CHUNK_JOBS a call: one caller gets each;
+* `renew` extends a lease while its scheduler publishes, and says which jobs it still holds;
 * `confirm` forgets jobs once their scheduler has published them to their queue;
 * `recover` puts back jobs whose releasing scheduler died before confirming (its lease ran out);
 * `withdraw` takes a job out before release (a cancel).
@@ -21,6 +23,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +34,7 @@ from shared.keys import (
     DEFERRED_ARRIVALS_KEY_PREFIX,
     DEFERRED_COUNT_KEY,
     DEFERRED_DUE_KEY,
+    DEFERRED_HOLDER_KEY,
     DEFERRED_JOB_KEY,
     DEFERRED_PLAN_KEY,
     DEFERRED_RELEASING_KEY,
@@ -40,6 +44,9 @@ from shared.keys import (
 CARBON_NOW_TTL_S = 900  # a reading older than this is not put on receipts
 SLOT_COUNTER_TTL_S = 7200
 ARRIVALS_TTL_S = 3 * 86_400  # the scheduler reads a day of demand, and the same time the day before
+# One claim script blocks Redis for about 10 µs a job (a few writes and a JSON decode each): 500 keep it
+# to a few milliseconds and its reply to about half a megabyte, whatever the backlog.
+CLAIM_CHUNK_JOBS = 500
 
 # KEYS: job, due, count, arrivals of its slot. ARGV: job id, record JSON, release_by, job type, window, TTL.
 # Returns 1 if stored.
@@ -52,20 +59,21 @@ redis.call('EXPIRE', KEYS[4], ARGV[6])
 return 1
 """
 
-# KEYS: due, releasing, job, count, slot counter. ARGV: now, allowance, lease end, counter TTL.
-# Releases every job already due (release_by <= now), and more in deadline order while the slot's
-# releases stay within `allowance`. Returns {id, record, id, record, ...}.
+# KEYS: due, releasing, job, count, slot counter, holder. ARGV: now, allowance, lease end, counter TTL,
+# limit, token. Releases every job already due (release_by <= now), and more in deadline order while the
+# slot's releases stay within `allowance`; at most `limit` a call. Returns {id, record, id, record, ...}.
 _CLAIM = """
 local due_now = redis.call('ZCOUNT', KEYS[1], '-inf', ARGV[1])
 local used = tonumber(redis.call('GET', KEYS[5]) or '0')
-local n = math.max(due_now, tonumber(ARGV[2]) - used)
+local n = math.min(math.max(due_now, tonumber(ARGV[2]) - used), tonumber(ARGV[5]))
 if n <= 0 then return {} end
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, n - 1)) do
   redis.call('ZREM', KEYS[1], id)
-  redis.call('ZADD', KEYS[2], ARGV[3], id)
   local record = redis.call('HGET', KEYS[3], id)
   if record then
+    redis.call('ZADD', KEYS[2], ARGV[3], id)
+    redis.call('HSET', KEYS[6], id, ARGV[6])
     local ok, decoded = pcall(cjson.decode, record)
     if ok and type(decoded) == 'table' and type(decoded['job_type']) == 'string' then
       redis.call('HINCRBY', KEYS[4], decoded['job_type'], -1)
@@ -79,11 +87,53 @@ redis.call('EXPIRE', KEYS[5], ARGV[4])
 return out
 """
 
-# KEYS: releasing, job, due, count. ARGV: now. Leases that ran out: back to due. Returns how many.
+# KEYS: releasing, holder. ARGV: token, lease end, job ids... Extends the lease on the jobs it still
+# holds (taken back or claimed by another, a job is not its holder's any more). Returns those ids.
+_RENEW = """
+local held = {}
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  if redis.call('HGET', KEYS[2], id) == ARGV[1] and redis.call('ZSCORE', KEYS[1], id) then
+    redis.call('ZADD', KEYS[1], ARGV[2], id)
+    table.insert(held, id)
+  end
+end
+return held
+"""
+
+# KEYS: releasing, job, holder, due, count. ARGV: token, job ids... Forgets jobs their holder published.
+# One whose lease ran out and was taken back, but not claimed again, is taken out of due too: it is on
+# its queue. One another scheduler holds now is left to it. Returns how many were forgotten.
+_CONFIRM = """
+local done = 0
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local holder = redis.call('HGET', KEYS[3], id)
+  if holder == ARGV[1] then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('HDEL', KEYS[3], id)
+    done = done + 1
+  elseif not holder and redis.call('ZREM', KEYS[4], id) == 1 then
+    local ok, decoded = pcall(cjson.decode, redis.call('HGET', KEYS[2], id) or '')
+    if ok and type(decoded) == 'table' and type(decoded['job_type']) == 'string' then
+      redis.call('HINCRBY', KEYS[5], decoded['job_type'], -1)
+    end
+    redis.call('HDEL', KEYS[2], id)
+    done = done + 1
+  end
+end
+return done
+"""
+
+# KEYS: releasing, job, due, count, holder. ARGV: now, limit. Leases that ran out: back to due, at most
+# `limit` a call. Returns {jobs put back, leases looked at}.
 _RECOVER = """
 local back = 0
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
+  redis.call('HDEL', KEYS[5], id)
   local record = redis.call('HGET', KEYS[2], id)
   local ok, decoded = pcall(cjson.decode, record or '')
   if ok and type(decoded) == 'table' and type(decoded['release_by']) == 'number' then
@@ -92,7 +142,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
     back = back + 1
   end
 end
-return back
+return {back, #ids}
 """
 
 # KEYS: due, job, count. ARGV: job id. Returns 1 if the job was waiting and is now withdrawn.
@@ -141,6 +191,14 @@ class DeferredJob:
         return self.envelope.model_copy(
             update={"released_at": at, "intensity_at_submission_g_per_kwh": self.submitted_g_per_kwh}
         )
+
+
+@dataclass(frozen=True)
+class ReleaseLease:
+    """Jobs one `claim` took: theirs to publish while `token` holds them (see `renew`)."""
+
+    token: str
+    jobs: tuple[DeferredJob, ...]
 
 
 @dataclass(frozen=True)
@@ -233,24 +291,52 @@ class DeferredStore:
     def released_in_slot(self, slot_start_s: float) -> int:
         return int(self._redis.get(slot_key(slot_start_s)) or 0)
 
-    def claim(self, now: float, slot_start_s: float, allowance: int, lease_s: float) -> list[DeferredJob]:
-        """Take the jobs to release now: all already due, and more up to `allowance` for this slot."""
-        keys = (DEFERRED_DUE_KEY, DEFERRED_RELEASING_KEY, DEFERRED_JOB_KEY, DEFERRED_COUNT_KEY, slot_key(slot_start_s))
-        reply = self._redis.eval(_CLAIM, len(keys), *keys, now, allowance, now + lease_s, SLOT_COUNTER_TTL_S)
-        return [DeferredJob.decode(raw) for raw in reply[1::2]]
+    def claim(
+        self, now: float, slot_start_s: float, allowance: int, lease_s: float, limit: int = CLAIM_CHUNK_JOBS
+    ) -> ReleaseLease:
+        """Take jobs to release now, at most `limit`: those already due, then more up to the slot's `allowance`.
 
-    def confirm(self, job_ids: Sequence[str]) -> None:
-        """Forget jobs their scheduler has published."""
-        if job_ids:
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.zrem(DEFERRED_RELEASING_KEY, *job_ids)
-            pipe.hdel(DEFERRED_JOB_KEY, *job_ids)
-            pipe.execute()
+        Call again while it returns `limit` jobs: each call does a bounded share of the work.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        token = uuid.uuid4().hex
+        keys = (
+            DEFERRED_DUE_KEY,
+            DEFERRED_RELEASING_KEY,
+            DEFERRED_JOB_KEY,
+            DEFERRED_COUNT_KEY,
+            slot_key(slot_start_s),
+            DEFERRED_HOLDER_KEY,
+        )
+        args = (now, allowance, now + lease_s, SLOT_COUNTER_TTL_S, limit, token)
+        reply = self._redis.eval(_CLAIM, len(keys), *keys, *args)
+        return ReleaseLease(token, tuple(DeferredJob.decode(raw) for raw in reply[1::2]))
 
-    def recover(self, now: float) -> int:
-        """Put back jobs whose releasing scheduler died before confirming them."""
-        keys = (DEFERRED_RELEASING_KEY, DEFERRED_JOB_KEY, DEFERRED_DUE_KEY, DEFERRED_COUNT_KEY)
-        return int(self._redis.eval(_RECOVER, len(keys), *keys, now))
+    def renew(self, token: str, job_ids: Sequence[str], lease_end_s: float) -> set[str]:
+        """Extend a lease to `lease_end_s` on those of `job_ids` it still holds; returns them."""
+        if not job_ids:
+            return set()
+        keys = (DEFERRED_RELEASING_KEY, DEFERRED_HOLDER_KEY)
+        held = self._redis.eval(_RENEW, len(keys), *keys, token, lease_end_s, *job_ids)
+        return {raw.decode() if isinstance(raw, bytes) else str(raw) for raw in held}
+
+    def confirm(self, token: str, job_ids: Sequence[str]) -> int:
+        """Forget jobs the lease `token` published (those another scheduler took meanwhile are its own)."""
+        if not job_ids:
+            return 0
+        keys = (DEFERRED_RELEASING_KEY, DEFERRED_JOB_KEY, DEFERRED_HOLDER_KEY, DEFERRED_DUE_KEY, DEFERRED_COUNT_KEY)
+        return int(self._redis.eval(_CONFIRM, len(keys), *keys, token, *job_ids))
+
+    def recover(self, now: float, limit: int = CLAIM_CHUNK_JOBS) -> int:
+        """Put back jobs whose releasing scheduler died before confirming them, `limit` a script call."""
+        keys = (DEFERRED_RELEASING_KEY, DEFERRED_JOB_KEY, DEFERRED_DUE_KEY, DEFERRED_COUNT_KEY, DEFERRED_HOLDER_KEY)
+        total = 0
+        while True:
+            back, seen = self._redis.eval(_RECOVER, len(keys), *keys, now, limit)
+            total += int(back)
+            if int(seen) < limit:
+                return total
 
     def save_plan(self, made_at: float, slot_starts_s: Sequence[float], counts: Sequence[int]) -> None:
         starts, cumulative, total = [], [], 0

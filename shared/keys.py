@@ -19,6 +19,7 @@ DEAD_LETTER_KEY = "greenq:dead"  # hash: record id → JSON record (shared/deadl
 DEFERRED_JOB_KEY = "greenq:deferred:job"  # hash: job id → JSON record (envelope, release_by, …)
 DEFERRED_DUE_KEY = "greenq:deferred:due"  # sorted set: job id scored by the latest time to release it
 DEFERRED_RELEASING_KEY = "greenq:deferred:releasing"  # sorted set: job id scored by its release lease's end
+DEFERRED_HOLDER_KEY = "greenq:deferred:holder"  # hash: job id under a release lease → that lease's token
 DEFERRED_COUNT_KEY = "greenq:deferred:count"  # hash: job type → jobs deferred and not yet released
 DEFERRED_SLOT_KEY_PREFIX = "greenq:deferred:slot:"  # + slot start (Unix s) → jobs released in that slot
 DEFERRED_PLAN_KEY = "greenq:deferred:plan"  # JSON: the latest plan (jobs per slot, in deadline order)

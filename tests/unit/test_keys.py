@@ -51,6 +51,7 @@ def test_key_strings_are_the_deployed_ones() -> None:
         "DEFERRED_JOB_KEY": "greenq:deferred:job",
         "DEFERRED_DUE_KEY": "greenq:deferred:due",
         "DEFERRED_RELEASING_KEY": "greenq:deferred:releasing",
+        "DEFERRED_HOLDER_KEY": "greenq:deferred:holder",
         "DEFERRED_COUNT_KEY": "greenq:deferred:count",
         "DEFERRED_SLOT_KEY_PREFIX": "greenq:deferred:slot:",
         "DEFERRED_PLAN_KEY": "greenq:deferred:plan",

@@ -35,6 +35,11 @@ class SchedulerMetrics:
             ["job_type"],
             registry=registry,
         )
+        self.lease_lost = Counter(
+            "greenq_deferred_release_lease_lost",
+            "Claimed deferred jobs this scheduler did not publish: its release lease ran out and another took them.",
+            registry=registry,
+        )
         self.forecast_available = Gauge(
             "greenq_scheduler_forecast_available",
             "1 if the last plan had a carbon-intensity forecast, 0 if jobs were released without one.",

@@ -1,11 +1,15 @@
 """The scheduler's loop: each tick, plan the waiting jobs against the forecast and release those due now.
 
 Several instances may run: each plans on its own, and the Lua moves in shared/deferral.py make sure a
-job is claimed by one of them and a slot's releases stay within the plan. A released job is published
-to its queue with its id as the task id, then confirmed; an instance killed between the two leaves the
-job under a lease that another instance takes back and publishes again. Before publishing, a job a
-worker has already received or finished is only confirmed, and workers compute a job id once
-(workers/tasks.py), so that second publish cannot run a job twice.
+job is claimed by one of them and a slot's releases stay within the plan. Jobs are claimed a chunk at a
+time (CLAIM_CHUNK_JOBS, so no script holds Redis for a whole backlog) under a lease, and published in
+batches of PUBLISH_BATCH_JOBS, each with its id as the task id and confirmed once its batch is out.
+Before each batch the lease is renewed: a chunk is not taken back from a live scheduler however long it
+takes, and jobs whose lease was lost all the same (a scheduler paused past it) are left to the one that
+took them. An instance killed between publishing a batch and confirming it leaves that batch under a
+lease that another instance takes back and publishes again (at least once, at most one batch twice).
+Before publishing, a job a worker has already received or finished is only confirmed, and workers
+compute a job id once (workers/tasks.py), so that second publish cannot run a job twice.
 
 >>> scheduler = Scheduler(settings, DeferredStore(redis), source, publish, Capacity(...), metrics)
 >>> scheduler.tick()   # every GREENQ_SCHEDULER_TICK_S
@@ -20,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from shared import job_types
-from shared.deferral import DeferredJob, DeferredStore
+from shared.deferral import CLAIM_CHUNK_JOBS, DeferredJob, DeferredStore, ReleaseLease
 from shared.envelope import Envelope
 from shared.settings import Settings
 from workers.energy.carbon import IntensitySource
@@ -32,6 +36,10 @@ from workers.scheduler.planner import Plan, Slot, plan_ahead, slots_from_forecas
 log = logging.getLogger(__name__)
 
 UNBOUNDED_JOBS_PER_SLOT = 1 << 30  # no capacity set or measured
+# One pipelined broker round trip a batch. The lease is renewed before each, so a batch must take far less
+# than the shortest lease (1 s): 100 messages are a few milliseconds on Redis, and a lost lease costs at
+# most one batch sent twice.
+PUBLISH_BATCH_JOBS = 100
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,7 @@ class TickReport:
     forecast_ok: bool | None = None  # None: nothing waited, so no forecast was asked for
     released: list[Release] = field(default_factory=list)
     recovered: int = 0
+    lease_lost: int = 0  # jobs claimed but left unpublished: their lease was lost to another scheduler
 
 
 def with_capacity(slots: list[Slot], jobs_per_slot: float, slot_s: float, used_in_first: int) -> list[Slot]:
@@ -69,6 +78,7 @@ class Scheduler:
         capacity: Capacity,
         metrics: SchedulerMetrics | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """`publish` puts released envelopes on their queues and returns the ids it skipped as already taken."""
         self._settings = settings
@@ -78,11 +88,13 @@ class Scheduler:
         self._capacity = capacity
         self._metrics = metrics
         self._clock = clock
+        self._monotonic = monotonic
         self._demand_cache: dict[float, dict[int, int]] = {}
         self._demand_read = -1.0
 
     def tick(self, now: float | None = None) -> TickReport:
         now = self._clock() if now is None else now
+        started = self._monotonic()
         report = TickReport(now, recovered=self._store.recover(now))
         self._read_intensity(now)
         deadlines = self._store.release_deadlines()
@@ -100,12 +112,24 @@ class Scheduler:
                 allowance = used + report.plan.release_now
                 starts = [slot.start_s for slot in report.plan.slots]
                 self._store.save_plan(now, starts, report.plan.counts)
-            claimed = self._store.claim(now, slot_start_s, allowance, self._settings.scheduler_release_lease_s)
-            if claimed:
-                self._release(now, claimed)
-            report.released = [Release(j, "deadline" if j.release_by <= now else reason) for j in claimed]
+            released = self._release_all(report, started, slot_start_s, allowance)
+            report.released = [Release(j, "deadline" if j.release_by <= now else reason) for j in released]
         self._record(report)
         return report
+
+    def _release_all(
+        self, report: TickReport, started: float, slot_start_s: float, allowance: int
+    ) -> list[DeferredJob]:
+        """Claim and publish a chunk at a time until the allowance is used or nothing is left to release."""
+        released: list[DeferredJob] = []
+        while True:
+            # A long release runs past the tick's `now`: leases count from the time they are taken.
+            at = report.now + (self._monotonic() - started)
+            lease = self._store.claim(at, slot_start_s, allowance, self._settings.scheduler_release_lease_s)
+            if lease.jobs:
+                released += self._release(report, started, lease)
+            if len(lease.jobs) < CLAIM_CHUNK_JOBS:
+                return released
 
     def _plan(self, now: float, deadlines: list[float], used: int) -> Plan | None:
         slot_s = self._settings.scheduler_slot_s
@@ -142,13 +166,35 @@ class Scheduler:
             self._demand_read = current_s
         return self._demand_cache
 
-    def _release(self, now: float, claimed: list[DeferredJob]) -> None:
+    def _release(self, report: TickReport, started: float, lease: ReleaseLease) -> list[DeferredJob]:
+        """Publish one claimed chunk in batches, renewing its lease before each; returns the jobs published."""
         if self._settings.chaos.release_delay_s:  # fault tests: a window to kill this scheduler mid-release
             time.sleep(self._settings.chaos.release_delay_s)
-        skipped = self._publish([job.released(now) for job in claimed])
-        self._store.confirm([job.job_id for job in claimed])
-        if skipped:
-            log.info("%d released jobs were already with a worker; not published again", len(skipped))
+        lease_s = self._settings.scheduler_release_lease_s
+        pending, published = list(lease.jobs), []
+        while pending:
+            elapsed_s = self._monotonic() - started
+            held = self._store.renew(lease.token, [job.job_id for job in pending], report.now + elapsed_s + lease_s)
+            if len(held) < len(pending):
+                lost = len(pending) - len(held)
+                report.lease_lost += lost
+                log.warning(
+                    "lost the release lease on %d jobs after %.1f s of this tick (another scheduler took them back "
+                    "after GREENQ_SCHEDULER_RELEASE_LEASE_S=%.0f s: this one was paused or slow); not publishing them",
+                    lost,
+                    elapsed_s,
+                    lease_s,
+                )
+                pending = [job for job in pending if job.job_id in held]
+            batch, pending = pending[:PUBLISH_BATCH_JOBS], pending[PUBLISH_BATCH_JOBS:]
+            if not batch:
+                break
+            skipped = self._publish([job.released(report.now) for job in batch])
+            self._store.confirm(lease.token, [job.job_id for job in batch])
+            published += batch
+            if skipped:
+                log.info("%d released jobs were already with a worker; not published again", len(skipped))
+        return published
 
     def _read_intensity(self, now: float) -> None:
         try:
@@ -164,6 +210,8 @@ class Scheduler:
             m.forecast_available.set(1 if report.forecast_ok else 0)
         if report.plan is not None and report.plan.jobs:
             m.planned_intensity.set(report.plan.mean_g_per_kwh)
+        if report.lease_lost:
+            m.lease_lost.inc(report.lease_lost)
         for release in report.released:
             job_type = release.job.envelope.job_type
             m.released.labels(job_type, release.reason).inc()
