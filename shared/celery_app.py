@@ -8,7 +8,7 @@ from typing import Any
 from celery import Celery, Task
 from kombu.entity import Exchange, Queue
 
-from shared import job_types
+from shared import job_types, redis_transport
 from shared.delivery import MAX_PRIORITY
 from shared.envelope import Envelope
 from shared.queues import REDIS_PRIORITY_STEPS, broker_priority, is_redis_url, queue_name, task_name
@@ -21,7 +21,13 @@ def make_celery(settings: Settings, name: str = "greenq", producer: bool = False
     """A Celery app with greenq's defaults: JSON only, late acks, events on, one queue per job type.
 
     `producer=True` reads results by polling instead of subscribing per job.
+
+    Every process that builds an app here (workers, the scheduler, the gateway, `greenq pool` and
+    `top`) gets the reliable transport: kombu's stock sweep, which runs in any process waiting for a
+    reply, would requeue the messages live workers hold.
     """
+    if is_redis_url(settings.broker_url):
+        redis_transport.install()
     backend = polling_backend_url(settings.backend_url) if producer else settings.backend_url
     app = Celery(name, broker=settings.broker_url, backend=backend, set_as_current=False)
     transport_options = {
@@ -40,6 +46,9 @@ def make_celery(settings: Settings, name: str = "greenq", producer: bool = False
         # died holding it, or a failover kept the key but lost its release. Sweeps are safe to overlap.
         "unacked_mutex_expire": 10,
         "master_name": settings.sentinel_master,  # read for sentinel:// URLs only
+        # The transport dead-letters unreadable list items on the broker, within the store's bounds.
+        "dead_letter_max_records": settings.dead_letters.max_records,
+        "dead_letter_retention_s": settings.dead_letters.retention_s,
     }
     queue_args = {} if is_redis_url(settings.broker_url) else {"x-max-priority": MAX_PRIORITY}
     app.conf.update(
@@ -73,6 +82,7 @@ def make_celery(settings: Settings, name: str = "greenq", producer: bool = False
         task_default_queue=queue_name(job_types.names()[0]),
         worker_hijack_root_logger=False,
         broker_channel_error_retry=True,
+        greenq_dead_letters=settings.dead_letters,  # for the worker's consumer (workers/consumer.py)
     )
     broker_tls = tls_options(settings.broker_url, settings.tls_ca_file)
     backend_tls = tls_options(settings.backend_url, settings.tls_ca_file)

@@ -1,7 +1,13 @@
 """The dead-letter store: messages and jobs greenq gave up on, each with its reason.
 
-A Redis hash `greenq:dead` maps a record id to a JSON record. Records hold the raw body
-(truncated) so an operator can inspect, retry (`greenq dlq retry`) or purge them.
+A Redis hash `greenq:dead` maps a record id to a JSON record, and `greenq:dead:at` indexes the ids
+by when they were written. Records hold the raw body (truncated) so an operator can inspect,
+retry (`greenq dlq retry`) or purge them.
+
+The store is bounded: every write drops records older than `retention_s` and then the oldest
+beyond `max_records`, and counts what it dropped in `greenq:dead:dropped`; the keys expire
+`retention_s` after the last write. A poison producer cannot fill Redis (which, with
+`noeviction`, would stop the queues), and `greenq dlq list` says how many were dropped.
 """
 
 from __future__ import annotations
@@ -12,9 +18,37 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from shared.keys import DEAD_LETTER_KEY
+from shared.keys import DEAD_LETTER_DROPPED_KEY, DEAD_LETTER_INDEX_KEY, DEAD_LETTER_KEY
+from shared.settings import DeadLetterSettings
 
 MAX_BODY_CHARS = 64 * 1024
+
+# KEYS: records, index, dropped. ARGV: id, record, written at (Unix s), max records, retention (s).
+# Returns how many records it dropped. TIME before any write (see shared/redis_transport.py).
+ADD_SCRIPT = """
+local now = tonumber(redis.call('TIME')[1])
+local retention = tonumber(ARGV[5])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+local dropped = 0
+local before = '(' .. string.format('%.0f', now - retention)
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', before)) do
+  redis.call('HDEL', KEYS[1], id)
+  dropped = dropped + 1
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', before)
+local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if excess > 0 then
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, excess - 1)) do redis.call('HDEL', KEYS[1], id) end
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, excess - 1)
+  dropped = dropped + excess
+end
+if dropped > 0 then redis.call('INCRBY', KEYS[3], dropped) end
+for i = 1, 3 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], retention) end
+end
+return dropped
+"""
 
 
 @dataclass(frozen=True)
@@ -45,25 +79,49 @@ def truncate(raw: bytes | str | None) -> str | None:
 
 
 class DeadLetterStore:
-    def __init__(self, client: Any) -> None:
+    """>>> store = DeadLetterStore(redis_client, settings.dead_letters)
+    >>> store.add(DeadLetter(reason="unknown task 'x'", raw=body))
+    """
+
+    def __init__(self, client: Any, limits: DeadLetterSettings | None = None) -> None:
         self._redis = client  # a redis.Redis (or kombu's pooled client)
+        self._limits = limits or DeadLetterSettings()
 
     def add(self, letter: DeadLetter) -> str:
-        self._redis.hset(DEAD_LETTER_KEY, letter.id, letter.to_json())
+        keys = [DEAD_LETTER_KEY, DEAD_LETTER_INDEX_KEY, DEAD_LETTER_DROPPED_KEY]
+        limits = self._limits
+        self._redis.eval(
+            ADD_SCRIPT,
+            len(keys),
+            *keys,
+            letter.id,
+            letter.to_json(),
+            repr(letter.at),
+            limits.max_records,
+            limits.retention_s,
+        )
         return letter.id
 
     def list(self) -> list[DeadLetter]:
         records = [DeadLetter(**json.loads(v)) for v in self._redis.hvals(DEAD_LETTER_KEY)]
+        if records and len(records) > int(self._redis.zcard(DEAD_LETTER_INDEX_KEY)):
+            # Written before the index existed: index them, so the next write's trim counts them too.
+            self._redis.zadd(DEAD_LETTER_INDEX_KEY, {r.id: r.at for r in records}, nx=True)
         return sorted(records, key=lambda r: r.at)
+
+    def dropped(self) -> int:
+        """Records the bounds dropped (oldest first) since the store last expired."""
+        return int(self._redis.get(DEAD_LETTER_DROPPED_KEY) or 0)
 
     def get(self, letter_id: str) -> DeadLetter | None:
         raw = self._redis.hget(DEAD_LETTER_KEY, letter_id)
         return None if raw is None else DeadLetter(**json.loads(raw))
 
     def remove(self, letter_id: str) -> bool:
+        self._redis.zrem(DEAD_LETTER_INDEX_KEY, letter_id)
         return bool(self._redis.hdel(DEAD_LETTER_KEY, letter_id))
 
     def purge(self) -> int:
         count = int(self._redis.hlen(DEAD_LETTER_KEY))
-        self._redis.delete(DEAD_LETTER_KEY)
+        self._redis.delete(DEAD_LETTER_KEY, DEAD_LETTER_INDEX_KEY)
         return count

@@ -14,6 +14,8 @@ ATTEMPTS_KEY_PREFIX = "greenq:attempts:"  # + job id → unfinished attempts (sh
 LEASE_KEY_PREFIX = "greenq:lease:"  # + job id → the worker computing it (workers/leases.py)
 TOKENS_KEY_PREFIX = "greenq:tokens:"  # + job id → stream of its text as it decodes (shared/token_stream.py)
 DEAD_LETTER_KEY = "greenq:dead"  # hash: record id → JSON record (shared/deadletter.py)
+DEAD_LETTER_INDEX_KEY = "greenq:dead:at"  # sorted set: record id scored by when it was written (the bounds)
+DEAD_LETTER_DROPPED_KEY = "greenq:dead:dropped"  # records the store's bounds dropped, oldest first
 
 # Deferred jobs, on the result backend (shared/deferral.py).
 DEFERRED_JOB_KEY = "greenq:deferred:job"  # hash: job id → JSON record (envelope, release_by, …)

@@ -15,8 +15,12 @@ message is always either queued or recorded as held by a named consumer:
   long, and a live worker's jobs are never redelivered, however long they take.
 * Acks and requeues are conditional on the owner: when a copy was given back and claimed by
   another consumer (same delivery tag), a late ack of the old copy no longer deletes the new
-  copy's record. Messages recorded by stock kombu consumers (no owner) still come back after
-  `visibility_timeout`, as before.
+  copy's record (and drops the old owner's stale membership). Messages recorded by stock kombu
+  consumers (no owner) still come back after `visibility_timeout`, as before.
+* Every process that builds greenq's Celery app installs this transport (shared/celery_app.py).
+  For those that cannot (`celery inspect`, Flower), the layout itself is safe: each heartbeat
+  moves its held messages' `unacked_index` scores to now, and a stock kombu sweep requeues only
+  entries older than the visibility timeout, so it leaves a live consumer's messages alone.
 
 The fetch cannot block (Lua scripts never do), so an idle channel polls every `idle_poll_s`
 (Sidekiq's reliable fetch does the same); a channel that found a message fetches again at once.
@@ -41,8 +45,10 @@ from kombu.transport.virtual import QoS as VirtualQoS
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
+from shared.broker_compat import MIN_REDIS_VERSION, UnsupportedDependency, check_libraries, redis_problem
 from shared.deadletter import DeadLetter, DeadLetterStore, truncate
 from shared.keys import CONSUMERS_KEY, INFLIGHT_KEY_PREFIX, UNACKED_OWNER_KEY
+from shared.settings import DeadLetterSettings
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +56,21 @@ DEFAULT_CONSUMER_LEASE_S = 30.0
 DEFAULT_IDLE_POLL_S = 0.05
 
 # KEYS: the queue lists in fetch order, then unacked, unacked_index, owners, inflight, consumers.
-# ARGV: number of queue lists, consumer id. Returns {list, item} or nil.
+# ARGV: number of queue lists, consumer id, one flag per list ('1': record what it yields as held by
+# the consumer; '0': a no-ack consumer's list, such as a control reply queue). Returns {list, item} or nil.
+# TIME comes before any write: a server that refuses writes after it (script replication, Redis < 5)
+# fails here having changed nothing. The message leaves its list last, after its record is written,
+# so an error while recording (a key of the wrong type, say) leaves it queued rather than lost.
 CLAIM_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local n = tonumber(ARGV[1])
 local unacked, index, owners, inflight, consumers = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3], KEYS[n + 4], KEYS[n + 5]
 for i = 1, n do
-  local item = redis.call('RPOP', KEYS[i])
+  local item = redis.call('LINDEX', KEYS[i], -1)
   if item then
     local ok, msg = pcall(cjson.decode, item)
-    if ok and type(msg) == 'table' and type(msg['properties']) == 'table' then
+    if string.sub(ARGV[3], i, i) == '1' and ok and type(msg) == 'table' and type(msg['properties']) == 'table' then
       local props = msg['properties']
       local tag = props['delivery_tag']
       if type(tag) == 'string' then
@@ -68,8 +80,6 @@ for i = 1, n do
           if type(info['exchange']) == 'string' then exchange = info['exchange'] end
           if type(info['routing_key']) == 'string' then routing_key = info['routing_key'] end
         end
-        local t = redis.call('TIME')
-        local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
         local record = '[' .. item .. ',' .. cjson.encode(exchange) .. ',' .. cjson.encode(routing_key) .. ']'
         redis.call('HSET', unacked, tag, record)
         redis.call('ZADD', index, now, tag)
@@ -78,6 +88,7 @@ for i = 1, n do
         redis.call('ZADD', consumers, now, ARGV[2])
       end
     end
+    redis.call('RPOP', KEYS[i])
     return {KEYS[i], item}
   end
 end
@@ -85,9 +96,14 @@ return false
 """
 
 # KEYS: unacked, unacked_index, owners, inflight. ARGV: tag, consumer id.
+# When another consumer holds the tag now (its copy was given back and claimed again), only this
+# consumer's stale membership goes: left behind, the sweep would "give it back" forever.
 ACK_SCRIPT = """
 local owner = redis.call('HGET', KEYS[3], ARGV[1])
-if owner and owner ~= ARGV[2] then return 0 end
+if owner and owner ~= ARGV[2] then
+  redis.call('SREM', KEYS[4], ARGV[1])
+  return 0
+end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
@@ -95,13 +111,36 @@ redis.call('SREM', KEYS[4], ARGV[1])
 return 1
 """
 
-# KEYS: consumers. ARGV: consumer id.
+# KEYS: consumers, inflight, owners, unacked_index. ARGV: consumer id, '1' if it holds messages locally.
+# Besides the heartbeat, each held message's `unacked_index` score moves to now: a stock kombu sweep
+# (`celery inspect`, Flower, any process without this transport) requeues only entries older than the
+# visibility timeout, so it leaves a live consumer's messages alone. Stale memberships are dropped.
 HEARTBEAT_SCRIPT = """
+if ARGV[2] ~= '1' and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 local t = redis.call('TIME')
-redis.call('ZADD', KEYS[1], tonumber(t[1]) + tonumber(t[2]) / 1000000, ARGV[1])
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+for _, tag in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if redis.call('HGET', KEYS[3], tag) == ARGV[1] then
+    redis.call('ZADD', KEYS[4], 'XX', now, tag)
+  else
+    redis.call('SREM', KEYS[2], tag)
+  end
+end
 return 1
 """
 
+# KEYS: consumers, inflight. ARGV: consumer id, the latest heartbeat that counts as stale (Redis time).
+# One script: a consumer that heartbeats or claims between the check and the removal stays registered.
+FORGET_SCRIPT = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then return 0 end
+if redis.call('SCARD', KEYS[2]) > 0 then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+return 1
+"""
+
+EVER = "1e308"  # FORGET_SCRIPT's staleness bound that every heartbeat passes: forget now if nothing is held
 UNOWNED = ""  # restore_by_tag's `owner` for a record that no greenq consumer holds
 
 
@@ -182,7 +221,12 @@ class QoS(kombu_redis.QoS):
             payload = pipe.hget(self.unacked_key, tag)
             holder = pipe.hget(UNACKED_OWNER_KEY, tag)
             if (bytes_to_str(holder) if holder is not None else UNOWNED) != owner:
-                return  # another consumer holds this copy now: not ours to give back
+                # Another consumer holds this copy now (or a stock kombu sweep requeued it and it was
+                # acked): not ours to give back, and `owner`'s membership of it is stale.
+                if owner:
+                    pipe.multi()
+                    pipe.srem(inflight_key(owner), tag)
+                return
             pipe.multi()
             pipe.zrem(self.unacked_index_key, tag).hdel(self.unacked_key, tag).hdel(UNACKED_OWNER_KEY, tag)
             if owner:
@@ -218,8 +262,7 @@ class QoS(kombu_redis.QoS):
                 log.warning("consumer %s missed heartbeats for %.0f s: giving back %d jobs", dead, lease_s, len(tags))
             for tag in tags:
                 self.restore_by_tag(tag, client=client, owner=dead)
-            if not client.scard(inflight_key(dead)):
-                client.zrem(CONSUMERS_KEY, dead)
+            client.eval(FORGET_SCRIPT, 2, CONSUMERS_KEY, inflight_key(dead), dead, repr(now - lease_s))
 
     def _restore_unowned(self, client: Any, now: float, num: int) -> None:
         ceiling = now - self.visibility_timeout
@@ -230,31 +273,65 @@ class QoS(kombu_redis.QoS):
                 self.restore_by_tag(tag, client=client, owner=UNOWNED)
 
 
+# Transport options this transport reads besides kombu's (set by shared/celery_app.py).
+GREENQ_OPTIONS = ("consumer_lease_s", "idle_poll_s", "dead_letter_max_records", "dead_letter_retention_s")
+
+
 class Channel(kombu_redis.Channel):
     QoS = QoS
     # mypy reads kombu's tuple as fixed-length, so a longer one (as kombu's own subclasses make) is "incompatible".
-    from_transport_options = kombu_redis.Channel.from_transport_options + ("consumer_lease_s", "idle_poll_s")  # type: ignore[assignment]
+    from_transport_options = kombu_redis.Channel.from_transport_options + GREENQ_OPTIONS  # type: ignore[assignment]
     consumer_lease_s = DEFAULT_CONSUMER_LEASE_S
     idle_poll_s = DEFAULT_IDLE_POLL_S
+    dead_letter_max_records = DeadLetterSettings().max_records
+    dead_letter_retention_s = DeadLetterSettings().retention_s
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.consumer_id = new_consumer_id()
         self._idle_until = 0.0
+        self._no_ack_queues: set[str] = set()
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]  # kombu's, unannotated
+        check_server_once(self)
 
     # -- fetching ------------------------------------------------------------------------
 
-    def _claim_keys(self, queues: list[str]) -> list[str]:
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        # Nobody acks what a no-ack consumer (a control reply queue) gets: the claim must not record it.
+        if no_ack:
+            self._no_ack_queues.add(queue)
+        else:
+            self._no_ack_queues.discard(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+    def basic_cancel(self, consumer_tag: str) -> Any:
+        queue = self._tag_to_queue.get(consumer_tag)
+        if queue is not None:
+            self._no_ack_queues.discard(queue)
+        return super().basic_cancel(consumer_tag)  # type: ignore[no-untyped-call]
+
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
+        try:
+            message = self.Message(self._claim_one(queue, record=not no_ack), channel=self)  # type: ignore[no-untyped-call]
+        except Empty:
+            return None
+        if not no_ack:
+            self.qos.append(message, message.delivery_tag)
+        return message
+
+    def _claim_args(self, queues: list[str]) -> list[Any]:
+        """EVAL's keys and arguments after the script: the number of keys, the keys, then ARGV."""
         # kombu's own method, unannotated:
-        lists = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]  # type: ignore[no-untyped-call]
-        return [
-            *lists,
+        pairs = [(self._q_for_pri(q, pri), q) for pri in self.priority_steps for q in queues]  # type: ignore[no-untyped-call]
+        keys = [
+            *(name for name, _ in pairs),
             self.unacked_key,
             self.unacked_index_key,
             UNACKED_OWNER_KEY,
             inflight_key(self.consumer_id),
             CONSUMERS_KEY,
         ]
+        record = "".join("0" if q in self._no_ack_queues else "1" for _, q in pairs)
+        return [len(keys), *keys, len(pairs), self.consumer_id, record]
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         """Send one claim (not BRPOP): it moves a message into our in-flight record atomically."""
@@ -263,11 +340,9 @@ class Channel(kombu_redis.Channel):
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return
-        keys = self._claim_keys(queues)
-        n_lists = len(keys) - 5
         self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()  # type: ignore[assignment]  # kombu declares it `= None`
-        self.client.connection.send_command("EVAL", CLAIM_SCRIPT, len(keys), *keys, n_lists, self.consumer_id)
+        self.client.connection.send_command("EVAL", CLAIM_SCRIPT, *self._claim_args(queues))
 
     def _brpop_read(self, **options: Any) -> bool:
         try:
@@ -308,10 +383,15 @@ class Channel(kombu_redis.Channel):
             time.sleep(self.idle_poll_s)
 
     def _get(self, queue: str, timeout: Any = None) -> Any:
+        return self._claim_one(queue, record=True)
+
+    def _claim_one(self, queue: str, record: bool) -> Any:
         """basic_get: the same atomic claim, for one queue."""
-        keys = self._claim_keys([queue])
+        args = self._claim_args([queue])
+        if not record:
+            args[-1] = "0" * len(args[-1])
         with self.conn_or_acquire() as client:
-            reply = client.eval(CLAIM_SCRIPT, len(keys), *keys, len(keys) - 5, self.consumer_id)
+            reply = client.eval(CLAIM_SCRIPT, *args)
         if not reply:
             raise Empty()
         return loads(bytes_to_str(reply[1]))
@@ -326,20 +406,23 @@ class Channel(kombu_redis.Channel):
 
     def heartbeat(self) -> None:
         """Tell other workers this consumer is alive (only once it holds or held messages)."""
+        keys = [CONSUMERS_KEY, inflight_key(self.consumer_id), UNACKED_OWNER_KEY, self.unacked_index_key]
+        holding = "1" if self.qos._delivered else "0"
         with self.conn_or_acquire() as client:
-            if client.zscore(CONSUMERS_KEY, self.consumer_id) is not None or self.qos._delivered:
-                client.eval(HEARTBEAT_SCRIPT, 1, CONSUMERS_KEY, self.consumer_id)
+            client.eval(HEARTBEAT_SCRIPT, len(keys), *keys, self.consumer_id, holding)
 
     def forget_consumer(self) -> None:
         """After a clean close: nothing is held any more, so stop being a consumer."""
         with self.conn_or_acquire() as client:
-            if not client.scard(inflight_key(self.consumer_id)):
-                client.zrem(CONSUMERS_KEY, self.consumer_id)
+            client.eval(FORGET_SCRIPT, 2, CONSUMERS_KEY, inflight_key(self.consumer_id), self.consumer_id, EVER)
 
     def _dead_letter(self, queue: str, item: bytes | str, reason: str) -> None:
         log.error("dead-lettered a message from %s: %s", queue, reason)
         with self.conn_or_acquire() as client:
-            DeadLetterStore(client).add(DeadLetter(reason=reason, queue=queue, raw=truncate(item)))
+            limits = DeadLetterSettings(
+                max_records=self.dead_letter_max_records, retention_s=self.dead_letter_retention_s
+            )
+            DeadLetterStore(client, limits).add(DeadLetter(reason=reason, queue=queue, raw=truncate(item)))
 
 
 def _message_problem(message: Any) -> str | None:
@@ -383,7 +466,7 @@ class SentinelChannel(Channel, kombu_redis.SentinelChannel):
     """The reliable fetch on the master the sentinels name (`master_name` in the transport options)."""
 
     # A longer tuple than kombu's (see Channel).
-    from_transport_options = kombu_redis.SentinelChannel.from_transport_options + ("consumer_lease_s", "idle_poll_s")  # type: ignore[assignment]
+    from_transport_options = kombu_redis.SentinelChannel.from_transport_options + GREENQ_OPTIONS  # type: ignore[assignment]
 
 
 class SentinelTransport(Transport):
@@ -397,11 +480,40 @@ def _noop() -> None:
     pass
 
 
+_checked_servers: set[tuple[Any, ...]] = set()
+
+
+def check_server_once(channel: Channel) -> None:
+    """Stop at the first connection to a Redis too old for the scripts (once per server and process)."""
+    conninfo = channel.connection.client
+    server = (conninfo.hostname, conninfo.port, conninfo.virtual_host)
+    if server in _checked_servers:
+        return
+    try:
+        with channel.conn_or_acquire() as client:
+            found = bytes_to_str(client.info("server").get("redis_version", ""))
+    except channel.ResponseError as exc:  # INFO renamed or refused (some managed services): nothing to read
+        log.warning(
+            "could not read the broker's Redis version (%s); greenq needs %s or later",
+            exc,
+            ".".join(map(str, MIN_REDIS_VERSION)),
+        )
+        found = None
+    if found is not None:
+        problem = redis_problem(str(found))
+        if problem:
+            raise UnsupportedDependency(problem)
+    _checked_servers.add(server)
+
+
 _timers: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
 
 
 def install() -> None:
-    """Route redis://, rediss:// and sentinel:// URLs in this process to the reliable transport."""
+    """Route redis://, rediss:// and sentinel:// URLs in this process to the reliable transport.
+
+    Raises UnsupportedDependency when kombu or Celery is outside the range the transport is built for."""
+    check_libraries()
     for scheme, cls in (("redis", "Transport"), ("rediss", "Transport"), ("sentinel", "SentinelTransport")):
         TRANSPORT_ALIASES[scheme] = f"{__name__}:{cls}"
         kombu_transport._transport_cache.pop(scheme, None)  # kombu caches each name's class once resolved

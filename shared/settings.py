@@ -82,6 +82,15 @@ class StreamSettings(BaseModel):
     max_entries: int = Field(default=2000, ge=16, le=100_000)  # per job: older entries are trimmed
 
 
+class DeadLetterSettings(BaseModel):
+    """Bounds of the dead-letter store (shared/deadletter.py): each write drops the oldest beyond them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_records: int = Field(default=10_000, ge=1, le=1_000_000)  # GREENQ_DEAD_LETTERS__MAX_RECORDS
+    retention_s: int = Field(default=14 * 86_400, ge=60, le=366 * 86_400)  # records older than this are dropped
+
+
 # What a structured setting looks like, for the error when its value is not JSON (a BaseModel setting without
 # an entry here shows its first field).
 FORM_EXAMPLES: dict[str, str] = {
@@ -191,6 +200,7 @@ class Settings(BaseSettings):
     oom_backoff_s: float = Field(default=60.0, ge=0)
     chaos: ChaosSettings = Field(default_factory=ChaosSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    dead_letters: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
     gateway_port: int = Field(default=8080, ge=1, le=65535)
     gateway_tenants_file: Path | None = None
     gateway_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)

@@ -29,7 +29,7 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
                 job_id=headers.get("id"),
                 raw=truncate(message.body),
             )
-            DeadLetterStore(self.app.backend.client).add(letter)
+            DeadLetterStore(self.app.backend.client, self.app.conf.get("greenq_dead_letters")).add(letter)
         except Exception:  # the store is best effort: never let it stop the consumer
             log.exception("could not write a dead letter")
 

@@ -48,6 +48,8 @@ def test_key_strings_are_the_deployed_ones() -> None:
         "LEASE_KEY_PREFIX": "greenq:lease:",
         "TOKENS_KEY_PREFIX": "greenq:tokens:",
         "DEAD_LETTER_KEY": "greenq:dead",
+        "DEAD_LETTER_INDEX_KEY": "greenq:dead:at",
+        "DEAD_LETTER_DROPPED_KEY": "greenq:dead:dropped",
         "DEFERRED_JOB_KEY": "greenq:deferred:job",
         "DEFERRED_DUE_KEY": "greenq:deferred:due",
         "DEFERRED_RELEASING_KEY": "greenq:deferred:releasing",
