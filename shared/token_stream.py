@@ -15,6 +15,7 @@ the stored `JobResult` is the record. `StreamedText` folds the entries into what
 >>> streams = TokenStreams(redis_client, max_entries=2000, ttl_s=86400)
 >>> streams.append({"job-1": [("start", ""), ("text", "Hello")]})
 >>> streams.read("job-1")            # [StreamEntry("1700000000000-0", "start", ""), ...]
+>>> streams.read_many({"job-1": "0-0", "job-2": "0-0"}, block_ms=250)   # {"job-1": [...], ...}
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ from shared.keys import TOKENS_KEY_PREFIX
 EntryKind = Literal["start", "text", "end"]
 KINDS: frozenset[str] = frozenset({"start", "text", "end"})
 FIRST_ID = "0-0"
+
+
+def entry_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id ("<ms>-<seq>") as something that sorts in the stream's order."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def stream_key(job_id: str) -> str:
@@ -77,14 +84,29 @@ class TokenStreams:
         self, job_id: str, after: str = FIRST_ID, count: int = 512, block_ms: int | None = None
     ) -> list[StreamEntry]:
         """Entries after `after`, oldest first; with `block_ms`, waits that long for the first one."""
-        found = self._redis.xread({stream_key(job_id): after}, count=count, block=block_ms)
-        entries: list[StreamEntry] = []
-        for _key, items in found or []:
+        return self.read_many({job_id: after}, count, block_ms).get(job_id, [])
+
+    def read_many(
+        self, after_by_job: Mapping[str, str], count: int = 512, block_ms: int | None = None
+    ) -> dict[str, list[StreamEntry]]:
+        """Each job's entries after its own `after`, in one XREAD; with `block_ms`, waits that long for any one.
+
+        One reader can so follow many streams with one blocking command (the gateway's StreamHub).
+        """
+        if not after_by_job:
+            return {}
+        job_by_key = {stream_key(job_id): job_id for job_id in after_by_job}
+        found = self._redis.xread(
+            {stream_key(job_id): after for job_id, after in after_by_job.items()}, count=count, block=block_ms
+        )
+        by_job: dict[str, list[StreamEntry]] = {}
+        for key, items in found or []:
+            entries = by_job.setdefault(job_by_key[_text(key)], [])
             for entry_id, fields in items:
                 entry = decode_entry(entry_id, fields)
                 if entry is not None:
                     entries.append(entry)
-        return entries
+        return by_job
 
 
 class StreamedText:

@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from kombu.exceptions import KombuError
 from prometheus_client import CollectorRegistry, generate_latest
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -29,7 +30,7 @@ from producers.gateway.addresses import AllowList, CallbackRefused, check_url
 from producers.gateway.bodylimit import BodyLimit
 from producers.gateway.callbacks import CallbackQueue
 from producers.gateway.dispatcher import CallbackDispatcher, DeliveryPolicy
-from producers.gateway.events import RESULT_EVENT_ID, job_events, resume_after
+from producers.gateway.events import RESULT_EVENT_ID, OpenStreams, held, job_events, resume_after
 from producers.gateway.finished import FinishedFeed, OwnerRecords
 from producers.gateway.limits import Outstanding, QueueDepth, allow_request
 from producers.gateway.metrics import GatewayMetrics
@@ -43,8 +44,9 @@ from producers.gateway.schemas import (
     SubmitRequest,
     submit_request_for,
 )
+from producers.gateway.stream_hub import StreamHub
 from producers.gateway.tenants import Tenant, TenantRegistry
-from producers.gateway.waiting import ResultWaiter
+from producers.gateway.waiting import ResultWaiter, finished_among
 from shared import claims, job_types
 from shared.deferral import DeferredStore
 from shared.delivery import IdempotencyKey
@@ -116,6 +118,8 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
     deferred = DeferredStore(store)
     streams = TokenStreams(store, settings.stream.max_entries, settings.result_ttl_s)
     owners = OwnerRecords(store, backend)
+    hub = StreamHub(streams, lambda job_ids: finished_among(backend, job_ids))
+    open_streams = OpenStreams(settings.gateway_max_streams_per_tenant, metrics.event_streams)
 
     def on_finished(job_ids: list[str]) -> None:
         callbacks.wake(job_ids, time.time())
@@ -470,9 +474,22 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
         current = await run_in_threadpool(look_up, who, job_id)
         if last_event_id == RESULT_EVENT_ID and current.result is not None:
             return Response(status_code=204)  # the EventSource saw the result: stop reconnecting
-        events = job_events(streams, view, job_id, resume_after(last_event_id), settings.gateway_max_wait_s)
+        release = open_streams.take(who.name)
+        if release is None:
+            raise ApiError(
+                429,
+                "too_many_streams",
+                f"this tenant already has {open_streams.cap} event streams open on this gateway "
+                "(GREENQ_GATEWAY_MAX_STREAMS_PER_TENANT); close one, or long-poll GET /v1/jobs/{id}?wait=N",
+                headers={"Retry-After": "5"},
+            )
+        after = resume_after(last_event_id)
+        events = held(job_events(hub, streams, view, job_id, after, settings.gateway_max_wait_s), release)
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering
-        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+        # The background task gives the slot back too if the client left before the body started.
+        return StreamingResponse(
+            events, media_type="text/event-stream", headers=headers, background=BackgroundTask(release)
+        )
 
     @app.delete("/v1/jobs/{job_id}", response_model=JobView, responses={401: {}, 404: {}, 409: {}, 429: {}, 503: {}})
     def cancel_job(job_id: JobIdPath, who: Caller) -> JobView:

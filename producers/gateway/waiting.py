@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from shared.results import is_final
@@ -49,12 +50,19 @@ class ResultWaiter:
             if not job_ids:
                 return
             try:
-                raws = await asyncio.to_thread(self._backend.mget, [self._backend.get_key_for_task(j) for j in job_ids])
+                done = await asyncio.to_thread(finished_among, self._backend, job_ids)
             except Exception:  # Redis away: keep waiting; the request's own deadline still ends it
                 log.warning("long-poll check failed", exc_info=True)
                 continue
-            for job_id, raw in zip(job_ids, raws, strict=True):
-                if raw is not None and is_final(self._backend.decode_result(raw)):
-                    for future in self._waiting.get(job_id, []):
-                        if not future.done():
-                            future.set_result(None)
+            for job_id in done:
+                for future in self._waiting.get(job_id, []):
+                    if not future.done():
+                        future.set_result(None)
+
+
+def finished_among(backend: Any, job_ids: Sequence[str]) -> set[str]:
+    """The jobs, of these, whose final result is stored: one MGET for all of them."""
+    if not job_ids:
+        return set()
+    raws = backend.mget([backend.get_key_for_task(j) for j in job_ids])
+    return {j for j, raw in zip(job_ids, raws, strict=True) if raw is not None and is_final(backend.decode_result(raw))}
