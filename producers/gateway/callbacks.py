@@ -67,17 +67,19 @@ if redis.call('TTL', KEYS[2]) < tonumber(ARGV[6]) then redis.call('EXPIRE', KEYS
 return redis.call('HINCRBY', KEYS[2], 'attempts', 1)
 """
 
-# KEYS: due, waiting, job hash, result key. ARGV: job id, now, sweep time. Its job had no final result when
-# read: wait for its notification, unless a result arrived since (then it stays due, looked at again shortly).
-# Atomic with the result check, so a result stored after this moves it back (its notification finds it).
+# KEYS: due, waiting, job hash, result key. ARGV: job id, now, recheck time, sweep time. Its job had no final
+# result when read: wait for its notification, unless a result arrived since (then it stays due, looked at
+# again shortly). Atomic with the result check, so a result stored after this moves it back (its
+# notification finds it). Not due any more: another gateway claimed it meanwhile; its lease stands.
 _PARK = """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then return 0 end
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then return 0 end
 if redis.call('EXISTS', KEYS[4]) == 1 then
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
   return 0
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 return 1
 """
 
@@ -229,7 +231,7 @@ class CallbackQueue:
             tenant = record[b"tenant"].decode()
             if result is None:
                 park_keys = [CALLBACK_DUE_KEY, CALLBACK_WAITING_KEY, keys[1], self._backend.get_key_for_task(job_id)]
-                self._park(keys=park_keys, args=[job_id, now + RECHECK_S, now + self._sweep_s], client=pipe)
+                self._park(keys=park_keys, args=[job_id, now, now + RECHECK_S, now + self._sweep_s], client=pipe)
             elif len(wanted) >= most or room.get(tenant, default_free) <= 0:
                 self._claim(keys=keys, args=[job_id, now, now + BUSY_S, 0, "", 0], client=pipe)
             else:

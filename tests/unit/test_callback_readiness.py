@@ -116,3 +116,27 @@ def test_a_claimed_callback_keeps_its_result_after_the_result_expires(real_redis
     second = queue.claim_due(time.time() + 0.1, lease_s=15, free={}, default_free=4, most=4)
     assert [(c.attempt, c.result["text"]) for c in second] == [(2, "done j")]
     assert int(real_redis.ttl("greenq:callbacks:job:j")) >= 60
+
+
+def test_a_callback_another_gateway_claimed_meanwhile_keeps_its_lease(real_redis: redis.Redis) -> None:
+    """Gateway A reads the callback due and its job unfinished; before A parks it, the result is stored and
+    gateway B claims it (a 15 s lease). A must leave B's lease alone, or the callback would go out twice."""
+    backend = Backend(real_redis)
+    queue = CallbackQueue(real_redis, backend, 86_400)
+    queue.register("raced", "https://shop.example/raced", "acme")
+    now = time.time() + 1
+    b_claims: list[str] = []
+
+    class RacedBackend(Backend):
+        def mget(self, keys: list[bytes]) -> list[Any]:
+            backend.finish("raced")  # between A's read of the result (none) and A's park, B claims it
+            b_claims.extend(claim(CallbackQueue(real_redis, backend, 86_400), now))
+            return [None for _ in keys]
+
+    claimed_by_a = claim(CallbackQueue(real_redis, RacedBackend(real_redis), 86_400), now)
+    score = real_redis.zscore(CALLBACK_DUE_KEY, "raced")
+    print(
+        "A claimed:", claimed_by_a, "B claimed:", b_claims, "due score - now:", None if score is None else score - now
+    )
+    assert claimed_by_a == [] and b_claims == ["raced"]
+    assert score is not None and score >= now + 15  # B's lease stands
