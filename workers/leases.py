@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import redis
 
@@ -58,18 +58,28 @@ class _Held:
     lost: bool = False
 
 
-def lost_reason(ttl_s: float, renewer_gap_s: float, failing_for_s: float | None, interval_s: float) -> str:
-    """What the worker saw when it found leases lost: a pause, renewals failing to reach Redis, or neither.
+LostCause = Literal["paused", "redis_unreachable", "lapsed"]
+LOST_CAUSES: tuple[LostCause, ...] = ("paused", "redis_unreachable", "lapsed")
 
-    `renewer_gap_s`: since the renew loop last ran (it runs every `interval_s`); `failing_for_s`: since
-    its calls started failing, None while they go through."""
+
+def lost_cause(ttl_s: float, renewer_gap_s: float, failing_for_s: float | None) -> LostCause:
+    """Why leases were lost, from what the worker saw: `renewer_gap_s` since the renew loop last ran,
+    `failing_for_s` since its calls started failing to reach Redis (None while they go through)."""
     if renewer_gap_s > ttl_s:
+        return "paused"
+    return "redis_unreachable" if failing_for_s is not None else "lapsed"
+
+
+def lost_reason(ttl_s: float, renewer_gap_s: float, failing_for_s: float | None, interval_s: float) -> str:
+    """What the worker saw when it found leases lost (`lost_cause`), in words for the log."""
+    cause = lost_cause(ttl_s, renewer_gap_s, failing_for_s)
+    if cause == "paused":
         return (
             f"the lease renewer had not run for {renewer_gap_s:.1f} s, longer than the {ttl_s:g} s lease: "
             "the process was paused (SIGSTOP, a frozen VM or container) or starved of CPU"
         )
-    if failing_for_s is not None:
-        return f"renewals had failed to reach Redis for {failing_for_s:.1f} s (the lease is {ttl_s:g} s)"
+    if cause == "redis_unreachable":
+        return f"renewals had failed to reach Redis for {failing_for_s or 0.0:.1f} s (the lease is {ttl_s:g} s)"
     return (
         f"renewals ran every {interval_s:.1f} s and went through: the lease keys lapsed or were deleted "
         "(Redis restarted without its data, or failed over to a replica behind it?)"
@@ -77,7 +87,16 @@ def lost_reason(ttl_s: float, renewer_gap_s: float, failing_for_s: float | None,
 
 
 class JobLeases:
-    def __init__(self, client: Any, ttl_s: float, owner: str = "", clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        client: Any,
+        ttl_s: float,
+        owner: str = "",
+        clock: Callable[[], float] = time.monotonic,
+        on_lost: Callable[[int, LostCause], None] | None = None,
+    ) -> None:
+        """`on_lost(count, cause)`: told each time leases are found lost (the worker's metric)."""
+        self._on_lost = on_lost
         self._redis = client
         self._ttl_s = ttl_s
         self._ttl_ms = int(ttl_s * 1000)
@@ -160,11 +179,14 @@ class JobLeases:
                     newly_lost += 1
         if newly_lost:  # each lost lease is reported once: it is not renewed again
             failing_for_s = None if self._failing_since is None else sent_at - self._failing_since
+            gap_s = sent_at - self._last_round_at
             log.warning(
                 "lost the lease on %d jobs: %s; those not yet in a batch will not be computed here",
                 newly_lost,
-                lost_reason(self._ttl_s, sent_at - self._last_round_at, failing_for_s, self._interval_s),
+                lost_reason(self._ttl_s, gap_s, failing_for_s, self._interval_s),
             )
+            if self._on_lost is not None:
+                self._on_lost(newly_lost, lost_cause(self._ttl_s, gap_s, failing_for_s))
         return renewed
 
     def _renew_loop(self) -> None:

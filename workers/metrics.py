@@ -22,6 +22,7 @@ from shared import job_types
 from shared.job_types import JobType
 from shared.policies import BatchPolicy
 from shared.results import JobResult, JobStatus
+from workers.leases import LOST_CAUSES
 
 # About 10 ms to 2 h: LLM jobs span interactive replies to hour-long strategy objectives.
 LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
@@ -222,6 +223,14 @@ class WorkerMetrics:
             by_type,
             registry=registry,
         )
+        self.leases_lost = Counter(
+            "greenq_job_leases_lost",
+            "Job leases this worker found lost while it held them, by what it saw: paused (its renewer did not "
+            "run for longer than the lease), redis_unreachable (renewals failed that long) or lapsed (neither); "
+            "its jobs not yet in a batch were left to their new holder.",
+            ["cause"],
+            registry=registry,
+        )
         self.device_faults = Counter(
             "greenq_device_faults",
             "Device faults (CUDA errors) after which the worker handed its jobs back and restarted; "
@@ -231,6 +240,8 @@ class WorkerMetrics:
 
     def initialise_labels(self) -> None:
         """Expose every job type's series at zero from the start, so rates and alerts see them."""
+        for cause in LOST_CAUSES:
+            self.leases_lost.labels(cause)
         for job_type in job_types.names():
             for status in JobStatus:
                 self.jobs.labels(job_type, status.value)

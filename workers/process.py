@@ -195,7 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     if settings.stream.enabled:
         streams = TokenStreams(app.backend.client, settings.stream.max_entries, settings.result_ttl_s)
         publisher = TokenPublisher(streams, settings.stream.flush_interval_s).start()
-    leases = JobLeases(app.backend.client, settings.consumer_lease_s, owner=args.node_name).start()
+    leases = JobLeases(
+        app.backend.client,
+        settings.consumer_lease_s,
+        owner=args.node_name,
+        on_lost=lambda count, cause: metrics.leases_lost.labels(cause).inc(count),
+    ).start()
     batcher = ContinuousBatcher(
         {},
         settings.batch,

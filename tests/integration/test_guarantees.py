@@ -125,8 +125,8 @@ def test_a_worker_resumed_after_a_pause_does_not_compute_the_buffered_jobs_it_lo
     their leases, and another worker computes them; resumed (SIGCONT), it must not compute them again.
 
     Worker a batches 2 at a time with a slow batch; it is frozen while its first batch computes and 4 more
-    jobs wait in its batcher. Worker b computes all 6 (the 4 at least). The 2 in a's running batch may be computed by both
-    (write-once keeps one result); the 4 buffered ones must be computed once, by b."""
+    jobs wait in its batcher. Worker b computes all 6 (the 4 at least). The 2 in a's running batch may be
+    computed by both (write-once keeps one result); the 4 buffered ones must be computed once, by b."""
     s = fast_redelivery  # consumer lease (and job lease) 3 s
     logged = {"GREENQ_CHAOS__LOG_COMPUTATIONS": "true", "GREENQ_BATCH__REPLY__MODE": "fixed"}
     slow = {
@@ -160,6 +160,8 @@ def test_a_worker_resumed_after_a_pause_does_not_compute_the_buffered_jobs_it_lo
     assert not again, f"a computed buffered jobs whose lease it had lost: {again}\n{log_a.read_text()[-3000:]}"
     assert all(len(pids) == 1 for job_id, pids in by_job.items() if job_id not in running), by_job
     assert "was paused" in log_a.read_text()  # the warning says what was seen, not "Redis unreachable"
+    lost = re.search(r'^greenq_job_leases_lost_total\{cause="paused"\} (\S+)$', s.metrics_text(a_port), flags=re.M)
+    assert lost is not None and float(lost[1]) >= 4
 
 
 def test_a_cancel_leaves_a_stored_final_result_alone(fresh: Stack, tmp_path: Path) -> None:

@@ -10,13 +10,15 @@ from pathlib import Path
 
 import pytest
 import redis
+from prometheus_client import CollectorRegistry
 
 from shared import job_types
 from shared.policies import BatchPolicy, GenerationSettings
 from tests.fake_runtime import EchoRuntime
 from tests.unit.fake_redis import Clock
 from tests.unit.redis_server import FlakyClient, real_redis_fixture
-from workers.leases import JobLeases, lease_key, lost_reason
+from workers.leases import JobLeases, lease_key, lost_cause, lost_reason
+from workers.metrics import WorkerMetrics
 from workers.runtime import GenerationRequest, HFRuntime
 from workers.serving.batcher import Batcher, LeaseLost
 from workers.serving.continuous import ContinuousBatcher
@@ -52,7 +54,8 @@ def test_a_lease_renewed_lately_is_ours_without_asking_redis(real_redis: redis.R
 
 def test_a_lease_another_worker_took_is_lost(real_redis: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
-    leases = JobLeases(real_redis, TTL_S, owner="a@host", clock=clock)
+    told: list[tuple[int, str]] = []
+    leases = JobLeases(real_redis, TTL_S, owner="a@host", clock=clock, on_lost=lambda n, cause: told.append((n, cause)))
     assert leases.acquire("job-1") is not None and leases.acquire("job-2") is not None
     real_redis.delete(lease_key("job-1"))  # it lapsed while this process was stopped ...
     taken_over(real_redis, "job-1")  # ... and another worker took it
@@ -63,6 +66,7 @@ def test_a_lease_another_worker_took_is_lost(real_redis: redis.Redis, caplog: py
     [warning] = [r.getMessage() for r in caplog.records]
     assert warning.startswith("lost the lease on 1 jobs: the lease renewer had not run for 45.0 s")
     assert "paused" in warning and "Redis unreachable" not in warning
+    assert told == [(1, "paused")]  # the worker's greenq_job_leases_lost_total{cause="paused"}
     assert real_redis.pttl(lease_key("job-2")) > (TTL_S - 1) * 1000  # still ours: renewed on the way
 
 
@@ -76,6 +80,16 @@ def test_while_redis_is_unreachable_only_a_lease_confirmed_recently_counts_as_he
     assert leases.lost(["job-1"]) == set()  # its key lives 30 s from its last confirmation: 12 s left
     clock.now += TTL_S * 0.2
     assert leases.lost(["job-1"]) == {"job-1"}  # 6 s left at most: another worker may hold it soon
+
+
+def test_the_metric_counts_lost_leases_by_cause() -> None:
+    metrics = WorkerMetrics(CollectorRegistry())
+    metrics.initialise_labels()
+    assert metrics.registry.get_sample_value("greenq_job_leases_lost_total", {"cause": "paused"}) == 0
+    metrics.leases_lost.labels(lost_cause(ttl_s=30, renewer_gap_s=40, failing_for_s=None)).inc(3)
+    assert metrics.registry.get_sample_value("greenq_job_leases_lost_total", {"cause": "paused"}) == 3
+    assert lost_cause(ttl_s=30, renewer_gap_s=10, failing_for_s=35) == "redis_unreachable"
+    assert lost_cause(ttl_s=30, renewer_gap_s=10, failing_for_s=None) == "lapsed"
 
 
 def test_the_warning_says_what_was_seen() -> None:
