@@ -184,7 +184,7 @@ def _lease_or_result(
         token = infra(lambda: context.leases.acquire(job_id), "taking its lease")
         if token is not None:
             # The holder may have stored its result and released between that read and this lease: look again,
-            # or this copy computes a finished job (issue 20, finding 4).
+            # or this copy computes a finished job.
             stored = infra(lambda: store.get(job_id), "reading its stored result")
             if stored is None:
                 return token, None
