@@ -35,6 +35,7 @@ class Follower:
         self.after = after  # the last entry `next` handed out: where a read of what is left starts
         self.read_to = after  # the last entry queued for it (ahead of `after` while updates wait)
         self._updates: asyncio.Queue[Update] = asyncio.Queue()
+        self._finished_offered = False  # every round sees a finished job again: queue that news only once
 
     async def next(self, timeout_s: float) -> Update | None:
         """The next update, or None if none came within `timeout_s`."""
@@ -50,8 +51,9 @@ class Follower:
         new = [e for e in entries if entry_order(e.entry_id) > entry_order(self.read_to)]
         if new:
             self.read_to = new[-1].entry_id
-        if new or finished:
+        if new or (finished and not self._finished_offered):
             self._updates.put_nowait((new, finished))
+            self._finished_offered = self._finished_offered or finished
 
 
 class StreamHub:

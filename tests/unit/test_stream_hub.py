@@ -74,3 +74,22 @@ def test_a_tenants_open_streams_are_capped_and_a_slot_is_given_back_once() -> No
     first()  # the body's end and the background task both give it back: counted once
     assert open_streams.open("acme") == 1
     assert open_streams.take("acme") is not None and open_streams.take("acme") is None
+
+
+def test_a_finished_job_is_offered_once_to_a_follower_that_has_not_read_it() -> None:
+    """Review finding 11: every round offers a finished job again; a slow client must not pile up updates."""
+    follower = Follower("job-0", FIRST_ID)
+    entry = StreamEntry("1-1", "text", "Hi")
+    follower.offer([entry], False)
+    for _ in range(20):  # a second of rounds while the client reads nothing
+        follower.offer([entry], True)
+
+    async def drain() -> list[Any]:
+        updates = []
+        while (update := await follower.next(0.05)) is not None:
+            updates.append(update)
+        return updates
+
+    updates = asyncio.run(drain())
+    print("updates queued:", len(updates))
+    assert updates == [([entry], False), ([], True)]
