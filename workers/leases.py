@@ -94,9 +94,15 @@ class JobLeases:
         owner: str = "",
         clock: Callable[[], float] = time.monotonic,
         on_lost: Callable[[int, LostCause], None] | None = None,
+        check_timeout_s: float | None = None,
     ) -> None:
-        """`on_lost(count, cause)`: told each time leases are found lost (the worker's metric)."""
+        """`on_lost(count, cause)`: told each time leases are found lost (the worker's metric).
+        `check_timeout_s`: how long `lost` waits on Redis (default a 60th of the lease, at most 1 s)."""
         self._on_lost = on_lost
+        # lost() runs on the batcher thread, inside the continuous decode loop: a call that waited the
+        # client's socket timeout (the result backend's is 120 s) would stall every running row that long.
+        self._check_timeout_s = min(1.0, ttl_s / 60) if check_timeout_s is None else check_timeout_s
+        self._checking = threading.Lock()  # held while lost()'s call to Redis runs: one at a time
         self._redis = client
         self._ttl_s = ttl_s
         self._ttl_ms = int(ttl_s * 1000)
@@ -143,18 +149,46 @@ class JobLeases:
 
         Cheap while the renewer keeps up: a lease confirmed less than half its TTL ago is still ours without
         asking Redis. An older one is renewed here, if it is still ours; while Redis cannot be reached, one
-        confirmed more than two thirds of its TTL ago counts as lost, since another worker may hold it by now."""
+        confirmed more than two thirds of its TTL ago counts as lost, since another worker may hold it by now.
+        Never waits on Redis longer than `check_timeout_s`, and not at all while the renewer's calls fail."""
         now = self._clock()
         with self._lock:
             known = {job_id: self._held[job_id] for job_id in job_ids if job_id in self._held}
         lost = {job_id for job_id, held in known.items() if held.lost}
         stale = [(j, h) for j, h in known.items() if not h.lost and now - h.confirmed_at >= self._ttl_s / 2]
         if stale:
-            renewed = self._renew(stale)
+            renewed = None if self._failing_since is not None else self._renew_within_bound(stale)
             if renewed is None:  # Redis unreachable: only what is certainly still ours (its key outlives ttl_s)
                 renewed = {job_id for job_id, held in stale if now - held.confirmed_at < self._ttl_s * 2 / 3}
             lost |= {job_id for job_id, _ in stale if job_id not in renewed}
         return lost
+
+    def failing_for_s(self) -> float | None:
+        """How long the renewer's calls have failed to reach Redis; None while they go through."""
+        failing_since = self._failing_since
+        return None if failing_since is None else self._clock() - failing_since
+
+    def _renew_within_bound(self, held: Sequence[tuple[str, _Held]]) -> set[str] | None:
+        """`_renew`, given up on after `check_timeout_s` (None, as for Redis unreachable). The call goes on in
+        its own thread until the client's socket timeout; what it finds then is still recorded, and until then
+        no other check calls Redis (each would only wait out the bound again)."""
+        if not self._checking.acquire(blocking=False):
+            return None
+        replies: list[set[str] | None] = []
+        done = threading.Event()
+
+        def call() -> None:
+            try:
+                replies.append(self._renew(held))
+            finally:
+                self._checking.release()
+                done.set()
+
+        threading.Thread(target=call, name="greenq-lease-check", daemon=True).start()
+        if not done.wait(self._check_timeout_s) or not replies:
+            log.warning("job lease check: Redis did not answer within %.2f s", self._check_timeout_s)
+            return None
+        return replies[0]
 
     def _renew(self, held: Sequence[tuple[str, _Held]]) -> set[str] | None:
         """Renew these leases where still ours, and mark (and report) the others lost; returns those renewed,
