@@ -157,8 +157,13 @@ class Client:
         release_by = release_by_s(envelope, kept_s)
         return release_by if release_by is not None and release_by > (time.time() if now is None else now) else None
 
-    def publish(self, envelopes: list[Envelope], progress: bool = False, pipelined: bool = True) -> list[str]:
+    def publish(
+        self, envelopes: list[Envelope], progress: bool = False, pipelined: bool = True, known: set[int] | None = None
+    ) -> list[str]:
         """Enqueue prepared envelopes; returns their job ids in the same order.
+
+        `known`, if given, gets the index of each job whose idempotency key already named an enqueued job
+        (nothing was pushed for it), so a caller can leave what it recorded for that job as it is.
 
         `pipelined` sends up to PUBLISH_BATCH_SIZE messages per Redis round trip. A job counts as enqueued,
         and its idempotency key names it, only once the flush that carried it has returned. A conflicting
@@ -166,7 +171,7 @@ class Client:
         is a NotAllEnqueued (BatchIdempotencyConflict or BatchBrokerUnavailable) that says which jobs
         were enqueued; a single job raises its own IdempotencyConflict or BrokerUnavailable.
         """
-        run = _Publication(_progress(len(envelopes), "submitting", progress))
+        run = _Publication(_progress(len(envelopes), "submitting", progress), known=set() if known is None else known)
         try:
             with self.app.producer_or_acquire() as producer:
                 with producer.batch(_NO_AUTO_FLUSH) if pipelined else nullcontext() as batch:
@@ -225,6 +230,7 @@ class Client:
                 return claim
             if claim.state is ClaimState.ENQUEUED:
                 run.enqueued[index] = claim.job_id
+                run.known.add(index)
                 return None
             # Another producer, or this batch, is pushing it. Flush first: two producers that each wait
             # while holding pending claims could wait on each other.
@@ -381,6 +387,7 @@ class _Publication:
     failed: dict[int, GreenqError] = field(default_factory=dict)
     unflushed: list[tuple[int, str, Claim | None]] = field(default_factory=list)
     deferred: list[DeferredJob] = field(default_factory=list)  # of `unflushed`, those waiting for the scheduler
+    known: set[int] = field(default_factory=set)  # of `enqueued`, those a key already named: nothing pushed
 
     def job_ids(self, total: int) -> list[str]:
         if not self.failed:

@@ -273,14 +273,17 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
 
     def enqueue(who: Tenant, prepared: list[tuple[Envelope, SubmitRequest]]) -> list[str]:
         """Publish; a batch enqueued in part raises NotAllEnqueued once its enqueued jobs are recorded."""
+        # A job its idempotency key already named was recorded by the submit that enqueued it: recording it
+        # again would lengthen its owner record past its result and send a delivered callback again.
+        known: set[int] = set()
         try:
-            ids = client.publish([envelope for envelope, _ in prepared], pipelined=len(prepared) > 1)
+            ids = client.publish([envelope for envelope, _ in prepared], pipelined=len(prepared) > 1, known=known)
         except NotAllEnqueued as exc:
-            record(who, [(job_id, *prepared[index]) for index, job_id in exc.enqueued.items()])
+            record(who, [(job_id, *prepared[index]) for index, job_id in exc.enqueued.items() if index not in known])
             raise
         except IdempotencyConflict as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from None
-        record(who, [(job_id, *pair) for job_id, pair in zip(ids, prepared, strict=True)])
+        record(who, [(job_id, *prepared[index]) for index, job_id in enumerate(ids) if index not in known])
         return ids
 
     def record(who: Tenant, jobs: list[tuple[str, Envelope, SubmitRequest]]) -> None:

@@ -17,6 +17,7 @@ import pytest
 from producers.gateway.addresses import AllowList, parse_callback_url
 from producers.gateway.callbacks import verify_signature
 from producers.gateway.sender import Outcome, post
+from shared.keys import OWNER_KEY_PREFIX
 from tests.integration.gateways import LOOPBACK_ALLOWED, Gateway, Receiver
 from tests.integration.harness import Stack, stack
 
@@ -247,5 +248,40 @@ def test_a_deferred_jobs_callback_outlives_the_result_ttl_and_an_expired_result_
         print("late job's callbacks:", receiver.job_ids(), gateway.http.get("/metrics").text.count("callbacks_total"))
         assert delivered, "the deferred job's callback was dropped"
         assert receiver.job_ids() == [late_id] and json.loads(receiver.deliveries[0].body)["status"] == "cancelled"
+    finally:
+        receiver.close()
+
+
+def test_an_idempotent_resubmit_leaves_the_owner_record_and_a_delivered_callback_alone(
+    fresh: Stack, tmp_path: Path
+) -> None:
+    """Review finding 3: a deferred job with a key and a callback finishes at once; its callback is sent. A retry
+    of the POST names the same job and must not send that callback again nor keep the owner record past the
+    result; once the result is gone (its expiry simulated by deleting it), a retry must not make GET say queued."""
+    receiver = Receiver()
+    env = {**LOOPBACK_ALLOWED, "GREENQ_RESULT_TTL_S": "60"}
+    body = {"job": STRATEGY, "run_by": 4 * 3600, "carbon_aware": True, "callback_url": receiver.url}
+    try:
+        gateway = Gateway(fresh, tmp_path, env)
+        headers = {"Idempotency-Key": "order-7", **gateway.auth()}
+        first = gateway.http.post("/v1/jobs/strategy", json=body, headers=headers)
+        assert first.status_code == 202 and first.json()["status"] == "deferred", first.text
+        job_id = first.json()["id"]
+        assert gateway.http.delete(f"/v1/jobs/{job_id}", headers=gateway.auth()).status_code == 200
+        assert wait_until(lambda: len(receiver.deliveries) == 1, 20), "the callback was never sent"
+        again = gateway.http.post("/v1/jobs/strategy", json=body, headers=headers)
+        assert again.status_code == 202 and again.json()["id"] == job_id, again.text
+        owner_key, result_key = f"{OWNER_KEY_PREFIX}{job_id}", fresh.client.app.backend.get_key_for_task(job_id)
+        owner_ttl_s, result_ttl_s = fresh.redis.ttl(owner_key), fresh.redis.ttl(result_key)
+        time.sleep(4)  # time for a callback registered again to be claimed and sent
+        print("deliveries:", receiver.job_ids(), "owner TTL:", owner_ttl_s, "result TTL:", result_ttl_s)
+        assert len(receiver.deliveries) == 1, "a delivered callback was sent again"
+        assert 0 < owner_ttl_s <= result_ttl_s, "the retry kept the owner record past the result"
+        fresh.redis.delete(result_key, owner_key)  # as if both had expired
+        late = gateway.http.post("/v1/jobs/strategy", json=body, headers=headers)
+        assert late.status_code == 202 and late.json()["id"] == job_id, late.text
+        expired = gateway.http.get(f"/v1/jobs/{job_id}", headers=gateway.auth())
+        print("after the result expired:", expired.status_code, expired.text[:200])
+        assert expired.status_code == 404
     finally:
         receiver.close()
