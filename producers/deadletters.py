@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime, timezone
+from urllib.parse import parse_qs, urlparse
 
 from producers.client import Client
 from shared.attempts import AttemptCounter
@@ -12,16 +13,37 @@ from shared.deadletter import DeadLetter, DeadLetterStore
 from shared.redis_client import redis_client
 from shared.settings import Settings
 
+DEFAULT_REDIS_PORT = 6379
+
+
+def database_of(url: str) -> tuple[str, int, int] | str:
+    """Which database a Redis URL names: (host, port, number), or (socket path, 0, number) for unix://.
+    A URL that names no single server (sentinel://: its sentinels find the master) is its own text."""
+    try:
+        parsed = urlparse(url)
+        in_query = parse_qs(parsed.query).get("db", [""])[0]
+        if parsed.scheme == "unix":  # the path is the socket's: the number is in the query alone
+            return (parsed.path, 0, int(in_query or 0))
+        if parsed.scheme in ("redis", "rediss"):
+            db = int(in_query or parsed.path.strip("/") or 0)
+            return ((parsed.hostname or "localhost").lower(), parsed.port or DEFAULT_REDIS_PORT, db)
+    except ValueError:  # a port or database that is not a number: compare the text
+        pass
+    return url
+
 
 def dead_letter_stores(settings: Settings) -> list[DeadLetterStore]:
     """Every store `greenq dlq` reads: the result backend's (jobs and messages workers refused), and the
     broker's when it is another Redis (list items the transport could not read are dead-lettered there)."""
-    urls = dict.fromkeys([settings.backend_url, settings.broker_url])  # one store when they are the same
+    # One store when both name the same database, however written (redis://h:6379 is redis://h:6379/0).
+    urls: dict[tuple[str, int, int] | str, str] = {}
+    for url in (settings.backend_url, settings.broker_url):
+        urls.setdefault(database_of(url), url)
     return [
         DeadLetterStore(
             redis_client(url, settings.tls_ca_file, sentinel_master=settings.sentinel_master), settings.dead_letters
         )
-        for url in urls
+        for url in urls.values()
     ]
 
 
