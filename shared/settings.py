@@ -214,6 +214,8 @@ class Settings(BaseSettings):
     # up on after the timeout (a 422 at submit, a failed attempt at send).
     gateway_callback_resolve_concurrency: int = Field(default=4, ge=1, le=1000)
     gateway_callback_resolve_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    # At submit, that timeout counts from a lookup's start; the wait for a slot first is bounded by this.
+    gateway_callback_resolve_queue_s: float = Field(default=60.0, gt=0, le=600)
     gateway_callback_allow: list[str] = Field(default_factory=list)  # CIDRs / host names callbacks may reach
     # A waiting callback's job is looked at again this often, in case its result's notification was missed.
     gateway_callback_sweep_s: float = Field(default=30.0, ge=1, le=3600)

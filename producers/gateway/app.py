@@ -102,7 +102,9 @@ def create_app(settings: Settings, tenants: TenantRegistry, dispatch_callbacks: 
     metrics = GatewayMetrics(CollectorRegistry())
     allow = AllowList.parse(settings.gateway_callback_allow)
     lookups = Lookups(settings.gateway_callback_resolve_concurrency)  # submits and attempts share each tenant's bound
-    answers = RecentAnswers(lookups, settings.gateway_callback_resolve_timeout_s)
+    answers = RecentAnswers(
+        lookups, settings.gateway_callback_resolve_timeout_s, settings.gateway_callback_resolve_queue_s
+    )
     callbacks = CallbackQueue(
         store, backend, settings.result_ttl_s, settings.gateway_callback_sweep_s, outcomes=metrics.callbacks
     )

@@ -4,10 +4,12 @@
 waits (seconds). So lookups run in threads of their own, never in the API's or the dispatcher's shared pools;
 each tenant has at most `per_tenant` of them running, and a lookup its caller gave up on keeps its tenant's
 slot until it returns, so a tenant whose names resolve slowly holds a few threads of its own and no one
-else's. Callers wait on the event loop, with a deadline.
+else's. Callers wait on the event loop, with a deadline. At submit, a lookup's timeout counts from when it
+takes its slot (a batch's distinct hosts take turns, and a host is not refused for waiting behind the
+others); the wait for a slot has a bound of its own, generous, for the whole request.
 
     lookups = Lookups(per_tenant=4)
-    answers = RecentAnswers(lookups, timeout_s=2.0)
+    answers = RecentAnswers(lookups, timeout_s=2.0, queue_s=60.0)
     addresses = await answers.resolve("acme", "shop.example", 443)   # at submit: remembered a few seconds
     addresses = await lookups.resolve("acme", "shop.example", 443, 2.0)  # before an attempt: afresh
 """
@@ -28,9 +30,11 @@ MOST_THREADS = 256  # lookup threads per gateway, all tenants together: past it,
 ANSWER_TTL_S = 10.0  # a batch of jobs with one callback host costs one lookup
 FAILURE_TTL_S = 10.0  # nor does a host that does not resolve (or too slowly) cost one per job
 MOST_REMEMBERED = 4096
+QUEUE_S = 60.0  # default for how long a lookup at submit may wait for its tenant's slot
 
 Lookup = Callable[[str, int], list[str]]
-_Pending = tuple[str, int, "Future[list[str]]"]
+# host, port, its answer, and a future set (on the lookup's thread) once it takes its tenant's slot
+_Pending = tuple[str, int, "Future[list[str]]", "Future[None]"]
 
 
 class Lookups:
@@ -49,21 +53,23 @@ class Lookups:
         if literal is not None:
             return literal
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(self.submit(tenant, host, port)), timeout_s)
+            return await asyncio.wait_for(asyncio.wrap_future(self.submit(tenant, host, port)[0]), timeout_s)
         except asyncio.TimeoutError:  # builtin TimeoutError from 3.11 on
             raise TimeoutError(f"no answer within {timeout_s:g} s") from None
 
-    def submit(self, tenant: str, host: str, port: int) -> Future[list[str]]:
-        """Queue a lookup; cancelling the future before its lookup starts takes it off the queue."""
+    def submit(self, tenant: str, host: str, port: int) -> tuple[Future[list[str]], Future[None]]:
+        """Queue a lookup: its answer, and a future done once it starts. Cancelling the answer before the
+        lookup starts takes it off the queue."""
         future: Future[list[str]] = Future()
+        started: Future[None] = Future()
         with self._lock:
-            self._waiting.setdefault(tenant, deque()).append((host, port, future))
+            self._waiting.setdefault(tenant, deque()).append((host, port, future, started))
             first = self._take() if self._threads < self._most_threads else None
             if first is not None:
                 self._threads += 1
         if first is not None:
             threading.Thread(target=self._work, args=first, name="greenq-lookup", daemon=True).start()
-        return future
+        return future, started
 
     def running(self, tenant: str) -> int:
         with self._lock:
@@ -84,12 +90,14 @@ class Lookups:
             if queue:
                 self._waiting[tenant] = queue  # to the back of the line
             self._running[tenant] += 1
+            if not pending[3].done():
+                pending[3].set_result(None)
             return tenant, pending
         return None
 
     def _work(self, tenant: str, pending: _Pending) -> None:
         while True:
-            host, port, future = pending
+            host, port, future, _ = pending
             try:
                 future.set_result(self._lookup(host, port))
             except BaseException as exc:  # the caller sees it, as it would have seen getaddrinfo's
@@ -108,19 +116,21 @@ class Lookups:
 class RecentAnswers:
     """Lookups at submit, with answers and failures remembered for a few seconds (shared by every tenant).
 
-    Every attempt resolves afresh (`Lookups.resolve`), and that check is the one that decides.
+    Every attempt resolves afresh (`Lookups.resolve`), and that check is the one that decides. A lookup has
+    `timeout_s` from when it starts; it may wait up to `queue_s` for its tenant's slot first.
     """
 
     def __init__(
         self,
         lookups: Lookups,
         timeout_s: float,
+        queue_s: float = QUEUE_S,
         answer_ttl_s: float = ANSWER_TTL_S,
         failure_ttl_s: float = FAILURE_TTL_S,
         most: int = MOST_REMEMBERED,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._lookups, self._timeout_s = lookups, timeout_s
+        self._lookups, self._timeout_s, self._queue_s = lookups, timeout_s, queue_s
         self._answer_ttl_s, self._failure_ttl_s, self._most, self._clock = answer_ttl_s, failure_ttl_s, most, clock
         self._kept: dict[tuple[str, int], tuple[float, list[str] | OSError]] = {}
         self._lock = threading.Lock()
@@ -138,12 +148,18 @@ class RecentAnswers:
                 return answer
             if isinstance(answer, OSError) and now - at < self._failure_ttl_s:
                 raise OSError(str(answer))
-        future = self._lookups.submit(tenant, host, port)
-        try:
-            answer = await asyncio.wait_for(asyncio.wrap_future(future), self._timeout_s)
+        future, started = self._lookups.submit(tenant, host, port)
+        try:  # shielded: `started` stays settable by the lookup thread whatever this wait does
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(started)), self._queue_s)
+        except asyncio.CancelledError:  # the request went away: its lookup need not run
+            future.cancel()
+            raise
         except asyncio.TimeoutError:  # builtin TimeoutError from 3.11 on
-            if future.cancelled():  # it waited behind this tenant's other lookups: not the host's fault
-                raise TimeoutError(f"not looked up within {self._timeout_s:g} s: too many lookups at once") from None
+            if future.cancel():  # still queued behind this tenant's other lookups: not the host's fault
+                raise TimeoutError(f"not looked up within {self._queue_s:g} s: too many lookups at once") from None
+        try:  # it started (perhaps just now): its own timeout counts from here
+            answer = await asyncio.wait_for(asyncio.wrap_future(future), self._timeout_s)
+        except asyncio.TimeoutError:
             self._keep(host, port, now, TimeoutError(f"no answer within {self._timeout_s:g} s"))
             raise TimeoutError(f"no answer within {self._timeout_s:g} s") from None
         except OSError as exc:
