@@ -23,7 +23,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import KombuError, OperationalError
 
 from producers.backoff import call_backend
-from producers.idempotency import PENDING_TTL_S, Claim, ClaimState, IdempotencyStore
+from producers.idempotency import PENDING_TTL_S, Claim, ClaimState, ClaimTicket, IdempotencyStore
 from shared import job_types
 from shared.celery_app import make_celery, send_job
 from shared.deferral import DeferredJob, DeferredStore, release_by_s
@@ -174,6 +174,8 @@ class Client:
         run = _Publication(_progress(len(envelopes), "submitting", progress), known=set() if known is None else known)
         try:
             with self.app.producer_or_acquire() as producer:
+                # A transport that cannot batch sends each message as it is published.
+                run.buffered = pipelined and producer.supports_batch_publish
                 with producer.batch(_NO_AUTO_FLUSH) if pipelined else nullcontext() as batch:
                     for index, envelope in enumerate(envelopes):
                         self._publish_one(index, envelope, producer, batch, run)
@@ -191,9 +193,15 @@ class Client:
                 (i, reason) for i in range(len(envelopes)) if i not in run.enqueued and i not in run.failed
             )
         finally:
-            unconfirmed = [claim for _, _, claim in run.unflushed if claim is not None]
-            if unconfirmed:  # sent, but the flush did not return: their keys must not name them
-                self._release(unconfirmed)
+            # Not confirmed: their keys must not name them. One whose message may be on the broker (its
+            # flush raised: perhaps only the reply was lost) keeps its claim, stale, so a retry with the
+            # same payload pushes it under the same job id; a job computed twice would be worse.
+            in_doubt = [claim for index, _, claim in run.unflushed if claim is not None and index in run.sent]
+            unsent = [claim for index, _, claim in run.unflushed if claim is not None and index not in run.sent]
+            if in_doubt:
+                self._settle(in_doubt, abandon=True)
+            if unsent:
+                self._settle(unsent, abandon=False)
             run.bar.close()
         return run.job_ids(len(envelopes))
 
@@ -210,6 +218,8 @@ class Client:
         run.unflushed.append((index, job_id, claim))
         envelope = envelope.model_copy(update={"job_id": job_id})
         if release_by is None:
+            if not run.buffered:
+                run.sent.add(index)
             send_job(self.app, envelope, self.settings.broker_url, producer)
         else:
             run.deferred.append(DeferredJob(envelope, release_by))
@@ -218,10 +228,11 @@ class Client:
         """Claim the job's key for this caller to push; None (and the outcome recorded) when not to push it."""
         assert envelope.idempotency_key is not None
         store = self._idempotency_store()
+        ticket = ClaimTicket.new()  # one for all tries: a retry after a lost reply finds its own claim
         while True:
             try:
                 claim = self._on_backend(
-                    partial(store.claim, envelope.job_type, envelope.idempotency_key, envelope.payload)
+                    partial(store.claim, envelope.job_type, envelope.idempotency_key, envelope.payload, ticket)
                 )
             except IdempotencyConflict as exc:
                 run.failed[index] = exc
@@ -243,9 +254,12 @@ class Client:
             store = DeferredStore(self._backend_redis())
             now_g_per_kwh = self._on_backend(store.carbon_now)
             jobs = [replace(job, submitted_g_per_kwh=now_g_per_kwh) for job in run.deferred]
+            deferred_ids = {job.envelope.job_id for job in jobs}
+            run.sent.update(index for index, job_id, _ in run.unflushed if job_id in deferred_ids)
             self._on_backend(lambda: store.defer(jobs, self.settings.scheduler_slot_s))
             run.deferred.clear()
         if batch is not None:
+            run.sent.update(index for index, _, _ in run.unflushed)
             batch.flush()
         claims = [claim for _, _, claim in run.unflushed if claim is not None]
         if claims:
@@ -262,14 +276,17 @@ class Client:
         run.enqueued.update((index, job_id) for index, job_id, _ in run.unflushed)
         run.bar.update(len(run.unflushed))
         run.unflushed.clear()
+        run.sent.clear()
 
-    def _release(self, claims: list[Claim]) -> None:
+    def _settle(self, claims: list[Claim], abandon: bool) -> None:
+        """Release claims of jobs not pushed, or abandon (mark stale) those whose push may have arrived."""
         store = self._idempotency_store()
         try:
-            self._on_backend(lambda: store.release(claims))
+            self._on_backend(partial(store.abandon if abandon else store.release, claims))
         except ResultBackendUnavailable as exc:  # a retry takes them over once they are stale
             log.warning(
-                "could not release %d idempotency keys (a retry takes them over after %d s): %s",
+                "could not %s %d idempotency keys (a retry takes them over after %d s): %s",
+                "abandon" if abandon else "release",
                 len(claims),
                 PENDING_TTL_S,
                 exc,
@@ -386,6 +403,8 @@ class _Publication:
     enqueued: dict[int, str] = field(default_factory=dict)
     failed: dict[int, GreenqError] = field(default_factory=dict)
     unflushed: list[tuple[int, str, Claim | None]] = field(default_factory=list)
+    sent: set[int] = field(default_factory=set)  # of `unflushed`, those that may have reached the broker
+    buffered: bool = False  # messages wait in a batch for the flush (else each is sent as it is published)
     deferred: list[DeferredJob] = field(default_factory=list)  # of `unflushed`, those waiting for the scheduler
     known: set[int] = field(default_factory=set)  # of `enqueued`, those a key already named: nothing pushed
 

@@ -2,10 +2,12 @@
 
 A key is claimed in two phases. `claim` sets it to "pending" with a new job id; the producer pushes the
 job; `confirm` then sets the payload's fingerprint and that job id with the full TTL, and `release`
-deletes the claim of a job that was not pushed. A producer that finds another's pending claim waits for
-it to settle; one that finds a pending claim older than PENDING_TTL_S (its producer died or stalled,
-perhaps after pushing) takes it over, keeping its job id for the same payload, so a job pushed twice is
-still one job.
+deletes the claim of a job that was certainly not pushed; `abandon` makes stale at once the claim of a
+job whose push failed but may have reached the broker (a lost reply), so a retry with the same payload
+takes it over with the same job id instead of waiting or running the job twice. A producer that finds
+another's pending claim waits for it to settle; one that finds a pending claim older than PENDING_TTL_S
+(its producer died or stalled, perhaps after pushing) takes it over, keeping its job id for the same
+payload, so a job pushed twice is still one job.
 
 The job id is new for each fresh claim, not derived from the key: a key expires one TTL after its
 submit, the job's result one TTL after it ran, and a key claimed again in between (for any payload)
@@ -17,7 +19,7 @@ hand. Two phases work with any broker (RabbitMQ included) and keep kombu in char
 
 >>> store = IdempotencyStore(redis_client, ttl_s=86400)
 >>> claim = store.claim("reply", "ticket-42", payload)         # ClaimState.MINE: push the job, then
->>> store.confirm([claim])                                     # (or store.release([claim]) if it failed)
+>>> store.confirm([claim])              # (store.release([claim]) if not pushed, store.abandon if unsure)
 """
 
 from __future__ import annotations
@@ -52,13 +54,15 @@ local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local value = redis.call('GET', KEYS[1])
 local job = ARGV[2]
 if value then
-  local print_, held, stale_at = string.match(value, '^pending:([^:]*):([^:]*):[^:]*:(%d+)$')
+  local print_, held, token, stale_at = string.match(value, '^pending:([^:]*):([^:]*):([^:]*):(%d+)$')
   if not print_ then
     local legacy = string.match(value, '^pending:([^:]*):')
     local state = legacy and 'busy' or 'enqueued'
     if (legacy or string.match(value, '^([^:]*)')) ~= ARGV[1] then state = 'conflict' end
     return {state, value, legacy and math.max(0, redis.call('PTTL', KEYS[1])) or 0}
   end
+  -- This very claim, set by a call whose reply was lost: the caller's retry carries the same token.
+  if token == ARGV[3] then return {'mine', value, math.max(0, tonumber(stale_at) - now_ms)} end
   if tonumber(stale_at) > now_ms then
     return {print_ == ARGV[1] and 'busy' or 'conflict', value, tonumber(stale_at) - now_ms}
   end
@@ -78,6 +82,17 @@ if value == ARGV[1] or not value then
   return 1
 end
 return 0
+"""
+# Marks the caller's own pending claim stale now, keeping its job id and TTL, for the next claim to take over.
+_ABANDON = """
+local value = redis.call('GET', KEYS[1])
+if value ~= ARGV[1] then return 0 end
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local head = string.match(value, '^(pending:[^:]*:[^:]*:[^:]*:)%d+$')
+if not head then return 0 end
+redis.call('SET', KEYS[1], head .. now_ms, 'KEEPTTL')
+return 1
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -111,6 +126,19 @@ class ClaimState(Enum):
 
 
 @dataclass(frozen=True)
+class ClaimTicket:
+    """The job id and token one claim writes. Made once per claim, outside its retries, so a retry after a
+    lost reply finds its own claim (`mine`) rather than a stranger's pending one to wait for."""
+
+    job_id: str
+    token: str
+
+    @classmethod
+    def new(cls) -> ClaimTicket:
+        return cls(str(uuid.uuid4()), uuid.uuid4().hex)
+
+
+@dataclass(frozen=True)
 class Claim:
     job_id: str
     state: ClaimState
@@ -134,16 +162,20 @@ class IdempotencyStore:
         self._claim = client.register_script(_CLAIM)
         self._confirm = client.register_script(_CONFIRM)
         self._release = client.register_script(_RELEASE)
+        self._abandon = client.register_script(_ABANDON)
 
-    def claim(self, job_type: JobType, key: str, payload: dict[str, Any]) -> Claim:
-        """Claim `key` for this payload. Raises IdempotencyConflict if it is held for a different payload."""
+    def claim(self, job_type: JobType, key: str, payload: dict[str, Any], ticket: ClaimTicket | None = None) -> Claim:
+        """Claim `key` for this payload. Raises IdempotencyConflict if it is held for a different payload.
+
+        Pass the same `ticket` to each retry of one claim (a new one is made if none is given).
+        """
         print_ = fingerprint(job_type, payload)
         redis_key = f"{IDEMPOTENCY_KEY_PREFIX}{job_type}:{key}"
         # The pending claim lives as long as a confirmed key, so a takeover still finds its job id.
         hold_s = max(self._ttl_s, 1 + self._pending_ms // 1000)
-        new_job_id, token = str(uuid.uuid4()), uuid.uuid4().hex
+        ticket = ticket or ClaimTicket.new()
         state, raw, settles_in_ms = self._claim(
-            keys=[redis_key], args=[print_, new_job_id, token, self._pending_ms, hold_s]
+            keys=[redis_key], args=[print_, ticket.job_id, ticket.token, self._pending_ms, hold_s]
         )
         value = raw.decode() if isinstance(raw, bytes) else str(raw)
         state = state.decode() if isinstance(state, bytes) else str(state)
@@ -171,6 +203,14 @@ class IdempotencyStore:
         with self._redis.pipeline(transaction=False) as pipe:
             for claim in claims:
                 self._release(keys=[claim.redis_key], args=[claim.value], client=pipe)
+            pipe.execute()
+
+    def abandon(self, claims: list[Claim]) -> None:
+        """Give up claims whose jobs may be on the broker (a push that raised): each stays, stale at once,
+        so a retry with the same payload takes it over with the same job id and no wait."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            for claim in claims:
+                self._abandon(keys=[claim.redis_key], args=[claim.value], client=pipe)
             pipe.execute()
 
     def wait_settled(self, claim: Claim) -> None:

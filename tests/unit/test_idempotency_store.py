@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from producers import idempotency
-from producers.idempotency import ClaimState, IdempotencyStore, fingerprint, job_id_for_key
+from producers.idempotency import ClaimState, ClaimTicket, IdempotencyStore, fingerprint, job_id_for_key
 from shared.errors import IdempotencyConflict
 from tests.unit.redis_server import real_redis_fixture
 
@@ -159,3 +159,29 @@ def test_the_default_pending_ttl_is_read_when_the_store_is_made(
     store = IdempotencyStore(real_redis, ttl_s=3600)
     store.claim("reply", "ticket-1", PAYLOAD)
     assert 6 < store.claim("reply", "ticket-1", PAYLOAD).settles_in_s <= 7
+
+
+def test_a_claim_retried_with_its_ticket_is_mine_again(store: IdempotencyStore) -> None:
+    ticket = ClaimTicket.new()
+    first = store.claim("reply", "ticket-1", PAYLOAD, ticket)  # say its reply was lost
+    again = store.claim("reply", "ticket-1", PAYLOAD, ticket)
+    assert again.state is ClaimState.MINE and again.value == first.value and again.job_id == ticket.job_id
+    assert store.claim("reply", "ticket-1", PAYLOAD).state is ClaimState.BUSY  # anyone else waits
+    store.confirm([again])
+    assert store.claim("reply", "ticket-1", PAYLOAD, ticket).state is ClaimState.ENQUEUED
+
+
+def test_an_abandoned_claim_is_taken_over_at_once_keeping_its_job_id_and_ttl(
+    store: IdempotencyStore, real_redis: redis.Redis
+) -> None:
+    long = IdempotencyStore(real_redis, ttl_s=3600)  # the default 30 s pending TTL: no waiting it out
+    pushed = long.claim("reply", "ticket-1", PAYLOAD)  # its push raised: the broker may have the job
+    long.abandon([pushed])
+    assert real_redis.ttl(pushed.redis_key) == pytest.approx(3600, abs=2)
+    taken = long.claim("reply", "ticket-1", PAYLOAD)
+    assert taken.state is ClaimState.MINE and taken.job_id == pushed.job_id
+    long.abandon([pushed])  # only the caller's own claim: the takeover's stays fresh
+    assert long.claim("reply", "ticket-1", PAYLOAD).state is ClaimState.BUSY
+    long.abandon([taken])
+    other = long.claim("reply", "ticket-1", OTHER)
+    assert other.state is ClaimState.MINE and other.job_id != pushed.job_id
