@@ -9,6 +9,9 @@ from shared.local_redis import LocalRedis, start_redis
 from tests.integration.harness import Stack, free_port, stack
 
 HERE = Path(__file__).parent
+# Each Stack takes a database of its own and never gives it back: room for every stack of a whole run
+# (about 70 today), with a wide margin, since an empty database costs Redis almost nothing.
+SESSION_DATABASES = 1024
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -22,7 +25,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def redis_port() -> Iterator[int]:
     """A private redis-server for the whole session; each Stack takes its own database in it."""
-    server = start_redis(free_port(), databases=64)
+    server = start_redis(free_port(), databases=SESSION_DATABASES)
     try:
         yield server.port
     finally:
