@@ -16,8 +16,10 @@ sorted sets, indexed by readiness so that a gateway reads only callbacks it can 
   listened.
 
 A callback's record lives as long as its job can finish (`live_s` at register: a deferred job's run_by
-plus the result TTL), and from its first claim it holds the result itself, so the result's own TTL cannot
-end it between attempts. A record that expires unsent is logged and counted (`expired`).
+plus the result TTL; and each sweep keeps it, with its job's owner record, while the job has no result and
+that owner record lives, so a backlog longer than the result TTL does not end it), and from its first claim
+it holds the result itself, so the result's own TTL cannot end it between attempts. A record that expires
+unsent is logged and counted (`expired`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from shared.keys import (
     CALLBACK_WAITING_KEY,
     LEGACY_CALLBACK_KEY_PREFIX,
     LEGACY_PENDING_KEY,
+    OWNER_KEY_PREFIX,
 )
 from shared.results import is_final, result_from_meta
 
@@ -95,13 +98,16 @@ end
 return woken
 """
 
-# KEYS: waiting, due, then a job hash and a result key per job. ARGV: now, next sweep, job ids...
-# Returns the ids whose record is gone (expired before their job finished).
+# KEYS: waiting, due, then a job hash, a result key and an owner record per job. ARGV: now, next sweep, least
+# TTL (s) to keep, job ids... Returns the ids whose record is gone (expired before their job finished). A job
+# with no result whose owner record lives is still pending (a backlog may outlast the result TTL): its
+# callback and owner records are kept at least `least TTL` more, so neither lapses before it finishes.
 _SWEEP = """
 local gone = {}
-for i = 3, #ARGV do
+local keep = tonumber(ARGV[3])
+for i = 4, #ARGV do
   local id = ARGV[i]
-  local at = 3 + (i - 3) * 2
+  local at = 3 + (i - 4) * 3
   if redis.call('EXISTS', KEYS[at]) == 0 then
     redis.call('ZREM', KEYS[1], id)
     table.insert(gone, id)
@@ -109,6 +115,11 @@ for i = 3, #ARGV do
     redis.call('ZREM', KEYS[1], id)
     redis.call('ZADD', KEYS[2], ARGV[1], id)
   else
+    local owner = redis.call('TTL', KEYS[at + 2])
+    if owner ~= -2 then
+      if redis.call('TTL', KEYS[at]) < keep then redis.call('EXPIRE', KEYS[at], keep) end
+      if owner >= 0 and owner < keep then redis.call('EXPIRE', KEYS[at + 2], keep) end
+    end
     redis.call('ZADD', KEYS[1], 'XX', ARGV[2], id)
   end
 end
@@ -183,7 +194,8 @@ class CallbackQueue:
         return woken
 
     def sweep(self, now: float) -> list[str]:
-        """Look again at waiting callbacks whose sweep time has come (a notification may have been missed).
+        """Look again at waiting callbacks whose sweep time has come (a notification may have been missed), and
+        keep those of jobs still pending (no result, owner record alive) and their owner records a TTL longer.
 
         Returns the job ids whose callbacks were dropped because their record expired first.
         """
@@ -192,8 +204,13 @@ class CallbackQueue:
             return []
         keys = [CALLBACK_WAITING_KEY, CALLBACK_DUE_KEY]
         for job_id in job_ids:
-            keys += [f"{CALLBACK_JOB_KEY_PREFIX}{job_id}", self._backend.get_key_for_task(job_id)]
-        gone = [j.decode() for j in self._sweep(keys=keys, args=[now, now + self._sweep_s, *job_ids])]
+            keys += [
+                f"{CALLBACK_JOB_KEY_PREFIX}{job_id}",
+                self._backend.get_key_for_task(job_id),
+                f"{OWNER_KEY_PREFIX}{job_id}",
+            ]
+        keep_s = int(max(self._ttl_s, 2 * self._sweep_s + KEEP_MARGIN_S))  # past the next sweep, with room
+        gone = [j.decode() for j in self._sweep(keys=keys, args=[now, now + self._sweep_s, keep_s, *job_ids])]
         self._expired(gone)
         return gone
 
@@ -255,7 +272,8 @@ class CallbackQueue:
         for job_id in job_ids:
             log.error(
                 "dropping the callback for %s: its record expired before its job finished (it is kept for the "
-                "job's run_by, if deferred, plus GREENQ_RESULT_TTL_S)",
+                "job's run_by, if deferred, plus GREENQ_RESULT_TTL_S, and longer while its job is pending and "
+                "a gateway sweeps; here no gateway did, or the job's owner record was gone)",
                 job_id,
             )
         if job_ids and self._outcomes is not None:

@@ -17,7 +17,7 @@ import pytest
 from producers.gateway.addresses import AllowList, parse_callback_url
 from producers.gateway.callbacks import verify_signature
 from producers.gateway.sender import Outcome, post
-from shared.keys import OWNER_KEY_PREFIX
+from shared.keys import CALLBACK_JOB_KEY_PREFIX, CALLBACK_WAITING_KEY, OWNER_KEY_PREFIX
 from tests.integration.gateways import LOOPBACK_ALLOWED, Gateway, Receiver
 from tests.integration.harness import Stack, stack
 
@@ -283,5 +283,35 @@ def test_an_idempotent_resubmit_leaves_the_owner_record_and_a_delivered_callback
         expired = gateway.http.get(f"/v1/jobs/{job_id}", headers=gateway.auth())
         print("after the result expired:", expired.status_code, expired.text[:200])
         assert expired.status_code == 404
+    finally:
+        receiver.close()
+
+
+def test_a_callback_is_kept_while_its_job_waits_in_a_backlog_longer_than_the_result_ttl(
+    fresh: Stack, tmp_path: Path
+) -> None:
+    """Review finding 6: a job with no run_by and no deadline waits in the queue (no worker runs). Its callback
+    record and owner record are shortened to 1.5 s, as if GREENQ_RESULT_TTL_S had nearly passed; the sweep of
+    waiting callbacks (every second here) must keep both while the job has no result, and the callback go out."""
+    receiver = Receiver()
+    env = {**LOOPBACK_ALLOWED, "GREENQ_RESULT_TTL_S": "60", "GREENQ_GATEWAY_CALLBACK_SWEEP_S": "1"}
+    try:
+        gateway = Gateway(fresh, tmp_path, env)
+        accepted = gateway.http.post(
+            "/v1/jobs/strategy", json={"job": STRATEGY, "callback_url": receiver.url}, headers=gateway.auth()
+        )
+        assert accepted.status_code == 202 and accepted.json()["status"] == "queued", accepted.text
+        job_id = accepted.json()["id"]
+        assert wait_until(lambda: fresh.redis.zscore(CALLBACK_WAITING_KEY, job_id) is not None, 20)
+        record_key, owner_key = f"{CALLBACK_JOB_KEY_PREFIX}{job_id}", f"{OWNER_KEY_PREFIX}{job_id}"
+        assert fresh.redis.pexpire(record_key, 1500) and fresh.redis.pexpire(owner_key, 1500)
+        time.sleep(5)  # past both shortened TTLs: several sweeps
+        ttls_s = fresh.redis.ttl(record_key), fresh.redis.ttl(owner_key)
+        print("callback record and owner record TTLs after the backlog:", ttls_s)
+        assert min(ttls_s) >= 30, "the waiting job's callback or owner record was let expire"
+        assert gateway.http.get(f"/v1/jobs/{job_id}", headers=gateway.auth()).json()["status"] == "queued"
+        assert gateway.http.delete(f"/v1/jobs/{job_id}", headers=gateway.auth()).status_code == 200
+        assert wait_until(lambda: len(receiver.deliveries) >= 1, 20), "the callback was dropped"
+        assert receiver.job_ids() == [job_id]
     finally:
         receiver.close()

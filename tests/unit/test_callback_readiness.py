@@ -12,7 +12,7 @@ import redis
 from prometheus_client import CollectorRegistry, Counter
 
 from producers.gateway.callbacks import CallbackQueue
-from shared.keys import CALLBACK_DUE_KEY
+from shared.keys import CALLBACK_DUE_KEY, CALLBACK_JOB_KEY_PREFIX, OWNER_KEY_PREFIX
 from tests.unit.redis_server import real_redis_fixture
 
 real_redis = real_redis_fixture()
@@ -140,3 +140,22 @@ def test_a_callback_another_gateway_claimed_meanwhile_keeps_its_lease(real_redis
     )
     assert claimed_by_a == [] and b_claims == ["raced"]
     assert score is not None and score >= now + 15  # B's lease stands
+
+
+def test_the_sweep_keeps_a_pending_jobs_callback_and_owner_record_but_not_an_ownerless_ones(
+    real_redis: redis.Redis,
+) -> None:
+    """Review finding 6: a job with no result whose owner record lives is pending however long it queues."""
+    queue = CallbackQueue(real_redis, Backend(real_redis), 60, sweep_s=1)
+    for job_id in ("queued", "lost"):
+        queue.register(job_id, f"https://shop.example/{job_id}", "acme")
+    real_redis.set(f"{OWNER_KEY_PREFIX}queued", "acme", px=1500)
+    now = time.time()
+    assert claim(queue, now) == []  # both wait for their results
+    for job_id in ("queued", "lost"):
+        real_redis.pexpire(f"{CALLBACK_JOB_KEY_PREFIX}{job_id}", 1500)  # as if the result TTL had nearly run out
+    assert queue.sweep(now + 2) == []
+    time.sleep(2)
+    assert real_redis.ttl(f"{CALLBACK_JOB_KEY_PREFIX}queued") > 30 and real_redis.ttl(f"{OWNER_KEY_PREFIX}queued") > 30
+    assert real_redis.exists(f"{CALLBACK_JOB_KEY_PREFIX}lost") == 0
+    assert queue.sweep(now + 4) == ["lost"]
