@@ -132,6 +132,17 @@ class Stack:
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}")
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`greenq ARGS` against this stack, as a user would run it."""
+        return subprocess.run(
+            [sys.executable, "-m", "producers.cli", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **self.env},
+            timeout=60,
+        )
+
     def results(self, ids: list[str], timeout_s: float = 120) -> dict[str, JobResult]:
         """Every job's final result by id; fails unless each of them has exactly one."""
         found = {r.job_id: r for r in self.client.as_completed(ids, timeout_s=timeout_s)}

@@ -7,9 +7,6 @@ read only the backend's, and the transport's dead letters were invisible.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +16,7 @@ import redis
 from shared.deadletter import DeadLetterStore
 from shared.local_redis import LocalRedis, free_port, start_redis
 from shared.queues import queue_name
-from tests.integration.harness import REPO, Stack, stack
+from tests.integration.harness import stack
 
 
 @pytest.fixture
@@ -30,17 +27,6 @@ def two_servers() -> Iterator[tuple[LocalRedis, LocalRedis]]:
     finally:
         broker.stop()
         backend.stop()
-
-
-def _dlq(s: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "producers.cli", "dlq", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **s.env},
-        timeout=60,
-    )
 
 
 def test_dlq_shows_the_dead_letters_of_both_servers_within_the_bounds(
@@ -58,15 +44,15 @@ def test_dlq_shows_the_dead_letters_of_both_servers_within_the_bounds(
         s.wait_for(lambda: DeadLetterStore(broker).dropped() == 2, what="the transport's dead letters")
         s.wait_for(lambda: len(DeadLetterStore(s.redis).list()) == 1, what="the worker's dead letter")
 
-        listed = _dlq(s, "list")
+        listed = s.cli("dlq", "list")
         assert listed.returncode == 0, listed.stderr
         assert "unknown task 'greenq.jobs.poem'" in listed.stdout and unknown in listed.stdout
         assert listed.stdout.count("undecodable message") == 2, listed.stdout
         assert "2 older dead letters were dropped" in listed.stderr
 
         [from_broker, _] = DeadLetterStore(broker).list()
-        shown = _dlq(s, "show", from_broker.id)  # found on the broker
+        shown = s.cli("dlq", "show", from_broker.id)  # found on the broker
         assert shown.returncode == 0 and from_broker.raw and from_broker.raw in shown.stdout
-        assert "purged 3 dead letters" in _dlq(s, "purge").stdout
+        assert "purged 3 dead letters" in s.cli("dlq", "purge").stdout
         assert DeadLetterStore(broker).list() == [] and DeadLetterStore(s.redis).list() == []
         broker.close()

@@ -4,11 +4,9 @@ final result and none is lost."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -20,7 +18,7 @@ from producers.client import Client, JobSpec
 from shared.deadletter import DeadLetter, DeadLetterStore
 from shared.queues import queue_name, task_name
 from shared.results import JobStatus
-from tests.integration.harness import REPO, Stack, free_port, replies
+from tests.integration.harness import Stack, free_port, replies
 
 REPLY = {"customer_message": "Where is my order?"}
 
@@ -188,24 +186,14 @@ def test_dlq_cli_lists_shows_retries_and_purges(fresh: Stack, tmp_path: Path) ->
     )
     store.add(DeadLetter(reason="undecodable", raw="garbage"))
 
-    def dlq(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "producers.cli", "dlq", *args],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            env={**os.environ, **s.env},
-            timeout=60,
-        )
-
-    listing = dlq("list")
+    listing = s.cli("dlq", "list")
     assert listing.returncode == 0 and letter_id in listing.stdout and "crashed twice" in listing.stdout
-    shown = dlq("show", letter_id)
+    shown = s.cli("dlq", "show", letter_id)
     assert json.loads(shown.stdout)["job_id"] == "retry-me"
-    assert dlq("retry", letter_id).returncode == 0
+    assert s.cli("dlq", "retry", letter_id).returncode == 0
     assert s.client.result("retry-me", timeout_s=60).status is JobStatus.succeeded
     assert store.get(letter_id) is None
-    assert dlq("purge").stdout.strip().startswith("purged 1")
+    assert s.cli("dlq", "purge").stdout.strip().startswith("purged 1")
 
 
 def test_expired_job_is_counted_in_metrics(fresh: Stack, tmp_path: Path) -> None:
