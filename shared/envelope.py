@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from shared import job_types
 from shared.delivery import IdempotencyKey, Priority
 from shared.errors import InvalidJob
 from shared.job_types import KnownJobType
+from shared.job_types.variants import per_type_union
 from shared.jobs import SCHEMA_VERSION
 
 ENVELOPE_SCHEMA_PATH = Path(__file__).parent / "schema" / "envelope.schema.json"
@@ -71,17 +71,13 @@ class Envelope(BaseModel):
 
 def envelope_schema() -> dict[str, Any]:
     """The envelope's JSON Schema: one variant per registered job type, its payload typed."""
-    variants = [
-        create_model(
-            f"{spec.camel_name}Envelope",
-            __base__=Envelope,
-            __doc__=f"A `{spec.name}` job: {spec.summary}.",
-            job_type=(spec.name_literal, ...),
-            payload=(spec.payload, Field(description=f"the {spec.name} job")),
-        )
-        for spec in job_types.specs()
-    ]
-    one_of: Any = Annotated[Union[tuple(variants)], Field(discriminator="job_type")]  # noqa: UP007
+    one_of = per_type_union(
+        Envelope,
+        "Envelope",
+        tag="job_type",
+        payload=("payload", lambda spec: (spec.payload, Field(description=f"the {spec.name} job"))),
+        doc=lambda spec: f"A `{spec.name}` job: {spec.summary}.",
+    )
     schema: dict[str, Any] = TypeAdapter[Any](one_of).json_schema()
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, TypeAdapter, create_model
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, TypeAdapter
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from shared import job_types
 from shared.delivery import DeliveryTerms
 from shared.job_types import JobTypeSpec, KnownJobType
+from shared.job_types.variants import PayloadField, per_type_model, per_type_union
 from shared.results import JobResult
 
 
@@ -54,22 +54,22 @@ class SubmitRequest(DeliveryTerms):
     )
 
 
-def _typed_job(spec: JobTypeSpec[Any]) -> Any:
-    return Annotated[
+def _typed_job(spec: JobTypeSpec[Any]) -> tuple[Any, Any]:
+    """`job` as a plain dict that the API document shows as `spec`'s payload schema."""
+    documented = Annotated[
         dict[str, Any],
         DocumentedAs(lambda: spec.payload),
         Field(description=f"the {spec.name} job: {spec.summary}"),
     ]
+    return documented, ...
+
+
+TYPED_JOB: PayloadField = ("job", _typed_job)
 
 
 def submit_request_for(spec: JobTypeSpec[Any]) -> type[SubmitRequest]:
     """`SubmitRequest` whose `job` is documented as `spec`'s payload schema."""
-    return create_model(
-        f"{spec.camel_name}SubmitRequest",
-        __base__=SubmitRequest,
-        __doc__=f"One {spec.name} job: {spec.summary}.",
-        job=(_typed_job(spec), ...),
-    )
+    return per_type_model(spec, SubmitRequest, "SubmitRequest", TYPED_JOB, f"One {spec.name} job: {spec.summary}.")
 
 
 class BatchItem(SubmitRequest):
@@ -77,17 +77,9 @@ class BatchItem(SubmitRequest):
 
 
 def _typed_batch() -> Any:
-    variants = [
-        create_model(
-            f"{spec.camel_name}BatchItem",
-            __base__=BatchItem,
-            __doc__=f"One {spec.name} job of a batch.",
-            type=(spec.name_literal, ...),
-            job=(_typed_job(spec), ...),
-        )
-        for spec in job_types.specs()
-    ]
-    item: Any = Annotated[Union[tuple(variants)], Field(discriminator="type")]  # noqa: UP007
+    item: Any = per_type_union(
+        BatchItem, "BatchItem", tag="type", payload=TYPED_JOB, doc=lambda spec: f"One {spec.name} job of a batch."
+    )
     return Annotated[list[item], Field(min_length=1)]
 
 

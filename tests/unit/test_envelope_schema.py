@@ -9,8 +9,9 @@ import jsonschema
 import pytest
 
 from producers.client import Client, JobSpec
+from producers.gateway.schemas import BatchRequest
 from shared import job_types
-from shared.envelope import ENVELOPE_SCHEMA_PATH, render_envelope_schema
+from shared.envelope import ENVELOPE_SCHEMA_PATH, envelope_schema, render_envelope_schema
 from shared.settings import Settings
 
 
@@ -61,3 +62,17 @@ def test_invalid_envelopes_are_refused(validator: jsonschema.protocols.Validator
     validator.validate(good)
     with pytest.raises(jsonschema.ValidationError):
         validator.validate({**good, **change})
+
+
+def test_the_envelope_and_the_gateway_batch_have_one_variant_per_registered_type() -> None:
+    """Both unions come from `shared.job_types.variants`: the same types, each with its own payload schema."""
+    envelope = envelope_schema()
+    batch = BatchRequest.model_json_schema()
+    envelope_variants = envelope["discriminator"]["mapping"]
+    batch_variants = batch["properties"]["jobs"]["items"]["discriminator"]["mapping"]
+    assert list(envelope_variants) == list(batch_variants) == list(job_types.names())
+    for name in job_types.names():
+        spec = job_types.get(name)
+        envelope_payload = envelope["$defs"][f"{spec.camel_name}Envelope"]["properties"]["payload"]
+        batch_job = batch["$defs"][f"{spec.camel_name}BatchItem"]["properties"]["job"]
+        assert envelope_payload["$ref"] == batch_job["$ref"] == f"#/$defs/{spec.payload.__name__}"
