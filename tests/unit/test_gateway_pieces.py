@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 
 import pytest
+from fastapi.testclient import TestClient
 
 from producers import cli
+from producers.gateway.app import create_app
 from producers.gateway.callbacks import retry_after_s, sign, verify_signature
 from producers.gateway.sender import parse_status_line
 from producers.gateway.tenants import Tenant, TenantRegistry, hash_key, new_key
 from producers.gateway.waiting import ResultWaiter
+from shared import job_types
+from shared.settings import Settings
 
 
 def test_keys_are_random_and_only_their_hash_is_kept() -> None:
@@ -79,3 +84,45 @@ def test_gateway_key_makes_a_callback_secret_and_prints_it_once(capsys: pytest.C
     key = next(line.strip() for line in out.splitlines() if line.strip().startswith("gq_"))
     assert entry.key_sha256 == hash_key(key) and out.count(key) == 1
     assert len(entry.callback_secret) >= 32 and out.count(entry.callback_secret) == 1
+
+
+UNREACHABLE = "redis://127.0.0.1:1/0"  # nothing listens on port 1: every Redis call is refused at once
+
+
+@pytest.fixture
+def gateway() -> Iterator[tuple[TestClient, dict[str, str]]]:
+    """The real app over a broker and backend that refuse connections: what it answers before reaching them."""
+    key = new_key()
+    tenants = TenantRegistry([Tenant(name="acme", key_sha256=hash_key(key), callback_secret="s")])
+    app = create_app(Settings(broker_url=UNREACHABLE, backend_url=UNREACHABLE), tenants, dispatch_callbacks=False)
+    with TestClient(app, raise_server_exceptions=False) as http:
+        yield http, {"Authorization": f"Bearer {key}"}
+
+
+def test_the_app_refuses_before_it_reaches_redis(gateway: tuple[TestClient, dict[str, str]]) -> None:
+    http, auth = gateway
+    anonymous = http.post("/v1/jobs/reply", json={"job": {"customer_message": "hi"}})
+    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"] == "Bearer"
+    assert anonymous.json()["error"]["code"] == "unauthorized"
+    unknown = http.post("/v1/jobs/poem", json={"job": {}}, headers=auth).json()["error"]
+    assert unknown["code"] == "invalid_request" and unknown["fields"][0]["field"] == "path.job_type"
+    assert http.get("/v1/jobs/a b", headers=auth).status_code == 422
+    assert http.get("/healthz").text == "ok\n"
+
+
+def test_an_unreachable_queue_is_a_503_to_retry(gateway: tuple[TestClient, dict[str, str]]) -> None:
+    http, auth = gateway
+    for method, path in (("POST", "/v1/jobs/reply"), ("GET", "/v1/jobs/j1"), ("DELETE", "/v1/jobs/j1")):
+        response = http.request(method, path, json={"job": {"customer_message": "hi"}}, headers=auth)
+        assert response.status_code == 503 and response.headers["Retry-After"] == "5", (method, path)
+        assert response.json()["error"]["code"] == "broker_unavailable"
+    assert http.get("/readyz").status_code == 503
+
+
+def test_every_type_s_submissions_are_one_metric_series(gateway: tuple[TestClient, dict[str, str]]) -> None:
+    http, _ = gateway
+    for job_type in job_types.names():
+        http.post(f"/v1/jobs/{job_type}", json={"job": {}})
+    exported = http.get("/metrics").text
+    one_series = 'greenq_gateway_requests_total{code="401",method="POST",route="/v1/jobs/{job_type}"}'
+    assert f"{one_series} {float(len(job_types.names()))}" in exported
