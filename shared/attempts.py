@@ -7,10 +7,10 @@ batch returns or raises, it removes the token. What is left counts the batches t
 their worker down with them. A job that was only waiting in a buffer, or whose batch had
 finished when another batch crashed the worker, is not charged.
 
-Each change is one Lua script per job (add or remove one token, and set the TTL), so a
-count is never negative and never lives without a TTL, and sending a call again after
-a blip (its reply lost: did Redis apply it?) charges nothing twice: adding or removing
-the same token twice is the same as once.
+Each change is one Lua script per job (`scripts/change_open_attempts.lua`: add or remove one
+token, and set the TTL), so a count is never negative and never lives without a TTL, and sending
+a call again after a blip (its reply lost: did Redis apply it?) charges nothing twice: adding or
+removing the same token twice is the same as once.
 
 Counting is bookkeeping, not the job's work: when Redis cannot be reached, `record` and
 `finished` try a few times, then log and go on (the job is not failed for it). A close
@@ -30,6 +30,7 @@ from typing import Any
 
 import redis
 
+from shared import scripts
 from shared.keys import ATTEMPTS_KEY_PREFIX
 
 log = logging.getLogger(__name__)
@@ -37,37 +38,6 @@ log = logging.getLogger(__name__)
 SEND_TRIES = 3
 RETRY_FIRST_S = 0.05  # then doubled: the batch thread waits at most ~0.15 s for a blip to pass
 MAX_UNSENT_CLOSES = 10_000  # a worker cut off from Redis for long forgets the oldest (each costs one attempt)
-
-# Before per-attempt tokens a count was a plain integer (INCR/DECR): read it as that many open attempts.
-_AS_SET = """
-if redis.call('TYPE', KEYS[1]).ok == 'string' then
-  local before = math.max(0, tonumber(redis.call('GET', KEYS[1])) or 0)
-  local ttl = redis.call('TTL', KEYS[1])
-  redis.call('DEL', KEYS[1])
-  for i = 1, before do redis.call('SADD', KEYS[1], 'before-upgrade:' .. i) end
-  if before > 0 then redis.call('EXPIRE', KEYS[1], ttl > 0 and ttl or ARGV[3]) end
-end
-"""
-# KEYS: the job's attempts. ARGV: "open" or "close", the attempt's token, ttl in s. Returns the open attempts.
-CHANGE_SCRIPT = (
-    _AS_SET
-    + """
-if ARGV[1] == 'open' then
-  redis.call('SADD', KEYS[1], ARGV[2])
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-else
-  redis.call('SREM', KEYS[1], ARGV[2])
-end
-return redis.call('SCARD', KEYS[1])
-"""
-)
-# KEYS: the job's attempts. Returns the open attempts (an old integer count as it was, at least 0).
-COUNT_SCRIPT = """
-local kind = redis.call('TYPE', KEYS[1]).ok
-if kind == 'set' then return redis.call('SCARD', KEYS[1]) end
-if kind == 'string' then return math.max(0, tonumber(redis.call('GET', KEYS[1])) or 0) end
-return 0
-"""
 
 
 def attempts_key(job_id: str) -> str:
@@ -84,13 +54,15 @@ class AttemptCounter:
     def __init__(self, client: Any, ttl_s: int) -> None:
         self._redis = client
         self._ttl_s = ttl_s
+        self._change = scripts.register(client, "change_open_attempts")
+        self._count = scripts.register(client, "count_open_attempts")
         self._lock = threading.Lock()
         self._open: dict[str, str] = {}  # job id → the token of its attempt open here
         self._unsent: dict[tuple[str, str], None] = {}  # (job id, token) closes Redis has not confirmed, oldest first
 
     def attempts(self, job_id: str) -> int:
         """How many times this job's batch has started before without returning."""
-        return int(self._redis.eval(COUNT_SCRIPT, 1, attempts_key(job_id)))
+        return int(self._count(keys=[attempts_key(job_id)], client=self._redis))
 
     def record(self, job_ids: Sequence[str]) -> None:
         """One more attempt for each job of a batch about to start."""
@@ -131,7 +103,7 @@ class AttemptCounter:
             pipe = self._redis.pipeline(transaction=False)
             for change, pairs in (("close", closing), ("open", opening)):
                 for job_id, token in pairs:
-                    pipe.eval(CHANGE_SCRIPT, 1, attempts_key(job_id), change, token, self._ttl_s)
+                    self._change(keys=[attempts_key(job_id)], args=[change, token, self._ttl_s], client=pipe)
             try:
                 pipe.execute()
                 return True

@@ -4,10 +4,11 @@ A Redis hash `greenq:dead` maps a record id to a JSON record, and `greenq:dead:a
 by when they were written. Records hold the raw body (truncated) so an operator can inspect,
 retry (`greenq dlq retry`) or purge them.
 
-The store is bounded: every write drops records older than `retention_s` and then the oldest
-beyond `max_records`, and counts what it dropped in `greenq:dead:dropped`; the keys expire
-`retention_s` after the last write. A poison producer cannot fill Redis (which, with
-`noeviction`, would stop the queues), and `greenq dlq list` says how many were dropped.
+The store is bounded: every write (one script, `scripts/add_dead_letter.lua`) drops records
+older than `retention_s` and then the oldest beyond `max_records`, and counts what it dropped in
+`greenq:dead:dropped`; the keys expire `retention_s` after the last write. A poison producer
+cannot fill Redis (which, with `noeviction`, would stop the queues), and `greenq dlq list` says
+how many were dropped.
 """
 
 from __future__ import annotations
@@ -18,37 +19,11 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from shared import scripts
 from shared.keys import DEAD_LETTER_DROPPED_KEY, DEAD_LETTER_INDEX_KEY, DEAD_LETTER_KEY
 from shared.settings import DeadLetterSettings
 
 MAX_BODY_CHARS = 64 * 1024
-
-# KEYS: records, index, dropped. ARGV: id, record, written at (Unix s), max records, retention (s).
-# Returns how many records it dropped. TIME before any write (see shared/redis_transport.py).
-ADD_SCRIPT = """
-local now = tonumber(redis.call('TIME')[1])
-local retention = tonumber(ARGV[5])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-local dropped = 0
-local before = '(' .. string.format('%.0f', now - retention)
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', before)) do
-  redis.call('HDEL', KEYS[1], id)
-  dropped = dropped + 1
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', before)
-local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
-if excess > 0 then
-  for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, excess - 1)) do redis.call('HDEL', KEYS[1], id) end
-  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, excess - 1)
-  dropped = dropped + excess
-end
-if dropped > 0 then redis.call('INCRBY', KEYS[3], dropped) end
-for i = 1, 3 do
-  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], retention) end
-end
-return dropped
-"""
 
 
 @dataclass(frozen=True)
@@ -86,20 +61,13 @@ class DeadLetterStore:
     def __init__(self, client: Any, limits: DeadLetterSettings | None = None) -> None:
         self._redis = client  # a redis.Redis (or kombu's pooled client)
         self._limits = limits or DeadLetterSettings()
+        self._add = scripts.register(client, "add_dead_letter")
 
     def add(self, letter: DeadLetter) -> str:
         keys = [DEAD_LETTER_KEY, DEAD_LETTER_INDEX_KEY, DEAD_LETTER_DROPPED_KEY]
         limits = self._limits
-        self._redis.eval(
-            ADD_SCRIPT,
-            len(keys),
-            *keys,
-            letter.id,
-            letter.to_json(),
-            repr(letter.at),
-            limits.max_records,
-            limits.retention_s,
-        )
+        args: list[str | int] = [letter.id, letter.to_json(), repr(letter.at), limits.max_records, limits.retention_s]
+        self._add(keys=keys, args=args, client=self._redis)
         return letter.id
 
     def list(self) -> list[DeadLetter]:

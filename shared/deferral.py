@@ -2,16 +2,18 @@
 
 A deferred job is not on a Celery queue (nor a Celery ETA, nor in any worker's memory): its envelope
 waits in a hash, indexed by the latest time it may be released (`release_by`, earliest first). The
-scheduler (workers/scheduler/) plans and releases; every move is one Lua script, so that several
-schedulers, the gateway and producers can act on the same job at once:
+scheduler (workers/scheduler/) plans and releases; every move is one Lua script (in `scripts/`,
+named below), so that several schedulers, the gateway and producers can act on the same job at once:
 
-* `defer` stores a job once (a retried defer of the same id is a no-op);
-* `claim` moves the jobs to release now from `due` to `releasing` under a lease with its own token,
-  at most CLAIM_CHUNK_JOBS a call: one caller gets each;
-* `renew` extends a lease while its scheduler publishes, and says which jobs it still holds;
-* `confirm` forgets jobs once their scheduler has published them to their queue;
-* `recover` puts back jobs whose releasing scheduler died before confirming (its lease ran out);
-* `withdraw` takes a job out before release (a cancel).
+* `defer` stores a job once (a retried defer of the same id is a no-op): `defer_job.lua`;
+* `claim` takes the jobs to release now from `due` to `releasing`, under a *release hold* (a token
+  and an end time), at most CLAIM_CHUNK_JOBS a call: one caller gets each (`take_due_deferred.lua`);
+* `renew` extends a hold while its scheduler publishes, and says which jobs it still holds
+  (`extend_release_hold.lua`);
+* `confirm` forgets jobs once their scheduler has published them to their queue (`confirm_released.lua`);
+* `recover` puts back jobs whose releasing scheduler died before confirming, its hold run out
+  (`recover_unconfirmed.lua`);
+* `withdraw` takes a job out before release, a cancel (`withdraw_deferred.lua`).
 
 >>> store = DeferredStore(redis_client)
 >>> store.defer([DeferredJob(envelope, release_by=..., submitted_g_per_kwh=212.0)], slot_s=300)
@@ -28,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shared import scripts
 from shared.envelope import Envelope
 from shared.keys import (
     CARBON_NOW_KEY,
@@ -44,118 +47,9 @@ from shared.keys import (
 CARBON_NOW_TTL_S = 900  # a reading older than this is not put on receipts
 SLOT_COUNTER_TTL_S = 7200
 ARRIVALS_TTL_S = 3 * 86_400  # the scheduler reads a day of demand, and the same time the day before
-# One claim script blocks Redis for about 10 µs a job (a few writes and a JSON decode each): 500 keep it
+# One take_due_deferred.lua call blocks Redis for about 10 µs a job (a few writes and a JSON decode each): 500 keep it
 # to a few milliseconds and its reply to about half a megabyte, whatever the backlog.
 CLAIM_CHUNK_JOBS = 500
-
-# KEYS: job, due, count, arrivals of its slot. ARGV: job id, record JSON, release_by, job type, window, TTL.
-# Returns 1 if stored.
-_DEFER = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
-redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
-redis.call('EXPIRE', KEYS[4], ARGV[6])
-return 1
-"""
-
-# KEYS: due, releasing, job, count, slot counter, holder. ARGV: now, allowance, lease end, counter TTL,
-# limit, token. Releases every job already due (release_by <= now), and more in deadline order while the
-# slot's releases stay within `allowance`; at most `limit` a call. Returns {id, record, id, record, ...}.
-_CLAIM = """
-local due_now = redis.call('ZCOUNT', KEYS[1], '-inf', ARGV[1])
-local used = tonumber(redis.call('GET', KEYS[5]) or '0')
-local n = math.min(math.max(due_now, tonumber(ARGV[2]) - used), tonumber(ARGV[5]))
-if n <= 0 then return {} end
-local out = {}
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, n - 1)) do
-  redis.call('ZREM', KEYS[1], id)
-  local record = redis.call('HGET', KEYS[3], id)
-  if record then
-    redis.call('ZADD', KEYS[2], ARGV[3], id)
-    redis.call('HSET', KEYS[6], id, ARGV[6])
-    local ok, decoded = pcall(cjson.decode, record)
-    if ok and type(decoded) == 'table' and type(decoded['job_type']) == 'string' then
-      redis.call('HINCRBY', KEYS[4], decoded['job_type'], -1)
-    end
-    table.insert(out, id)
-    table.insert(out, record)
-  end
-end
-redis.call('INCRBY', KEYS[5], #out / 2)
-redis.call('EXPIRE', KEYS[5], ARGV[4])
-return out
-"""
-
-# KEYS: releasing, holder. ARGV: token, lease end, job ids... Extends the lease on the jobs it still
-# holds (taken back or claimed by another, a job is not its holder's any more). Returns those ids.
-_RENEW = """
-local held = {}
-for i = 3, #ARGV do
-  local id = ARGV[i]
-  if redis.call('HGET', KEYS[2], id) == ARGV[1] and redis.call('ZSCORE', KEYS[1], id) then
-    redis.call('ZADD', KEYS[1], ARGV[2], id)
-    table.insert(held, id)
-  end
-end
-return held
-"""
-
-# KEYS: releasing, job, holder, due, count. ARGV: token, job ids... Forgets jobs their holder published.
-# One whose lease ran out and was taken back, but not claimed again, is taken out of due too: it is on
-# its queue. One another scheduler holds now is left to it. Returns how many were forgotten.
-_CONFIRM = """
-local done = 0
-for i = 2, #ARGV do
-  local id = ARGV[i]
-  local holder = redis.call('HGET', KEYS[3], id)
-  if holder == ARGV[1] then
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('HDEL', KEYS[2], id)
-    redis.call('HDEL', KEYS[3], id)
-    done = done + 1
-  elseif not holder and redis.call('ZREM', KEYS[4], id) == 1 then
-    local ok, decoded = pcall(cjson.decode, redis.call('HGET', KEYS[2], id) or '')
-    if ok and type(decoded) == 'table' and type(decoded['job_type']) == 'string' then
-      redis.call('HINCRBY', KEYS[5], decoded['job_type'], -1)
-    end
-    redis.call('HDEL', KEYS[2], id)
-    done = done + 1
-  end
-end
-return done
-"""
-
-# KEYS: releasing, job, due, count, holder. ARGV: now, limit. Leases that ran out: back to due, at most
-# `limit` a call. Returns {jobs put back, leases looked at}.
-_RECOVER = """
-local back = 0
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, id in ipairs(ids) do
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('HDEL', KEYS[5], id)
-  local record = redis.call('HGET', KEYS[2], id)
-  local ok, decoded = pcall(cjson.decode, record or '')
-  if ok and type(decoded) == 'table' and type(decoded['release_by']) == 'number' then
-    redis.call('ZADD', KEYS[3], decoded['release_by'], id)
-    redis.call('HINCRBY', KEYS[4], decoded['job_type'], 1)
-    back = back + 1
-  end
-end
-return {back, #ids}
-"""
-
-# KEYS: due, job, count. ARGV: job id. Returns 1 if the job was waiting and is now withdrawn.
-_WITHDRAW = """
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-local record = redis.call('HGET', KEYS[2], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-local ok, decoded = pcall(cjson.decode, record or '')
-if ok and type(decoded) == 'table' and type(decoded['job_type']) == 'string' then
-  redis.call('HINCRBY', KEYS[3], decoded['job_type'], -1)
-end
-return 1
-"""
 
 
 @dataclass(frozen=True)
@@ -195,7 +89,8 @@ class DeferredJob:
 
 @dataclass(frozen=True)
 class ReleaseLease:
-    """Jobs one `claim` took: theirs to publish while `token` holds them (see `renew`)."""
+    """A release hold: the jobs one `claim` took, the caller's to publish while `token` holds them (see
+    `renew`)."""
 
     token: str
     jobs: tuple[DeferredJob, ...]
@@ -226,6 +121,12 @@ class StoredPlan:
 class DeferredStore:
     def __init__(self, client: Any) -> None:
         self._redis = client
+        self._defer = scripts.register(client, "defer_job")
+        self._take_due = scripts.register(client, "take_due_deferred")
+        self._extend_hold = scripts.register(client, "extend_release_hold")
+        self._confirm = scripts.register(client, "confirm_released")
+        self._recover = scripts.register(client, "recover_unconfirmed")
+        self._withdraw = scripts.register(client, "withdraw_deferred")
 
     # -- producers ----------------------------------------------------------------------
 
@@ -237,7 +138,7 @@ class DeferredStore:
             window = max(0, math.floor((job.release_by - slot_start_s) / slot_s))
             keys = (DEFERRED_JOB_KEY, DEFERRED_DUE_KEY, DEFERRED_COUNT_KEY, arrivals_key(slot_start_s))
             args = (job.job_id, job.encode(), job.release_by, job.envelope.job_type, window, ARRIVALS_TTL_S)
-            pipe.eval(_DEFER, len(keys), *keys, *args)
+            self._defer(keys=keys, args=args, client=pipe)
         pipe.execute()
 
     def carbon_now(self) -> float | None:
@@ -264,7 +165,7 @@ class DeferredStore:
     def withdraw(self, job_id: str) -> bool:
         """Take a job out before its release; False if it was not waiting (released, or never deferred)."""
         keys = (DEFERRED_DUE_KEY, DEFERRED_JOB_KEY, DEFERRED_COUNT_KEY)
-        return bool(self._redis.eval(_WITHDRAW, len(keys), *keys, job_id))
+        return bool(self._withdraw(keys=keys, args=[job_id], client=self._redis))
 
     # -- the scheduler ------------------------------------------------------------------
 
@@ -294,7 +195,8 @@ class DeferredStore:
     def claim(
         self, now: float, slot_start_s: float, allowance: int, lease_s: float, limit: int = CLAIM_CHUNK_JOBS
     ) -> ReleaseLease:
-        """Take jobs to release now, at most `limit`: those already due, then more up to the slot's `allowance`.
+        """Take jobs to release now, at most `limit`: those already due, then more up to the slot's `allowance`,
+        under a release hold that ends `lease_s` from `now`.
 
         Call again while it returns `limit` jobs: each call does a bounded share of the work.
         """
@@ -310,30 +212,30 @@ class DeferredStore:
             DEFERRED_HOLDER_KEY,
         )
         args = (now, allowance, now + lease_s, SLOT_COUNTER_TTL_S, limit, token)
-        reply = self._redis.eval(_CLAIM, len(keys), *keys, *args)
+        reply = self._take_due(keys=keys, args=args, client=self._redis)
         return ReleaseLease(token, tuple(DeferredJob.decode(raw) for raw in reply[1::2]))
 
-    def renew(self, token: str, job_ids: Sequence[str], lease_end_s: float) -> set[str]:
-        """Extend a lease to `lease_end_s` on those of `job_ids` it still holds; returns them."""
+    def renew(self, token: str, job_ids: Sequence[str], hold_end_s: float) -> set[str]:
+        """Extend the release hold `token` to `hold_end_s` on those of `job_ids` it still holds; returns them."""
         if not job_ids:
             return set()
         keys = (DEFERRED_RELEASING_KEY, DEFERRED_HOLDER_KEY)
-        held = self._redis.eval(_RENEW, len(keys), *keys, token, lease_end_s, *job_ids)
+        held = self._extend_hold(keys=keys, args=[token, hold_end_s, *job_ids], client=self._redis)
         return {raw.decode() if isinstance(raw, bytes) else str(raw) for raw in held}
 
     def confirm(self, token: str, job_ids: Sequence[str]) -> int:
-        """Forget jobs the lease `token` published (those another scheduler took meanwhile are its own)."""
+        """Forget jobs the release hold `token` published (those another scheduler took meanwhile are its own)."""
         if not job_ids:
             return 0
         keys = (DEFERRED_RELEASING_KEY, DEFERRED_JOB_KEY, DEFERRED_HOLDER_KEY, DEFERRED_DUE_KEY, DEFERRED_COUNT_KEY)
-        return int(self._redis.eval(_CONFIRM, len(keys), *keys, token, *job_ids))
+        return int(self._confirm(keys=keys, args=[token, *job_ids], client=self._redis))
 
     def recover(self, now: float, limit: int = CLAIM_CHUNK_JOBS) -> int:
         """Put back jobs whose releasing scheduler died before confirming them, `limit` a script call."""
         keys = (DEFERRED_RELEASING_KEY, DEFERRED_JOB_KEY, DEFERRED_DUE_KEY, DEFERRED_COUNT_KEY, DEFERRED_HOLDER_KEY)
         total = 0
         while True:
-            back, seen = self._redis.eval(_RECOVER, len(keys), *keys, now, limit)
+            back, seen = self._recover(keys=keys, args=[now, limit], client=self._redis)
             total += int(back)
             if int(seen) < limit:
                 return total

@@ -2,18 +2,18 @@
 
 Stock kombu consumes with BRPOP: Redis removes the message when it sends the reply, and the
 client records it as unacked only after it has read that reply. A process killed (or too
-busy to read) in between loses the message for good. Here a Lua script moves a message from
-its queue into the in-flight record in one atomic step (the reliable-queue pattern), so a
-message is always either queued or recorded as held by a named consumer:
+busy to read) in between loses the message for good. Here a Lua script (`scripts/fetch_message.lua`)
+moves a message from its queue into the in-flight record in one atomic step (the reliable-queue
+pattern), so a message is always either queued or recorded as held by a named consumer:
 
 * `unacked` / `unacked_index` keep kombu's own layout, so acks, rejects, `celery inspect`
   and Flower see what they expect; greenq adds `greenq:unacked:owner` (tag → consumer) and
   one set per consumer (`greenq:inflight:<consumer>`).
 * Each consumer (one per channel) heartbeats into `greenq:consumers` (a sorted set scored
-  by Redis' own clock). A sweep in every worker gives back the messages of consumers whose
-  heartbeat is older than `consumer_lease_s`: a dead worker's jobs come back in about that
-  long, and a live worker's jobs are never redelivered, however long they take.
-* Acks and requeues are conditional on the owner: when a copy was given back and claimed by
+  by Redis' own clock). A sweep in every worker gives back the messages of consumers silent for
+  longer than the heartbeat timeout (the `consumer_lease_s` option): a dead worker's jobs come back
+  in about that long, and a live worker's jobs are never redelivered, however long they take.
+* Acks and requeues are conditional on the owner: when a copy was given back and fetched by
   another consumer (same delivery tag), a late ack of the old copy no longer deletes the new
   copy's record (and drops the old owner's stale membership). Messages recorded by stock kombu
   consumers (no owner) still come back after `visibility_timeout`, as before.
@@ -24,6 +24,8 @@ message is always either queued or recorded as held by a named consumer:
 
 The fetch cannot block (Lua scripts never do), so an idle channel polls every `idle_poll_s`
 (Sidekiq's reliable fetch does the same); a channel that found a message fetches again at once.
+Each poll is an EVALSHA of the registered script; after Redis lost its scripts (a restart, `SCRIPT
+FLUSH`) the poll that meets NOSCRIPT loads the script and the channel polls again at once.
 A list item that is not a JSON message object is dead-lettered, not fatal.
 """
 
@@ -44,7 +46,9 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual import QoS as VirtualQoS
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
+from redis.exceptions import NoScriptError
 
+from shared import scripts
 from shared.broker_compat import MIN_REDIS_VERSION, UnsupportedDependency, check_libraries, redis_problem
 from shared.deadletter import DeadLetter, DeadLetterStore, truncate
 from shared.keys import CONSUMERS_KEY, INFLIGHT_KEY_PREFIX, UNACKED_OWNER_KEY
@@ -52,95 +56,10 @@ from shared.settings import DeadLetterSettings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONSUMER_LEASE_S = 30.0
+DEFAULT_HEARTBEAT_TIMEOUT_S = 30.0  # the `consumer_lease_s` option's default
 DEFAULT_IDLE_POLL_S = 0.05
 
-# KEYS: the queue lists in fetch order, then unacked, unacked_index, owners, inflight, consumers.
-# ARGV: number of queue lists, consumer id, one flag per list ('1': record what it yields as held by
-# the consumer; '0': a no-ack consumer's list, such as a control reply queue). Returns {list, item} or nil.
-# TIME comes before any write: a server that refuses writes after it (script replication, Redis < 5)
-# fails here having changed nothing. The message leaves its list last, after its record is written,
-# so an error while recording (a key of the wrong type, say) leaves it queued rather than lost.
-CLAIM_SCRIPT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local n = tonumber(ARGV[1])
-local unacked, index, owners, inflight, consumers = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3], KEYS[n + 4], KEYS[n + 5]
-for i = 1, n do
-  local item = redis.call('LINDEX', KEYS[i], -1)
-  if item then
-    local ok, msg = pcall(cjson.decode, item)
-    if string.sub(ARGV[3], i, i) == '1' and ok and type(msg) == 'table' and type(msg['properties']) == 'table' then
-      local props = msg['properties']
-      local tag = props['delivery_tag']
-      if type(tag) == 'string' then
-        local info = props['delivery_info']
-        local exchange, routing_key = '', ''
-        if type(info) == 'table' then
-          if type(info['exchange']) == 'string' then exchange = info['exchange'] end
-          if type(info['routing_key']) == 'string' then routing_key = info['routing_key'] end
-        end
-        local record = '[' .. item .. ',' .. cjson.encode(exchange) .. ',' .. cjson.encode(routing_key) .. ']'
-        redis.call('HSET', unacked, tag, record)
-        redis.call('ZADD', index, now, tag)
-        redis.call('HSET', owners, tag, ARGV[2])
-        redis.call('SADD', inflight, tag)
-        redis.call('ZADD', consumers, now, ARGV[2])
-      end
-    end
-    redis.call('RPOP', KEYS[i])
-    return {KEYS[i], item}
-  end
-end
-return false
-"""
-
-# KEYS: unacked, unacked_index, owners, inflight. ARGV: tag, consumer id.
-# When another consumer holds the tag now (its copy was given back and claimed again), only this
-# consumer's stale membership goes: left behind, the sweep would "give it back" forever.
-ACK_SCRIPT = """
-local owner = redis.call('HGET', KEYS[3], ARGV[1])
-if owner and owner ~= ARGV[2] then
-  redis.call('SREM', KEYS[4], ARGV[1])
-  return 0
-end
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HDEL', KEYS[3], ARGV[1])
-redis.call('SREM', KEYS[4], ARGV[1])
-return 1
-"""
-
-# KEYS: consumers, inflight, owners, unacked_index. ARGV: consumer id, '1' if it holds messages locally.
-# Besides the heartbeat, each held message's `unacked_index` score moves to now: a stock kombu sweep
-# (`celery inspect`, Flower, any process without this transport) requeues only entries older than the
-# visibility timeout, so it leaves a live consumer's messages alone. Stale memberships are dropped.
-HEARTBEAT_SCRIPT = """
-if ARGV[2] ~= '1' and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-for _, tag in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  if redis.call('HGET', KEYS[3], tag) == ARGV[1] then
-    redis.call('ZADD', KEYS[4], 'XX', now, tag)
-  else
-    redis.call('SREM', KEYS[2], tag)
-  end
-end
-return 1
-"""
-
-# KEYS: consumers, inflight. ARGV: consumer id, the latest heartbeat that counts as stale (Redis time).
-# One script: a consumer that heartbeats or claims between the check and the removal stays registered.
-FORGET_SCRIPT = """
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not score or tonumber(score) > tonumber(ARGV[2]) then return 0 end
-if redis.call('SCARD', KEYS[2]) > 0 then return 0 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-return 1
-"""
-
-EVER = "1e308"  # FORGET_SCRIPT's staleness bound that every heartbeat passes: forget now if nothing is held
+EVER = "1e308"  # a silence bound every heartbeat passes: forget_consumer then forgets if nothing is held
 UNOWNED = ""  # restore_by_tag's `owner` for a record that no greenq consumer holds
 
 
@@ -161,12 +80,12 @@ class QoS(kombu_redis.QoS):
     channel: Channel
 
     def append(self, message: Any, delivery_tag: str) -> None:
-        # The claim script has already recorded the message in Redis.
+        # The fetch script has already recorded the message in Redis.
         VirtualQoS.append(self, message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
         if self._channel_open("ack", delivery_tag):
-            self.channel.release_tag(delivery_tag)
+            self.channel.drop_held_record(delivery_tag)
         VirtualQoS.ack(self, delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
@@ -174,7 +93,7 @@ class QoS(kombu_redis.QoS):
             if requeue:
                 self.restore_by_tag(delivery_tag, leftmost=True, owner=self.channel.consumer_id)
             else:
-                self.channel.release_tag(delivery_tag)
+                self.channel.drop_held_record(delivery_tag)
         VirtualQoS.ack(self, delivery_tag)
 
     def _channel_open(self, what: str, delivery_tag: str) -> bool:
@@ -182,13 +101,14 @@ class QoS(kombu_redis.QoS):
 
         Its connection and pool are gone, and kombu would raise AttributeError out of the event loop,
         which Celery treats as unrecoverable: the worker exited. The message's in-flight record stays
-        under this channel's consumer id, which no longer heartbeats, so the sweep gives it back after
-        `consumer_lease_s`; its redelivery finds the stored result (or runs the job, for a requeue)."""
+        under this channel's consumer id, which no longer heartbeats, so the sweep gives it back once the
+        heartbeat timeout (`consumer_lease_s`) has passed; its redelivery finds the stored result (or runs
+        the job, for a requeue)."""
         if not self.channel.closed and self.channel.connection is not None:
             return True
         log.warning(
             "cannot %s message %s: its channel was closed by a lost connection; "
-            "it is given back after the consumer lease",
+            "it is given back once its consumer's heartbeats have stopped for consumer_lease_s",
             what,
             delivery_tag,
         )
@@ -207,7 +127,8 @@ class QoS(kombu_redis.QoS):
             self.channel.forget_consumer()
         except Exception as exc:  # noqa: BLE001 - kombu raises AttributeError on a closed connection
             log.warning(
-                "could not give back %d held jobs on close (%s: %s); they come back after the consumer lease",
+                "could not give back %d held jobs on close (%s: %s); they come back once this consumer's "
+                "heartbeats have stopped for consumer_lease_s",
                 len(self._delivered),
                 type(exc).__name__,
                 exc,
@@ -254,15 +175,15 @@ class QoS(kombu_redis.QoS):
                 pass
 
     def _restore_dead_consumers(self, client: Any, now: float) -> None:
-        lease_s = self.channel.consumer_lease_s
-        for raw in client.zrangebyscore(CONSUMERS_KEY, "-inf", now - lease_s):
+        timeout_s = self.channel.consumer_lease_s  # the heartbeat timeout
+        for raw in client.zrangebyscore(CONSUMERS_KEY, "-inf", now - timeout_s):
             dead = bytes_to_str(raw)
             tags = client.smembers(inflight_key(dead))
             if tags:
-                log.warning("consumer %s missed heartbeats for %.0f s: giving back %d jobs", dead, lease_s, len(tags))
+                log.warning("consumer %s missed heartbeats for %.0f s: giving back %d jobs", dead, timeout_s, len(tags))
             for tag in tags:
                 self.restore_by_tag(tag, client=client, owner=dead)
-            client.eval(FORGET_SCRIPT, 2, CONSUMERS_KEY, inflight_key(dead), dead, repr(now - lease_s))
+            self.channel.forget_consumer(dead, silent_since=repr(now - timeout_s), client=client)
 
     def _restore_unowned(self, client: Any, now: float, num: int) -> None:
         ceiling = now - self.visibility_timeout
@@ -281,7 +202,7 @@ class Channel(kombu_redis.Channel):
     QoS = QoS
     # mypy reads kombu's tuple as fixed-length, so a longer one (as kombu's own subclasses make) is "incompatible".
     from_transport_options = kombu_redis.Channel.from_transport_options + GREENQ_OPTIONS  # type: ignore[assignment]
-    consumer_lease_s = DEFAULT_CONSUMER_LEASE_S
+    consumer_lease_s = DEFAULT_HEARTBEAT_TIMEOUT_S  # the heartbeat timeout
     idle_poll_s = DEFAULT_IDLE_POLL_S
     dead_letter_max_records = DeadLetterSettings().max_records
     dead_letter_retention_s = DeadLetterSettings().retention_s
@@ -291,12 +212,18 @@ class Channel(kombu_redis.Channel):
         self._idle_until = 0.0
         self._no_ack_queues: set[str] = set()
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]  # kombu's, unannotated
+        # Registered once per channel, called with whichever client each call uses (kombu makes a new one
+        # per `conn_or_acquire`): a script's SHA depends on its text only.
+        self._fetch = scripts.register(self.client, "fetch_message")
+        self._ack = scripts.register(self.client, "ack_message")
+        self._heartbeat = scripts.register(self.client, "heartbeat_consumer")
+        self._forget = scripts.register(self.client, "forget_idle_consumer")
         check_server_once(self)
 
     # -- fetching ------------------------------------------------------------------------
 
     def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
-        # Nobody acks what a no-ack consumer (a control reply queue) gets: the claim must not record it.
+        # Nobody acks what a no-ack consumer (a control reply queue) gets: the fetch must not record it.
         if no_ack:
             self._no_ack_queues.add(queue)
         else:
@@ -311,15 +238,15 @@ class Channel(kombu_redis.Channel):
 
     def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
         try:
-            message = self.Message(self._claim_one(queue, record=not no_ack), channel=self)  # type: ignore[no-untyped-call]
+            message = self.Message(self._fetch_one(queue, record=not no_ack), channel=self)  # type: ignore[no-untyped-call]
         except Empty:
             return None
         if not no_ack:
             self.qos.append(message, message.delivery_tag)
         return message
 
-    def _claim_args(self, queues: list[str]) -> list[Any]:
-        """EVAL's keys and arguments after the script: the number of keys, the keys, then ARGV."""
+    def _fetch_keys_and_args(self, queues: list[str]) -> tuple[list[str], list[Any]]:
+        """fetch_message.lua's KEYS and ARGV for these queues."""
         # kombu's own method, unannotated:
         pairs = [(self._q_for_pri(q, pri), q) for pri in self.priority_steps for q in queues]  # type: ignore[no-untyped-call]
         keys = [
@@ -331,10 +258,10 @@ class Channel(kombu_redis.Channel):
             CONSUMERS_KEY,
         ]
         record = "".join("0" if q in self._no_ack_queues else "1" for _, q in pairs)
-        return [len(keys), *keys, len(pairs), self.consumer_id, record]
+        return keys, [len(pairs), self.consumer_id, record]
 
     def _brpop_start(self, timeout: float | None = None) -> None:
-        """Send one claim (not BRPOP): it moves a message into our in-flight record atomically."""
+        """Send one fetch (not BRPOP): it moves a message into our in-flight record atomically."""
         if time.monotonic() < self._idle_until:
             return
         queues = self._queue_cycle.consume(len(self.active_queues))
@@ -342,17 +269,22 @@ class Channel(kombu_redis.Channel):
             return
         self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()  # type: ignore[assignment]  # kombu declares it `= None`
-        self.client.connection.send_command("EVAL", CLAIM_SCRIPT, *self._claim_args(queues))
+        keys, args = self._fetch_keys_and_args(queues)
+        self.client.connection.send_command("EVALSHA", self._fetch.sha, len(keys), *keys, *args)
 
     def _brpop_read(self, **options: Any) -> bool:
         try:
             try:
-                reply = self.client.parse_response(self.client.connection, "EVAL", **options)
+                reply = self.client.parse_response(self.client.connection, "EVALSHA", **options)
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
+            except NoScriptError:  # Redis lost its scripts (a restart, SCRIPT FLUSH): load it, poll again now
+                log.info("the broker had lost the fetch script (a restart, or SCRIPT FLUSH): loading it")
+                self._fetch.sha = self.client.script_load(self._fetch.script)
+                raise Empty() from None
             except self.ResponseError as exc:  # e.g. scripts refused: wait, and try again
-                log.warning("claiming a message failed: %s", exc)
+                log.warning("fetching a message failed: %s", exc)
                 reply = None
             if not reply:
                 self._on_idle()
@@ -383,38 +315,41 @@ class Channel(kombu_redis.Channel):
             time.sleep(self.idle_poll_s)
 
     def _get(self, queue: str, timeout: Any = None) -> Any:
-        return self._claim_one(queue, record=True)
+        return self._fetch_one(queue, record=True)
 
-    def _claim_one(self, queue: str, record: bool) -> Any:
-        """basic_get: the same atomic claim, for one queue."""
-        args = self._claim_args([queue])
+    def _fetch_one(self, queue: str, record: bool) -> Any:
+        """basic_get: the same atomic fetch, for one queue."""
+        keys, args = self._fetch_keys_and_args([queue])
         if not record:
             args[-1] = "0" * len(args[-1])
         with self.conn_or_acquire() as client:
-            reply = client.eval(CLAIM_SCRIPT, *args)
+            reply = self._fetch(keys=keys, args=args, client=client)
         if not reply:
             raise Empty()
         return loads(bytes_to_str(reply[1]))
 
     # -- ownership -----------------------------------------------------------------------
 
-    def release_tag(self, delivery_tag: str) -> None:
+    def drop_held_record(self, delivery_tag: str) -> None:
         """Drop a message's in-flight record (ack, or reject without requeue) if we still hold it."""
         with self.conn_or_acquire() as client:
             keys = [self.unacked_key, self.unacked_index_key, UNACKED_OWNER_KEY, inflight_key(self.consumer_id)]
-            client.eval(ACK_SCRIPT, len(keys), *keys, delivery_tag, self.consumer_id)
+            self._ack(keys=keys, args=[delivery_tag, self.consumer_id], client=client)
 
     def heartbeat(self) -> None:
         """Tell other workers this consumer is alive (only once it holds or held messages)."""
         keys = [CONSUMERS_KEY, inflight_key(self.consumer_id), UNACKED_OWNER_KEY, self.unacked_index_key]
         holding = "1" if self.qos._delivered else "0"
         with self.conn_or_acquire() as client:
-            client.eval(HEARTBEAT_SCRIPT, len(keys), *keys, self.consumer_id, holding)
+            self._heartbeat(keys=keys, args=[self.consumer_id, holding], client=client)
 
-    def forget_consumer(self) -> None:
-        """After a clean close: nothing is held any more, so stop being a consumer."""
-        with self.conn_or_acquire() as client:
-            client.eval(FORGET_SCRIPT, 2, CONSUMERS_KEY, inflight_key(self.consumer_id), self.consumer_id, EVER)
+    def forget_consumer(self, consumer_id: str | None = None, silent_since: str = EVER, client: Any = None) -> None:
+        """Unregister a consumer (default: this one, after a clean close) if it holds nothing and has not
+        beaten since `silent_since` (Redis time; EVER: whenever it last did)."""
+        consumer_id = self.consumer_id if consumer_id is None else consumer_id
+        with self.conn_or_acquire(client) as client:
+            keys = [CONSUMERS_KEY, inflight_key(consumer_id)]
+            self._forget(keys=keys, args=[consumer_id, silent_since], client=client)
 
     def _dead_letter(self, queue: str, item: bytes | str, reason: str) -> None:
         log.error("dead-lettered a message from %s: %s", queue, reason)
@@ -443,14 +378,14 @@ class Transport(kombu_redis.Transport):
         assert self.client is not None  # the Connection that made this transport
         options = self.client.transport_options
         idle_poll_s = float(options.get("idle_poll_s", DEFAULT_IDLE_POLL_S))
-        lease_s = float(options.get("consumer_lease_s", DEFAULT_CONSUMER_LEASE_S))
-        # Wake the loop so idle channels poll again; heartbeat well inside the lease. A reconnect
+        timeout_s = float(options.get("consumer_lease_s", DEFAULT_HEARTBEAT_TIMEOUT_S))
+        # Wake the loop so idle channels poll again; heartbeat well inside the timeout. A reconnect
         # registers a new transport with the same loop: the old one's timers go.
         for tref in _timers.pop(loop, []):
             tref.cancel()
         _timers[loop] = [
             loop.call_repeatedly(idle_poll_s, _noop),
-            loop.call_repeatedly(max(0.2, lease_s / 3), self._heartbeat_all),
+            loop.call_repeatedly(max(0.2, timeout_s / 3), self._heartbeat_all),
         ]
 
     def _heartbeat_all(self) -> None:

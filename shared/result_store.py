@@ -3,7 +3,8 @@
 Celery's own store is a GET then a SET (two workers can both write, and a later `succeeded`
 can replace a `failed`), and a store that fails is handled as the job's failure and acked.
 Workers therefore store their record here themselves (`ignore_result=True`): `SET NX` plus the
-PUBLISH Celery's result consumers listen for, in one script, in Celery's own format, so
+PUBLISH Celery's result consumers listen for, in one script (`scripts/store_result_once.lua`), in
+Celery's own format, so
 `AsyncResult`, Flower and greenq's client read it as before. A storefront's cancel writes its
 `cancelled` record the same way (`cancel`), so it never replaces a stored result either.
 """
@@ -14,18 +15,9 @@ from typing import Any
 
 from celery import states
 
-from shared import claims
+from shared import claims, scripts
 from shared.errors import JobNotComputed
 from shared.results import JobResult, result_from_meta
-
-# KEYS: result key. ARGV: encoded meta, ttl in s. 1 if this call stored it, 0 if a result was there.
-STORE_ONCE_SCRIPT = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
-  redis.call('PUBLISH', KEYS[1], ARGV[1])
-  return 1
-end
-return 0
-"""
 
 
 class ResultStore:
@@ -43,7 +35,8 @@ class ResultStore:
     def put_once(self, result: JobResult) -> tuple[JobResult, bool]:
         """Store `result` unless a final result exists; returns (the stored result, whether ours)."""
         key, encoded = self._encoded(result)
-        if self._backend.client.eval(STORE_ONCE_SCRIPT, 1, key, encoded, self._ttl_s):
+        client = self._backend.client  # read at each call: a test may swap the backend's client
+        if scripts.register(client, "store_result_once")(keys=[key], args=[encoded, self._ttl_s], client=client):
             return result, True
         stored = self.get(result.job_id)  # None only if something other than a final state sits there
         return (stored or result), False

@@ -30,21 +30,11 @@ from typing import Any, Literal
 
 import redis
 
+from shared import scripts
 from shared.keys import LEASE_KEY_PREFIX
 
 log = logging.getLogger(__name__)
 INFRA_ERRORS = (redis.RedisError, OSError)
-
-# KEYS: lease. ARGV: token, ttl in ms. Renews the lease only if the token still holds it.
-RENEW_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-# KEYS: lease. ARGV: token.
-RELEASE_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 def lease_key(job_id: str) -> str:
@@ -104,6 +94,8 @@ class JobLeases:
         self._check_timeout_s = min(1.0, ttl_s / 60) if check_timeout_s is None else check_timeout_s
         self._checking = threading.Lock()  # held while lost()'s call to Redis runs: one at a time
         self._redis = client
+        self._renew_one = scripts.register(client, "renew_job_lease")
+        self._release_one = scripts.register(client, "release_job_lease")
         self._ttl_s = ttl_s
         self._ttl_ms = int(ttl_s * 1000)
         self._owner = owner
@@ -138,7 +130,7 @@ class JobLeases:
             held = self._held.get(job_id)
             if held is not None and held.token == token:
                 del self._held[job_id]
-        self._redis.eval(RELEASE_SCRIPT, 1, lease_key(job_id), token)
+        self._release_one(keys=[lease_key(job_id)], args=[token], client=self._redis)
 
     def holder(self, job_id: str) -> str | None:
         value = self._redis.get(lease_key(job_id))
@@ -197,7 +189,7 @@ class JobLeases:
         try:
             pipe = self._redis.pipeline(transaction=False)
             for job_id, lease in held:
-                pipe.eval(RENEW_SCRIPT, 1, lease_key(job_id), lease.token, self._ttl_ms)
+                self._renew_one(keys=[lease_key(job_id)], args=[lease.token, self._ttl_ms], client=pipe)
             replies = pipe.execute()
         except INFRA_ERRORS as exc:
             log.warning("could not renew %d job leases: %s", len(held), exc)

@@ -8,16 +8,18 @@ Each POST carries `X-Greenq-Timestamp` (Unix seconds) and
 In Redis, each callback is a hash (url, tenant, attempts, and the result once it is seen) in one of two
 sorted sets, indexed by readiness so that a gateway reads only callbacks it can act on:
 
-* `due`: to look at now or at its score: just registered, its job has a result, a retry's time, or a
-  lease. A gateway claims a due callback by moving its score past the attempt's deadline (a lease); if it
-  dies, the lease runs out and another gateway sends it again.
-* `waiting`: its job has no result yet. A result's notification (`wake`, from results.py's feed) moves it
-  to `due`; `sweep` looks at each one again every `sweep_s`, for notifications missed while no gateway
-  listened.
+* `due`: to look at now or at its score: just registered, its job has a result, a retry's time, or an
+  attempt's deadline. A gateway starts an attempt on a due callback by moving its score past the attempt's
+  deadline (`scripts/start_callback_attempt.lua`), so no other gateway takes it meanwhile; if it dies, the
+  deadline passes and another gateway sends it again.
+* `waiting`: its job has no result yet (`scripts/park_callback.lua` moves it here). A result's notification
+  (`wake`, from finished.py's feed: `scripts/wake_callbacks.lua`) moves it to `due`; `sweep` looks at each
+  one again every `sweep_s` (`scripts/sweep_waiting_callbacks.lua`), for notifications missed while no
+  gateway listened.
 
 A callback's record lives as long as its job can finish (`live_s` at register: a deferred job's run_by
 plus the result TTL; and each sweep keeps it, with its job's owner record, while the job has no result and
-that owner record lives, so a backlog longer than the result TTL does not end it), and from its first claim
+that owner record lives, so a backlog longer than the result TTL does not end it), and from its first attempt
 it holds the result itself, so the result's own TTL cannot end it between attempts. A record that expires
 unsent is logged and counted (`expired`).
 """
@@ -33,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shared import scripts
 from shared.keys import (
     CALLBACK_DUE_KEY,
     CALLBACK_JOB_KEY_PREFIX,
@@ -48,83 +51,9 @@ RECHECK_S = 0.5  # a due callback whose job's stored state is not final (not gre
 BUSY_S = 0.5  # how long a due callback waits when its tenant already has its attempts in flight
 FIRST_RETRY_S = 2.0
 MAX_RETRY_S = 60.0
-CLAIM_BATCH = 500
+READ_BATCH = 500  # due or waiting callbacks read per call
 SWEEP_S = 30.0
 KEEP_MARGIN_S = 60.0
-
-# KEYS: due set, job hash. ARGV: job id, now, new score, 1 to count an attempt, result JSON (with an attempt),
-# least TTL left (s, with an attempt). Returns the attempt count (0 when not counting), -1 if the callback is
-# not due (another gateway holds it), -2 if its record is gone. An attempt stores the result in the record and
-# keeps the record at least until the next attempt could claim it, so neither TTL ends it between attempts.
-_CLAIM = """
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not score or tonumber(score) > tonumber(ARGV[2]) then return -1 end
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  return -2
-end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-if ARGV[4] ~= '1' then return 0 end
-redis.call('HSETNX', KEYS[2], 'result', ARGV[5])
-if redis.call('TTL', KEYS[2]) < tonumber(ARGV[6]) then redis.call('EXPIRE', KEYS[2], ARGV[6]) end
-return redis.call('HINCRBY', KEYS[2], 'attempts', 1)
-"""
-
-# KEYS: due, waiting, job hash, result key. ARGV: job id, now, recheck time, sweep time. Its job had no final
-# result when read: wait for its notification, unless a result arrived since (then it stays due, looked at
-# again shortly). Atomic with the result check, so a result stored after this moves it back (its
-# notification finds it). Not due any more: another gateway claimed it meanwhile; its lease stands.
-_PARK = """
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not score or tonumber(score) > tonumber(ARGV[2]) then return 0 end
-if redis.call('EXISTS', KEYS[4]) == 1 then
-  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-  return 0
-end
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-return 1
-"""
-
-# KEYS: waiting, due. ARGV: now, job ids... Jobs whose results were just stored: their callbacks become due.
-_WAKE = """
-local woken = 0
-for i = 2, #ARGV do
-  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
-    redis.call('ZADD', KEYS[2], ARGV[1], ARGV[i])
-    woken = woken + 1
-  end
-end
-return woken
-"""
-
-# KEYS: waiting, due, then a job hash, a result key and an owner record per job. ARGV: now, next sweep, least
-# TTL (s) to keep, job ids... Returns the ids whose record is gone (expired before their job finished). A job
-# with no result whose owner record lives is still pending (a backlog may outlast the result TTL): its
-# callback and owner records are kept at least `least TTL` more, so neither lapses before it finishes.
-_SWEEP = """
-local gone = {}
-local keep = tonumber(ARGV[3])
-for i = 4, #ARGV do
-  local id = ARGV[i]
-  local at = 3 + (i - 4) * 3
-  if redis.call('EXISTS', KEYS[at]) == 0 then
-    redis.call('ZREM', KEYS[1], id)
-    table.insert(gone, id)
-  elseif redis.call('EXISTS', KEYS[at + 1]) == 1 then
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('ZADD', KEYS[2], ARGV[1], id)
-  else
-    local owner = redis.call('TTL', KEYS[at + 2])
-    if owner ~= -2 then
-      if redis.call('TTL', KEYS[at]) < keep then redis.call('EXPIRE', KEYS[at], keep) end
-      if owner >= 0 and owner < keep then redis.call('EXPIRE', KEYS[at + 2], keep) end
-    end
-    redis.call('ZADD', KEYS[1], 'XX', ARGV[2], id)
-  end
-end
-return gone
-"""
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -150,7 +79,8 @@ def retry_after_s(attempts: int) -> float:
 
 @dataclass(frozen=True)
 class Claim:
-    """A callback this gateway holds the lease on: send it, then report with `delivered`, `failed` or `drop`."""
+    """A callback attempt this gateway has started: send it before the attempt's deadline, then report with
+    `delivered`, `failed` or `drop`."""
 
     job_id: str
     url: str
@@ -171,10 +101,11 @@ class CallbackQueue:
         self._ttl_s = ttl_s
         self._sweep_s = sweep_s
         self._outcomes = outcomes
-        self._claim = client.register_script(_CLAIM)
-        self._park = client.register_script(_PARK)
-        self._wake = client.register_script(_WAKE)
-        self._sweep = client.register_script(_SWEEP)
+        self._start_attempt = scripts.register(client, "start_callback_attempt")
+        self._postpone = scripts.register(client, "postpone_due_callback")
+        self._park = scripts.register(client, "park_callback")
+        self._wake = scripts.register(client, "wake_callbacks")
+        self._sweep = scripts.register(client, "sweep_waiting_callbacks")
 
     def register(self, job_id: str, url: str, tenant: str, live_s: int | None = None) -> None:
         """Keep a callback for `live_s` (default: the result TTL): as long as its job can finish, plus that TTL."""
@@ -188,9 +119,10 @@ class CallbackQueue:
     def wake(self, job_ids: Sequence[str], now: float) -> int:
         """Jobs whose results were just stored: their waiting callbacks become due. Returns how many."""
         woken = 0
-        for start in range(0, len(job_ids), CLAIM_BATCH):
-            chunk = job_ids[start : start + CLAIM_BATCH]
-            woken += int(self._wake(keys=[CALLBACK_WAITING_KEY, CALLBACK_DUE_KEY], args=[now, *chunk]))
+        for start in range(0, len(job_ids), READ_BATCH):
+            chunk = job_ids[start : start + READ_BATCH]
+            keys = [CALLBACK_WAITING_KEY, CALLBACK_DUE_KEY]
+            woken += int(self._wake(keys=keys, args=[now, *chunk], client=self._redis))
         return woken
 
     def sweep(self, now: float) -> list[str]:
@@ -199,7 +131,7 @@ class CallbackQueue:
 
         Returns the job ids whose callbacks were dropped because their record expired first.
         """
-        job_ids = [j.decode() for j in self._redis.zrangebyscore(CALLBACK_WAITING_KEY, "-inf", now, 0, CLAIM_BATCH)]
+        job_ids = [j.decode() for j in self._redis.zrangebyscore(CALLBACK_WAITING_KEY, "-inf", now, 0, READ_BATCH)]
         if not job_ids:
             return []
         keys = [CALLBACK_WAITING_KEY, CALLBACK_DUE_KEY]
@@ -210,18 +142,20 @@ class CallbackQueue:
                 f"{OWNER_KEY_PREFIX}{job_id}",
             ]
         keep_s = int(max(self._ttl_s, 2 * self._sweep_s + KEEP_MARGIN_S))  # past the next sweep, with room
-        gone = [j.decode() for j in self._sweep(keys=keys, args=[now, now + self._sweep_s, keep_s, *job_ids])]
+        args = [now, now + self._sweep_s, keep_s, *job_ids]
+        gone = [j.decode() for j in self._sweep(keys=keys, args=args, client=self._redis)]
         self._expired(gone)
         return gone
 
     def claim_due(
-        self, now: float, lease_s: float, free: Mapping[str, int], default_free: int, most: int
+        self, now: float, attempt_s: float, free: Mapping[str, int], default_free: int, most: int
     ) -> list[Claim]:
-        """Take up to `most` callbacks whose job has finished, at most free[tenant] (or default_free) per tenant."""
+        """Start attempts on up to `most` due callbacks whose job has finished, at most free[tenant] (or
+        default_free) per tenant; each attempt's deadline is `attempt_s` from `now`."""
         self.sweep(now)
         if most <= 0:
             return []
-        job_ids = [j.decode() for j in self._redis.zrangebyscore(CALLBACK_DUE_KEY, "-inf", now, 0, CLAIM_BATCH)]
+        job_ids = [j.decode() for j in self._redis.zrangebyscore(CALLBACK_DUE_KEY, "-inf", now, 0, READ_BATCH)]
         if not job_ids:
             return []
         pipe = self._redis.pipeline()
@@ -250,23 +184,23 @@ class CallbackQueue:
                 park_keys = [CALLBACK_DUE_KEY, CALLBACK_WAITING_KEY, keys[1], self._backend.get_key_for_task(job_id)]
                 self._park(keys=park_keys, args=[job_id, now, now + RECHECK_S, now + self._sweep_s], client=pipe)
             elif len(wanted) >= most or room.get(tenant, default_free) <= 0:
-                self._claim(keys=keys, args=[job_id, now, now + BUSY_S, 0, "", 0], client=pipe)
+                self._postpone(keys=keys, args=[job_id, now, now + BUSY_S], client=pipe)
             else:
                 room[tenant] = room.get(tenant, default_free) - 1
                 wanted.append((job_id, record, result))
-        keep_s = int(max(self._ttl_s, lease_s + MAX_RETRY_S + KEEP_MARGIN_S))
+        keep_s = int(max(self._ttl_s, attempt_s + MAX_RETRY_S + KEEP_MARGIN_S))
         for job_id, _, result in wanted:
             keys = [CALLBACK_DUE_KEY, f"{CALLBACK_JOB_KEY_PREFIX}{job_id}"]
             body = json.dumps(result, ensure_ascii=False)
-            self._claim(keys=keys, args=[job_id, now, now + lease_s, 1, body, keep_s], client=pipe)
+            self._start_attempt(keys=keys, args=[job_id, now, now + attempt_s, body, keep_s], client=pipe)
         answers = pipe.execute()
         self._expired(gone)
-        claims: list[Claim] = []
+        started: list[Claim] = []
         for (job_id, record, result), attempt in zip(wanted, answers[len(answers) - len(wanted) :], strict=True):
             if int(attempt) <= 0:
                 continue  # another gateway has it
-            claims.append(Claim(job_id, record[b"url"].decode(), record[b"tenant"].decode(), int(attempt), result))
-        return claims
+            started.append(Claim(job_id, record[b"url"].decode(), record[b"tenant"].decode(), int(attempt), result))
+        return started
 
     def _expired(self, job_ids: list[str]) -> None:
         for job_id in job_ids:
@@ -279,16 +213,16 @@ class CallbackQueue:
         if job_ids and self._outcomes is not None:
             self._outcomes.labels("expired").inc(len(job_ids))
 
-    def delivered(self, claim: Claim) -> None:
-        self.drop(claim)
+    def delivered(self, attempt: Claim) -> None:
+        self.drop(attempt)
 
-    def failed(self, claim: Claim, retry_at: float) -> None:
-        self._redis.zadd(CALLBACK_DUE_KEY, {claim.job_id: retry_at}, xx=True)
+    def failed(self, attempt: Claim, retry_at: float) -> None:
+        self._redis.zadd(CALLBACK_DUE_KEY, {attempt.job_id: retry_at}, xx=True)
 
-    def drop(self, claim: Claim) -> None:
+    def drop(self, attempt: Claim) -> None:
         pipe = self._redis.pipeline()
-        pipe.zrem(CALLBACK_DUE_KEY, claim.job_id)
-        pipe.delete(f"{CALLBACK_JOB_KEY_PREFIX}{claim.job_id}")
+        pipe.zrem(CALLBACK_DUE_KEY, attempt.job_id)
+        pipe.delete(f"{CALLBACK_JOB_KEY_PREFIX}{attempt.job_id}")
         pipe.execute()
 
     def adopt_legacy(self) -> int:

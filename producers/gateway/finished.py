@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from shared import scripts
 from shared.keys import OWNER_KEY_PREFIX
 
 log = logging.getLogger(__name__)
@@ -30,25 +31,15 @@ RECONNECT_S = 2.0
 MAX_BATCH = 500
 OWNER_EARLY_MS = 1000  # the owner record goes this much before the result, so no read falls between them
 
-# KEYS: owner record, result key. The owner record expires no later than the result (less OWNER_EARLY_MS).
-_ALIGN = """
-local left = redis.call('PTTL', KEYS[2])
-if left < 0 then return 0 end
-local owner = redis.call('PTTL', KEYS[1])
-local wanted = math.max(1, left - tonumber(ARGV[1]))
-if owner == -2 or (owner >= 0 and owner <= wanted) then return 0 end
-redis.call('PEXPIRE', KEYS[1], wanted)
-return 1
-"""
-
 
 class OwnerRecords:
-    """Owner records (`greenq:owner:<job id>` → tenant) expire with their job's result."""
+    """Owner records (`greenq:owner:<job id>` → tenant) expire with their job's result
+    (`scripts/align_owner_expiry.lua`)."""
 
     def __init__(self, client: Any, backend: Any) -> None:
         self._redis = client
         self._backend = backend
-        self._align = client.register_script(_ALIGN)
+        self._align = scripts.register(client, "align_owner_expiry")
 
     def expire_with_results(self, job_ids: Sequence[str]) -> None:
         if not job_ids:

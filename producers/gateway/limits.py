@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any
 
+from shared import scripts
 from shared.jobs import JobType
 from shared.keys import OUTSTANDING_KEY_PREFIX, OWNER_KEY_PREFIX, RATE_KEY_PREFIX
 from shared.queue_stats import read_queue_stats
@@ -14,22 +15,14 @@ from shared.queue_stats import read_queue_stats
 DEPTH_CACHE_S = 0.25
 PRUNE_BATCH = 1000
 
-# KEYS: the window's counter. ARGV: cost, limit. Counts the request only if it fits, so refused requests
-# (a batch too big for what is left of this second, say) do not use up the window.
-_TAKE = """
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-if used + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return 0 end
-redis.call('INCRBY', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], 2)
-return 1
-"""
-
 
 def allow_request(client: Any, tenant: str, limit_per_s: int, cost: int = 1, now: float | None = None) -> bool:
-    """A fixed one-second window per tenant; a request costs `cost` (a batch: its number of jobs)."""
+    """A fixed one-second window per tenant; a request costs `cost` (a batch: its number of jobs), and is
+    counted only if it fits (`scripts/count_request_if_room.lua`)."""
     second = int(time.time() if now is None else now)
     key = f"{RATE_KEY_PREFIX}{tenant}:{second}"
-    return bool(client.eval(_TAKE, 1, key, cost, limit_per_s))
+    count_if_room = scripts.register(client, "count_request_if_room")
+    return bool(count_if_room(keys=[key], args=[cost, limit_per_s], client=client))
 
 
 class Outstanding:

@@ -1,9 +1,9 @@
 """A tiny in-memory Redis for unit tests: the commands greenq's own modules send, and their Lua scripts.
 
 Values come back as bytes, as from redis-py without `decode_responses`. Keys expire on the
-`clock` given, so a test moves time on instead of sleeping. greenq's few Lua scripts are
-implemented by what they mean, looked up by their text; a script the fake does not know
-fails loudly rather than doing nothing. `fail_next(n)` makes the next n commands raise
+`clock` given, so a test moves time on instead of sleeping. A few of greenq's Lua scripts
+(`shared/scripts/`) are implemented by what they mean, looked up by their text; a script the
+fake does not know fails loudly rather than doing nothing. `fail_next(n)` makes the next n commands raise
 `redis.ConnectionError`, as when Redis goes away.
 
 >>> clock = Clock()
@@ -20,8 +20,7 @@ from typing import Any
 
 import redis
 
-from producers import idempotency
-from workers import leases, result_store
+from shared import scripts
 
 Key = str | bytes
 Script = Callable[["FakeRedis", list[str], list[bytes]], Any]
@@ -266,7 +265,7 @@ class FakePipeline:
 
 
 def _release_if_held(fake: FakeRedis, keys: list[str], args: list[bytes]) -> int:
-    """DEL the key only if it still holds ARGV[1] (a lease's token, an idempotency claim's value)."""
+    """DEL the key only if it still holds ARGV[1] (a lease's token, an idempotency reservation's value)."""
     return fake._delete(keys[0]) if fake._get(keys[0]) == args[0] else 0
 
 
@@ -281,7 +280,7 @@ def _store_once(fake: FakeRedis, keys: list[str], args: list[bytes]) -> int:
     return 0
 
 
-def _confirm_claim(fake: FakeRedis, keys: list[str], args: list[bytes]) -> int:
+def _confirm_reservation(fake: FakeRedis, keys: list[str], args: list[bytes]) -> int:
     value = fake._get(keys[0])
     if value == args[0] or value is None:
         fake._set(keys[0], args[1], ex=int(args[2]))
@@ -290,9 +289,9 @@ def _confirm_claim(fake: FakeRedis, keys: list[str], args: list[bytes]) -> int:
 
 
 SCRIPTS: dict[str, Script] = {
-    leases.RENEW_SCRIPT: _renew_lease,
-    leases.RELEASE_SCRIPT: _release_if_held,
-    result_store.STORE_ONCE_SCRIPT: _store_once,
-    idempotency._CONFIRM: _confirm_claim,
-    idempotency._RELEASE: _release_if_held,
+    scripts.source("renew_job_lease"): _renew_lease,
+    scripts.source("release_job_lease"): _release_if_held,
+    scripts.source("store_result_once"): _store_once,
+    scripts.source("confirm_idempotency_key"): _confirm_reservation,
+    scripts.source("release_idempotency_key"): _release_if_held,
 }

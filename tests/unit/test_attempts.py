@@ -19,37 +19,34 @@ real_redis = real_redis_fixture()
 
 class Blipping:
     """A real client whose next pipelines fail: before reaching Redis (`lose_requests`), or after Redis
-    applied them, the reply lost (`lose_replies`), as when a connection drops mid-call."""
+    applied them, the reply lost (`lose_replies`), as when a connection drops mid-call. Its pipelines are
+    redis-py's own (only `execute` is wrapped), so registered scripts load in them as in production."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
         self.lose_requests = 0
         self.lose_replies = 0
 
-    def pipeline(self, transaction: bool = True) -> _BlippingPipeline:
-        return _BlippingPipeline(self, self._client.pipeline(transaction=transaction))
+    def pipeline(self, transaction: bool = True) -> Any:
+        pipe = self._client.pipeline(transaction=transaction)
+        execute = pipe.execute
+
+        def blipping_execute(raise_on_error: bool = True) -> list[Any]:
+            if self.lose_requests:
+                self.lose_requests -= 1
+                pipe.reset()
+                raise redis.ConnectionError("blip: the request never reached Redis")
+            replies: list[Any] = execute(raise_on_error)
+            if self.lose_replies:
+                self.lose_replies -= 1
+                raise redis.ConnectionError("blip: Redis applied it, the reply was lost")
+            return replies
+
+        pipe.execute = blipping_execute  # type: ignore[method-assign]
+        return pipe
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
-
-
-class _BlippingPipeline:
-    def __init__(self, owner: Blipping, pipe: Any) -> None:
-        self._owner, self._pipe = owner, pipe
-
-    def execute(self) -> list[Any]:
-        if self._owner.lose_requests:
-            self._owner.lose_requests -= 1
-            self._pipe.reset()
-            raise redis.ConnectionError("blip: the request never reached Redis")
-        replies: list[Any] = self._pipe.execute()
-        if self._owner.lose_replies:
-            self._owner.lose_replies -= 1
-            raise redis.ConnectionError("blip: Redis applied it, the reply was lost")
-        return replies
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._pipe, name)
 
 
 def key(job_id: str) -> str:

@@ -6,10 +6,10 @@ import pytest
 from celery import Celery
 
 from shared.celery_app import make_celery
+from shared.result_store import ResultStore
 from shared.results import JobResult, JobStatus
 from shared.settings import Settings
 from tests.unit.fake_redis import FakeRedis
-from workers.result_store import ResultStore
 
 
 @pytest.fixture

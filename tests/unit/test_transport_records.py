@@ -14,7 +14,7 @@ import redis
 from kombu import Connection, Exchange, Queue
 from kombu.transport import redis as kombu_redis
 
-from shared import redis_transport
+from shared import redis_transport, scripts
 from shared.keys import CONSUMERS_KEY, UNACKED_OWNER_KEY
 from shared.redis_transport import inflight_key
 from tests.unit.redis_server import real_redis_fixture, server
@@ -65,7 +65,7 @@ def _age(real_redis: redis.Redis, consumer_id: str, seconds: float) -> None:
 def test_an_ack_after_a_stock_sweep_gave_the_message_to_another_consumer_leaves_no_stale_record(
     real_redis: redis.Redis, connections: list[Connection]
 ) -> None:
-    """Finding 6: A holds a message, a stock sweep requeues it, B claims the copy, A finishes and acks.
+    """Finding 6: A holds a message, a stock sweep requeues it, B fetches the copy, A finishes and acks.
     A's ack must not delete B's record, and must not leave the tag in A's in-flight set: left there,
     every sweep after A stops says it missed heartbeats and gives back 1 job, forever."""
     _publish(connections, {"n": 1})
@@ -106,52 +106,53 @@ def test_the_sweep_forgets_a_dead_consumer_whose_only_record_is_stale(
     assert real_redis.llen(QUEUE.name) == 0  # B's message was not given back
 
 
-class _ClaimBeforeForgetting:
-    """A client that lets `consumer` claim a message just before the sweep removes it from
+class _FetchBeforeForgetting:
+    """A client that lets `consumer` fetch a message just before the sweep removes it from
     `greenq:consumers`, whichever way the sweep does that (a ZREM, or one script)."""
 
     def __init__(self, client: redis.Redis, consumer: Any) -> None:
-        self._client, self._consumer, self.claimed = client, consumer, False
+        self._client, self._consumer, self.fetched = client, consumer, False
+        self._forget_sha = scripts.register(client, "forget_idle_consumer").sha
 
-    def _maybe_claim(self, args: tuple[Any, ...]) -> None:
-        if not self.claimed and CONSUMERS_KEY in args and self._consumer.consumer_id in args:
-            self.claimed = QUEUE(self._consumer).get(no_ack=False) is not None
+    def _maybe_fetch(self, args: tuple[Any, ...]) -> None:
+        if not self.fetched and CONSUMERS_KEY in args and self._consumer.consumer_id in args:
+            self.fetched = QUEUE(self._consumer).get(no_ack=False) is not None
 
     def zrem(self, *args: Any) -> Any:
-        self._maybe_claim(args)
+        self._maybe_fetch(args)
         return self._client.zrem(*args)
 
-    def eval(self, script: str, *args: Any) -> Any:
-        if "ZREM" in script:
-            self._maybe_claim(args)
-        return self._client.eval(script, *args)
+    def evalsha(self, sha: str, *args: Any) -> Any:
+        if sha == self._forget_sha:
+            self._maybe_fetch(args)
+        return self._client.evalsha(sha, *args)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
 
-def test_a_consumer_that_claims_while_the_sweep_forgets_it_stays_registered(
+def test_a_consumer_that_fetches_while_the_sweep_forgets_it_stays_registered(
     real_redis: redis.Redis, connections: list[Connection]
 ) -> None:
-    """Finding 10: the sweep read SCARD (0) and then ran ZREM; a claim in between left a consumer that
+    """Finding 10: the sweep read SCARD (0) and then ran ZREM; a fetch in between left a consumer that
     holds a message outside `greenq:consumers`, where no sweep would ever give that message back."""
     _publish(connections, {"n": 1})
     slow, sweeper = _channel(connections), _channel(connections)
     real_redis.zadd(CONSUMERS_KEY, {slow.consumer_id: 0})  # registered, silent for ages, holding nothing
-    client = _ClaimBeforeForgetting(real_redis, slow)
+    client = _FetchBeforeForgetting(real_redis, slow)
 
     now_s, micros = real_redis.time()
     sweeper.qos._restore_dead_consumers(client, now_s + micros / 1e6)
 
-    assert client.claimed
+    assert client.fetched
     assert real_redis.scard(inflight_key(slow.consumer_id)) == 1
     assert real_redis.zscore(CONSUMERS_KEY, slow.consumer_id) is not None
 
 
-def test_a_claim_that_fails_while_recording_leaves_the_message_queued(
+def test_a_fetch_that_fails_while_recording_leaves_the_message_queued(
     real_redis: redis.Redis, connections: list[Connection]
 ) -> None:
-    """Finding 10: the claim popped the message and then wrote its record; an error in between (here
+    """Finding 10: the fetch popped the message and then wrote its record; an error in between (here
     `unacked` holds a string) dropped the message. Now it records first and pops last."""
     _publish(connections, {"n": 1})
     real_redis.set("unacked", "not a hash")
@@ -160,10 +161,10 @@ def test_a_claim_that_fails_while_recording_leaves_the_message_queued(
     assert real_redis.llen(QUEUE.name) == 1
 
 
-def test_the_claim_reads_the_clock_before_its_first_write() -> None:
-    """On a server that refuses writes after TIME (script replication, Redis < 5) the claim fails
+def test_the_fetch_reads_the_clock_before_its_first_write() -> None:
+    """On a server that refuses writes after TIME (script replication, Redis < 5) the fetch fails
     before it has changed anything, instead of after the pop."""
-    script = redis_transport.CLAIM_SCRIPT
+    script = scripts.source("fetch_message")
     first_write = min(script.index(f"redis.call('{cmd}'") for cmd in ("RPOP", "HSET", "ZADD", "SADD"))
     assert script.index("redis.call('TIME')") < first_write
 
