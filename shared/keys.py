@@ -8,8 +8,8 @@ Queue and task names are in `shared/queues.py`; Celery's result keys belong to C
 from __future__ import annotations
 
 # Jobs, on the result backend.
-IDEMPOTENCY_KEY_PREFIX = "greenq:idem:"  # + job type:key → job id (producers/idempotency.py)
-CLAIM_KEY_PREFIX = "greenq:claim:"  # + job id → "received" or "cancelled" (shared/claims.py)
+IDEMPOTENCY_KEY_PREFIX = "greenq:idem:"  # + job type:key → its reservation, then its job id (producers/idempotency.py)
+CLAIM_KEY_PREFIX = "greenq:claim:"  # + job id → its start mark: "received" or "cancelled" (shared/claims.py)
 ATTEMPTS_KEY_PREFIX = "greenq:attempts:"  # + job id → unfinished attempts (shared/attempts.py)
 LEASE_KEY_PREFIX = "greenq:lease:"  # + job id → the worker computing it (workers/leases.py)
 TOKENS_KEY_PREFIX = "greenq:tokens:"  # + job id → stream of its text as it decodes (shared/token_stream.py)
@@ -20,8 +20,8 @@ DEAD_LETTER_DROPPED_KEY = "greenq:dead:dropped"  # records the store's bounds dr
 # Deferred jobs, on the result backend (shared/deferral.py).
 DEFERRED_JOB_KEY = "greenq:deferred:job"  # hash: job id → JSON record (envelope, release_by, …)
 DEFERRED_DUE_KEY = "greenq:deferred:due"  # sorted set: job id scored by the latest time to release it
-DEFERRED_RELEASING_KEY = "greenq:deferred:releasing"  # sorted set: job id scored by its release lease's end
-DEFERRED_HOLDER_KEY = "greenq:deferred:holder"  # hash: job id under a release lease → that lease's token
+DEFERRED_RELEASING_KEY = "greenq:deferred:releasing"  # sorted set: job id scored by its release hold's end
+DEFERRED_HOLDER_KEY = "greenq:deferred:holder"  # hash: job id under a release hold → that hold's token
 DEFERRED_COUNT_KEY = "greenq:deferred:count"  # hash: job type → jobs deferred and not yet released
 DEFERRED_SLOT_KEY_PREFIX = "greenq:deferred:slot:"  # + slot start (Unix s) → jobs released in that slot
 DEFERRED_PLAN_KEY = "greenq:deferred:plan"  # JSON: the latest plan (jobs per slot, in deadline order)
@@ -38,7 +38,7 @@ CONSUMERS_KEY = "greenq:consumers"  # sorted set: consumer id scored by its last
 OWNER_KEY_PREFIX = "greenq:owner:"  # + job id → tenant name, for the result TTL
 RATE_KEY_PREFIX = "greenq:rate:"  # + tenant:second → requests counted in that second
 OUTSTANDING_KEY_PREFIX = "greenq:outstanding:"  # + tenant → sorted set of job ids scored by submission time
-CALLBACK_DUE_KEY = "greenq:callbacks:due"  # sorted set: job id scored by when to look at it next (a lease, if claimed)
+CALLBACK_DUE_KEY = "greenq:callbacks:due"  # sorted set: job id scored by when to look at it next (or an attempt's end)
 CALLBACK_JOB_KEY_PREFIX = "greenq:callbacks:job:"  # + job id → hash: url, tenant, attempts, result once seen
 CALLBACK_WAITING_KEY = "greenq:callbacks:waiting"  # sorted set: job id (no result yet) scored by its next sweep
 LEGACY_PENDING_KEY = "greenq:callbacks:pending"  # before due/job: a set of job ids, moved over at start
