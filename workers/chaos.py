@@ -9,9 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from shared.settings import ChaosSettings
-from workers.decoding import Decoder, RunningBatch, runtime_decode, step_decoder
+from workers.model.types import Decoder, Generation, GenerationRequest, ModelRuntime, RunningBatch, TextHook
 from workers.prompts import Message
-from workers.runtime import Generation, GenerationRequest, ModelRuntime, TextHook
 
 
 class InjectedFailure(RuntimeError):
@@ -38,11 +37,11 @@ class ChaosRuntime:
         return ids
 
     def decode(self, tokens: list[int]) -> str:
-        return runtime_decode(self._inner)(tokens)
+        return self._inner.decode(tokens)
 
     def step_decoder(self) -> ChaosDecoder | None:
         """The inner runtime's step decoder with the same faults, for continuous batching."""
-        inner = step_decoder(self._inner)
+        inner = self._inner.step_decoder()
         return None if inner is None else ChaosDecoder(inner, self, self._chaos)
 
     def check(self, sequences: Sequence[Sequence[int]], rows: int) -> None:

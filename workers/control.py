@@ -5,7 +5,8 @@ and Flower reach them as well as `greenq pool`:
 
 * `greenq_status` — device, queues, batch policy, readiness, current batch, recent jobs/s, and
   what the adaptive policy observed and learned (arrival rate, cost per batch size);
-* `greenq_set_policy` — change one job type's batch policy at runtime;
+* `greenq_set_policy` — change one job type's batch policy at runtime (a continuous worker refuses
+  `mode=adaptive`: nothing is held open there);
 * `greenq_drain` — stop consuming every queue; jobs already held still finish.
 
 Queues are added and removed with Celery's built-in `add_consumer` / `cancel_consumer`.
@@ -26,7 +27,7 @@ from shared import job_types
 from shared.errors import field_errors
 from shared.policies import BatchPolicy
 from workers.metrics import WorkerMetrics
-from workers.serving.batcher import Batcher
+from workers.serving.batcher import Batcher, PolicyRefused
 
 RATE_WINDOW_S = 60.0
 
@@ -80,7 +81,7 @@ def greenq_status(state: Any) -> dict[str, Any]:
         "device": ctx.device,
         "queues": queues,
         "ready": ctx.ready.is_set(),
-        "runtime_mode": getattr(ctx.batcher, "mode", "static"),  # what auto chose, where it was asked
+        "runtime_mode": ctx.batcher.mode,  # what auto chose, where it was asked
         "current_batch_size": ctx.batcher.current_batch_size,
         "waiting_in_batcher": ctx.batcher.pending_count(),
         "batch_size_cap": ctx.batcher.size_cap(),
@@ -129,7 +130,10 @@ def greenq_set_policy(
     except ValidationError as exc:
         problems = "; ".join(f"{name}: {problem}" for name, problem in field_errors(exc))
         return {"error": f"{kind} policy not changed: {problems}"}
-    ctx.batcher.set_policy(kind, policy)
+    try:
+        ctx.batcher.set_policy(kind, policy)
+    except PolicyRefused as exc:
+        return {"error": f"{kind} policy not changed: {exc}"}
     ctx.metrics.record_policies(ctx.batcher.policies())
     return {"ok": f"{kind} policy now {policy.model_dump()}"}
 

@@ -231,6 +231,12 @@ class WorkerMetrics:
             ["cause"],
             registry=registry,
         )
+        self.observer_errors = Counter(
+            "greenq_observer_errors",
+            "Exceptions a batch observer raised, by its class and the moment (logged; the batch went on).",
+            ["observer", "moment"],
+            registry=registry,
+        )
         self.device_faults = Counter(
             "greenq_device_faults",
             "Device faults (CUDA errors) after which the worker handed its jobs back and restarted; "

@@ -42,10 +42,10 @@ from workers.energy.meters.nvml import NvmlMeter
 from workers.leases import JobLeases
 from workers.local_model import resolve_model
 from workers.metrics import WorkerMetrics, serve
-from workers.runtime import HFRuntime, ModelRuntime, warm_up
+from workers.model.runtime import HFRuntime, warm_up
+from workers.model.types import ModelRuntime
 from workers.serving.batcher import Batcher
 from workers.serving.breaker import DEVICE_FAULT_EXIT_CODE
-from workers.serving.continuous import ContinuousBatcher
 from workers.serving.handler import JobHandler, WorkerIdentity
 from workers.serving.observers import (
     AttemptObserver,
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         owner=args.node_name,
         on_lost=lambda count, cause: metrics.leases_lost.labels(cause).inc(count),
     ).start()
-    batcher = ContinuousBatcher(
+    batcher = Batcher(
         {},
         settings.batch,
         energy=energy,
@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         backlog=lambda: probe.takeable() if probe is not None else {},
         mode=settings.runtime_mode,
         lease_check=leases.lost,
+        on_observer_error=lambda observer, moment: metrics.observer_errors.labels(observer, moment).inc(),
     )
     if is_redis_url(settings.broker_url):
         broker = redis_client(settings.broker_url, settings.tls_ca_file, sentinel_master=settings.sentinel_master)
@@ -225,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     batcher.start(load)  # torch lives on the batch thread alone: loading, warm-up, generation
     runtimes = batcher.wait_ready()
     metrics.batching_mode.labels(batcher.mode).set(1)
+    metrics.record_policies(batcher.policies())  # what is in force: continuous mode runs adaptive as fixed
     metrics.current_batch.set_function(lambda: batcher.current_batch_size)
     handler = JobHandler(settings, runtimes, batcher, WorkerIdentity(worker=args.node_name, device=args.device))
     from workers.tasks import TaskContext, register_job_tasks

@@ -10,7 +10,7 @@ import pytest
 from shared import job_types
 from shared.policies import BatchPolicy, GenerationSettings
 from tests.fake_runtime import EchoRuntime
-from workers.runtime import Generation, GenerationRequest
+from workers.model.types import Generation, GenerationRequest
 from workers.serving.batcher import Batcher, JobExpiredInBatcher, Requeue
 from workers.serving.observers import BaseObserver
 
@@ -132,8 +132,7 @@ def test_out_of_memory_lowers_the_cap_for_a_while() -> None:
     batcher.start()
     futures = [batcher.submit(f"j{i}", "reply", "echo", request(f"j{i}"), priority=5) for i in range(8)]
     now[0] += 1.0  # past max wait
-    with batcher._cond:
-        batcher._cond.notify_all()
+    batcher.wake()
     assert all(not isinstance(f.result(timeout=10), Exception) for f in futures)
     assert recorder.caps == [4, 2, 2] and batcher.size_cap() == 2  # 8 fails, then each half of 4
     now[0] += 61.0

@@ -14,7 +14,7 @@ from shared import job_types
 from shared.policies import BatchPolicy, GenerationSettings
 from tests.fake_runtime import EchoRuntime
 from workers.metrics import WorkerMetrics
-from workers.runtime import GenerationRequest
+from workers.model.types import GenerationRequest
 from workers.serving.batcher import Batcher, Requeue
 from workers.serving.breaker import is_device_fault
 from workers.serving.observers import MetricsObserver, RestartOnDeviceFault

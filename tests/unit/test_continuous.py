@@ -13,13 +13,15 @@ import pytest
 
 from shared.policies import BatchPolicy, GenerationSettings
 from shared.settings import ChaosSettings
+from tests.fake_runtime import EchoRuntime
 from workers.chaos import ChaosRuntime, InjectedFailure
 from workers.energy.accountant import EnergyAccountant
 from workers.energy.carbon import StaticIntensity
-from workers.runtime import GenerationRequest, HFRuntime
-from workers.serving.batcher import BatchOutcome
-from workers.serving.continuous import ContinuousBatcher, decode_all, probe_modes
+from workers.model.runtime import HFRuntime
+from workers.model.types import GenerationRequest
+from workers.serving.batcher import Batcher, BatchOutcome
 from workers.serving.observers import BaseObserver
+from workers.serving.probe import choose_mode, decode_all, probe_modes, probe_requests
 
 POLICIES = {
     t: BatchPolicy(mode="fixed", max_batch_size=8, max_wait_s=0.0) for t in ("reply", "description", "strategy")
@@ -46,10 +48,10 @@ def _request(rt: Any, text: str, max_new: int, min_new: int = 1) -> GenerationRe
 
 @pytest.fixture
 def batcher_for(runtime: HFRuntime) -> Iterator[Any]:
-    made: list[ContinuousBatcher] = []
+    made: list[Batcher] = []
 
-    def make(rt: Any = runtime, policies: dict[str, BatchPolicy] = POLICIES, **kwargs: Any) -> ContinuousBatcher:
-        b = ContinuousBatcher({"m": rt}, policies, mode="continuous", **kwargs)
+    def make(rt: Any = runtime, policies: dict[str, BatchPolicy] = POLICIES, **kwargs: Any) -> Batcher:
+        b = Batcher({"m": rt}, policies, mode="continuous", **kwargs)
         b.start()
         made.append(b)
         return b
@@ -164,9 +166,23 @@ def test_streamed_text_adds_up_to_each_result(runtime: HFRuntime, batcher_for: A
     assert seen.texts == {job_id: text for job_id, text in results.items() if text}
 
 
-def test_decode_all_equals_static_and_the_probe_measures_both(runtime: HFRuntime) -> None:
+def test_decode_all_equals_static(runtime: HFRuntime) -> None:
     decoder = runtime.step_decoder()
     requests = [_request(runtime, text, 4 + 3 * i) for i, text in enumerate(PROMPTS)]
     assert decode_all(decoder, runtime, requests) == [runtime.generate([r])[0] for r in requests]
-    figures = probe_modes(runtime, decoder)
-    assert figures["static_tokens_per_s"] > 0 and figures["continuous_tokens_per_s"] > 0
+
+
+def test_the_probe_measures_each_mode_and_auto_keeps_the_faster() -> None:
+    """On the fake runtime, whose static batch takes 0.05 s or whose step takes 0.01 s: the figures are the
+    probe's tokens over the time each mode took, so `auto` picks the mode that was not slowed down."""
+    slow_static = EchoRuntime(steps=True, fail_when=lambda requests: time.sleep(0.05))
+    tokens = sum(r.max_new_tokens for r in probe_requests(slow_static))
+    decoder = slow_static.step_decoder()
+    assert decoder is not None
+    figures = probe_modes(slow_static, decoder)
+    assert figures["static_tokens_per_s"] <= tokens / 0.05  # the timed run took at least its 0.05 s
+    assert figures["continuous_tokens_per_s"] > figures["static_tokens_per_s"]
+    assert choose_mode("auto", {"m": slow_static}) == "continuous"
+    slow_steps = EchoRuntime(steps=True, step_delay_s=0.01)  # a row of the probe decodes up to 64 steps
+    assert choose_mode("auto", {"m": slow_steps}) == "static"
+    assert choose_mode("auto", {"m": EchoRuntime()}) == "static"  # no step decoder

@@ -16,7 +16,7 @@ from shared.job_types import JobType
 from shared.results import JobStatus
 from shared.settings import Settings
 from tests.fake_runtime import EchoRuntime
-from workers.runtime import Generation, GenerationRequest
+from workers.model.types import Generation, GenerationRequest
 from workers.serving.batcher import Batcher, Requeue
 from workers.serving.handler import JobHandler, WorkerIdentity
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from shared.policies import GenerationSettings
+from workers.model.runtime import HFRuntime
+from workers.model.types import GenerationRequest, left_pad, trim_row
 from workers.prompts import Message
-from workers.runtime import GenerationRequest, HFRuntime, left_pad, trim_row
 
 
 def test_left_pad() -> None:

@@ -9,7 +9,8 @@ from shared.settings import Settings
 from workers.bench.workload import BenchConfig
 from workers.energy.carbon import co2e_grams
 from workers.energy.meters.detect import detect_meter
-from workers.runtime import GenerationRequest, HFRuntime
+from workers.model.runtime import HFRuntime
+from workers.model.types import GenerationRequest
 
 
 def measure_ceiling(

@@ -1,7 +1,7 @@
 """`greenq bench --interactive`: replies arriving while long description batches decode, static vs continuous.
 
 One process, one loaded model, one seeded arrival schedule replayed through each batcher in turn
-(`Batcher` for static, `ContinuousBatcher` for continuous), with the job types' own batch policies,
+(a `Batcher` in `static` and in `continuous` mode), with the job types' own batch policies,
 generation limits and priorities, and the real prompt path. Descriptions come in bursts (a catalogue
 import), replies as a Poisson stream (shoppers); every job stops at its own stop token or limit.
 
@@ -34,10 +34,10 @@ from shared.settings import Settings
 from workers.energy.accountant import EnergyAccountant
 from workers.energy.carbon import StaticIntensity
 from workers.energy.meters.detect import detect_meter
+from workers.model.runtime import HFRuntime
+from workers.model.types import GenerationRequest
 from workers.prompts import build_messages
-from workers.runtime import GenerationRequest, HFRuntime
 from workers.serving.batcher import Batcher, BatchOutcome
-from workers.serving.continuous import ContinuousBatcher
 from workers.serving.observers import BaseObserver
 
 MODES = ("static", "continuous")
@@ -128,11 +128,7 @@ def run_mode(
         "objectives_s": settings.latency_objective_s,
         "energy": energy,
     }
-    batcher: Batcher = (
-        Batcher({"m": runtime}, settings.batch, **common)
-        if mode == "static"
-        else ContinuousBatcher({"m": runtime}, settings.batch, mode="continuous", **common)
-    )
+    batcher = Batcher({"m": runtime}, settings.batch, mode="static" if mode == "static" else "continuous", **common)
     batcher.start()
     submitted: list[tuple[Arrival, float, Future[BatchOutcome]]] = []
     start = time.time()

@@ -14,7 +14,7 @@ from workers.bench.ceiling import measure_ceiling
 from workers.bench.deployment import Deployment, run_fixed_rate, run_saturation, worker_env
 from workers.bench.workload import BenchConfig, encode_payload, make_payloads, write_templates
 from workers.local_model import resolve_model
-from workers.runtime import HFRuntime, warm_up
+from workers.model.runtime import HFRuntime, warm_up
 
 
 class Progress:

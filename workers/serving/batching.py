@@ -9,6 +9,13 @@ and time that give the fewest joules per job within the objective. Among ready b
 one holding the most urgent job goes first. A mixed batch obeys the tightest limits of the
 types in it. A `solo` job (one redelivered after its worker died) runs alone, so a job
 that crashes its worker cannot take innocent batch-mates down with it again.
+
+The continuous loop admits by the same `fill` (`admit`): its running rows first, then waiting jobs
+most urgent first, so the size caps, the token budget (the same `padded_tokens` over running and
+joining rows) and `solo` bind it too. A solo job joins no running batch: it waits for the rows to
+finish, runs alone, and nothing joins it. Rows share a forward whatever their generation settings
+(the step decoder chooses each row's token by its own), so there only the model must match.
+A lowered size cap (out of memory) applies to both through `capped`.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ class PendingJob:
     deadline_at: float | None = None
     solo: bool = False
     submitted_at: float | None = None  # same clock; None: counts from `arrived_at`
+    model: str = ""  # the model it runs on (also the first part of its `batch_key` in the batcher)
 
     @property
     def objective_clock_from(self) -> float:
@@ -62,6 +70,14 @@ class Closing:
 
 # A group's jobs, most urgent first → when that batch closes.
 ClosingRule = Callable[[Sequence[PendingJob]], Closing]
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What the continuous loop does before its next step: these rows leave to wait, these jobs join."""
+
+    join: tuple[PendingJob, ...] = ()
+    preempt: tuple[PendingJob, ...] = ()
 
 
 def padded_tokens(jobs: Sequence[PendingJob]) -> int:
@@ -97,6 +113,47 @@ def fill(ordered: Sequence[PendingJob], policies: Mapping[JobType, BatchPolicy])
             return Selection(tuple(taken), full=True)
         taken, size_cap, token_cap = candidate, next_size_cap, next_token_cap
     return Selection(tuple(taken), full=len(taken) >= size_cap)
+
+
+def capped(policies: Mapping[JobType, BatchPolicy], size_cap: int | None) -> dict[JobType, BatchPolicy]:
+    """The policies in force while an out-of-memory cap is: no batch larger than `size_cap`."""
+    if size_cap is None:
+        return dict(policies)
+    return {t: p.model_copy(update={"max_batch_size": min(p.max_batch_size, size_cap)}) for t, p in policies.items()}
+
+
+def admit(
+    running: Sequence[PendingJob], waiting: Iterable[PendingJob], policies: Mapping[JobType, BatchPolicy]
+) -> Admission:
+    """Which waiting jobs join the running rows now, and which rows make room for them (the continuous loop).
+
+    The running rows' model, or with none the most urgent job's. Jobs join as `fill` takes them after the
+    running rows. When the most urgent job cannot join, running rows less urgent than it leave to wait
+    (preempted: they resume by recompute), the least urgent first, until it can."""
+    ordered = sorted(waiting, key=PendingJob.order)
+    if not ordered or any(job.solo for job in running):
+        return Admission()  # nothing joins a solo job
+    model = running[0].model if running else ordered[0].model
+    candidates = [job for job in ordered if job.model == model]
+    solo_at = next((i for i, job in enumerate(candidates) if job.solo), None)
+    if solo_at == 0 and running:
+        return Admission()  # the solo job waits for the running rows to finish, then runs alone
+    if solo_at is not None:
+        candidates = candidates[: max(1, solo_at)]  # those before it, or itself alone
+    kept = list(running)
+    preempted: list[PendingJob] = []
+    while candidates:
+        joining = fill([*kept, *candidates], policies).jobs
+        if len(joining) > len(kept) and list(joining[: len(kept)]) == kept:
+            return Admission(joining[len(kept) :], tuple(preempted))
+        if not kept:
+            break
+        victim = max(kept, key=PendingJob.order)  # the least urgent, the latest come among equals
+        if victim.priority >= candidates[0].priority:
+            break
+        kept.remove(victim)
+        preempted.append(victim)
+    return Admission((), ())
 
 
 def group(jobs: Iterable[PendingJob]) -> dict[Hashable, list[PendingJob]]:

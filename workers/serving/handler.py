@@ -23,8 +23,8 @@ from shared.redact import redact_text
 from shared.results import JobResult, JobStatus, Timings
 from shared.settings import Settings
 from workers.energy.accountant import EnergyShare
+from workers.model.types import GenerationRequest, ModelRuntime
 from workers.prompts import build_messages
-from workers.runtime import GenerationRequest, ModelRuntime
 from workers.serving.batcher import Batcher, BatchOutcome, JobExpiredInBatcher, LeaseLost, Requeue
 
 log = logging.getLogger(__name__)

@@ -1,10 +1,12 @@
 """What watches the batch thread: one Protocol with a method per moment, and the worker's observers.
 
-The moments are named for when they fire, as dramatiq's middleware hooks are. Each runs on
-the batch thread, in the order the observers were given; an observer that raises in
-`before_batch` or `after_batch` fails the batch as a runtime error would, so keep them
-quick and let them log rather than raise. Subclass `BaseObserver` and override only the
-moments you need:
+The moments are named for when they fire, as dramatiq's middleware hooks are. `Observers` is the one
+dispatcher: it calls every observer for each moment, on the batch thread, in the order given. An
+observer that raises is logged (its class and the moment), counted (`on_error`, the worker's
+`greenq_observer_errors_total`), and the others and the batch go on: an observer cannot fail a
+batch. That holds for `AttemptObserver` too: `AttemptCounter.record` already retries Redis and
+then lets the batch go on unrecorded, so an attempt is a best effort, not a precondition of the
+batch. Keep observers quick. Subclass `BaseObserver` and override only the moments you need:
 
 >>> class Count(BaseObserver):
 ...     def after_batch_succeeded(self, model, job_ids): print(model, len(job_ids))
@@ -18,7 +20,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -64,6 +66,49 @@ class BatchObserver(Protocol):
 
     def on_device_fault(self, exc: BaseException) -> None:
         """The device failed (`workers.serving.breaker`): the batcher runs nothing more and hands every job back."""
+
+
+class Observers:
+    """Every observer, for each moment; one that raises is logged and counted, and the rest still run.
+
+    >>> observers = Observers([MetricsObserver(metrics)], on_error=lambda observer, moment: ...)
+    >>> observers.before_batch("m", ["job-1"])
+    """
+
+    def __init__(self, observers: Sequence[BatchObserver], on_error: Callable[[str, str], None] | None = None):
+        self._observers = tuple(observers)
+        self._on_error = on_error
+
+    def _each(self, moment: str, call: Callable[[BatchObserver], None]) -> None:
+        for observer in self._observers:
+            try:
+                call(observer)
+            except Exception:
+                name = type(observer).__name__
+                log.exception("observer %s raised in %s; the batch goes on", name, moment)
+                if self._on_error is not None:
+                    self._on_error(name, moment)
+
+    def before_batch(self, model: str, job_ids: Sequence[str]) -> None:
+        self._each("before_batch", lambda o: o.before_batch(model, job_ids))
+
+    def on_text(self, model: str, texts: Mapping[str, str]) -> None:
+        self._each("on_text", lambda o: o.on_text(model, texts))
+
+    def after_batch(self, model: str, job_ids: Sequence[str]) -> None:
+        self._each("after_batch", lambda o: o.after_batch(model, job_ids))
+
+    def after_batch_succeeded(self, model: str, job_ids: Sequence[str]) -> None:
+        self._each("after_batch_succeeded", lambda o: o.after_batch_succeeded(model, job_ids))
+
+    def after_batch_costed(self, cost: BatchCost) -> None:
+        self._each("after_batch_costed", lambda o: o.after_batch_costed(cost))
+
+    def on_oom(self, size_cap: int) -> None:
+        self._each("on_oom", lambda o: o.on_oom(size_cap))
+
+    def on_device_fault(self, exc: BaseException) -> None:
+        self._each("on_device_fault", lambda o: o.on_device_fault(exc))
 
 
 class BaseObserver:

@@ -1,12 +1,13 @@
 """Iteration-level decoding on a transformers causal LM: rows join and leave a running batch between steps.
 
 `StepDecoder` does the tensor work for `workers.serving.continuous`; it keeps no schedule of its own.
-A `RunningBatch` is the state of the rows decoding together: their KV cache, attention mask, next
-positions and the logits for each row's next token. Rows are left-padded, as `HFRuntime.generate`
-pads them, and each row's positions count its own tokens only, so a row decodes the same tokens
-whatever joins or leaves around it (greedy outputs equal the static runtime's; see the tests).
+A `RunningBatch` (`workers.model.types`) is the state of the rows decoding together: their KV
+cache, attention mask, next positions and the logits for each row's next token. Rows are
+left-padded, as `HFRuntime.generate` pads them, and each row's positions count its own tokens
+only, so a row decodes the same tokens whatever joins or leaves around it (greedy outputs equal
+the static runtime's; see the tests).
 
->>> decoder = StepDecoder(runtime)                 # an HFRuntime, loaded
+>>> decoder = runtime.step_decoder()              # an HFRuntime, loaded
 >>> batch = decoder.prefill([prompt_ids])          # one forward over the new rows
 >>> token = decoder.choose(batch, 0, settings, history)   # the row's next token
 >>> decoder.step(batch, [token])                   # one forward: one token for every row
@@ -16,76 +17,26 @@ whatever joins or leaves around it (greedy outputs equal the static runtime's; s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 from shared.policies import GenerationSettings
-from workers.runtime import FinishReason, GenerationRequest, ModelRuntime, left_pad
-
-if TYPE_CHECKING:
-    from workers.runtime import HFRuntime
-
-
-@dataclass
-class RunningBatch:
-    cache: Any  # transformers DynamicCache: per layer, keys and values (rows, heads, length, dim)
-    mask: Any  # (rows, length) 1 for real tokens, 0 for left padding
-    positions: Any  # (rows,) the position of each row's next token
-    logits: Any  # (rows, vocabulary) for each row's next token
-
-    @property
-    def rows(self) -> int:
-        return int(self.mask.shape[0])
-
-
-class Decoder(Protocol):
-    """What continuous batching needs of a model: `StepDecoder`, or a wrapper of one (workers/chaos.py)."""
-
-    stop_ids: frozenset[int]
-
-    def prefill(self, sequences: Sequence[Sequence[int]]) -> RunningBatch: ...
-
-    def step(self, batch: RunningBatch, tokens: Sequence[int]) -> None: ...
-
-    def merge(self, a: RunningBatch, b: RunningBatch) -> RunningBatch: ...
-
-    def keep(self, batch: RunningBatch, rows: Sequence[int]) -> RunningBatch: ...
-
-    def choose(
-        self,
-        batch: RunningBatch,
-        row: int,
-        settings: GenerationSettings,
-        prompt_ids: Sequence[int],
-        generated: Sequence[int],
-        min_new_tokens: int,
-    ) -> int: ...
-
-
-def step_decoder(runtime: ModelRuntime) -> Decoder | None:
-    """The runtime's step decoder, if it has one (`HFRuntime.step_decoder`, perhaps behind the chaos wrapper)."""
-    make: Callable[[], Decoder | None] | None = getattr(runtime, "step_decoder", None)
-    return make() if make is not None else None
-
-
-def runtime_decode(runtime: ModelRuntime) -> Callable[[list[int]], str]:
-    """The runtime's token decoder (part of the step-decoder contract, beside `step_decoder`)."""
-    decode: Callable[[list[int]], str] = getattr(runtime, "decode")  # noqa: B009 - not in the ModelRuntime Protocol
-    return decode
+from workers.model.types import Decoder, FinishReason, GenerationRequest, RunningBatch, left_pad
 
 
 class StepDecoder:
-    def __init__(self, runtime: HFRuntime) -> None:
+    """The `Decoder` of a loaded transformers causal LM (`HFRuntime.step_decoder` makes it)."""
+
+    def __init__(self, model: Any, device: str, pad_id: int, stop_ids: frozenset[int]) -> None:
         import torch
         from transformers.cache_utils import DynamicCache
 
         self._torch = torch
         self._cache_type = DynamicCache
-        self._model = runtime.model
-        self._device = runtime.device
-        self._pad_id = runtime.pad_id
-        self.stop_ids = runtime.stop_ids
+        self._model = model
+        self._device = device
+        self._pad_id = pad_id
+        self.stop_ids = stop_ids
 
     def prefill(self, sequences: Sequence[Sequence[int]]) -> RunningBatch:
         """One forward over new rows (each a prompt, or a prompt and the tokens it had before it was preempted)."""
