@@ -25,9 +25,11 @@ def choose_mode(requested: RuntimeMode, runtimes: Mapping[str, ModelRuntime]) ->
     if requested == "static":
         return "static"
     runtime = next(iter(runtimes.values()), None)
-    decoder = runtime.step_decoder() if runtime is not None else None
-    if runtime is None or decoder is None:
-        log.warning("runtime %s has no step decoder: batching is static", getattr(runtime, "name", "?"))
+    if runtime is None:
+        return "static"
+    decoder = runtime.step_decoder()
+    if decoder is None:
+        log.warning("runtime %s has no step decoder: batching is static", runtime.name)
         return "static"
     if requested == "continuous":
         return "continuous"
