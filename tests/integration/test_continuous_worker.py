@@ -4,6 +4,7 @@ shutdown), and a reply overtakes long descriptions instead of waiting behind the
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
@@ -118,3 +119,19 @@ def test_auto_measures_both_modes_and_reports_its_choice(cont: Stack, tmp_path: 
     assert mode[1] == faster
     results = cont.results(cont.client.submit_many(replies(4, "auto")))
     assert all(r.status is JobStatus.succeeded for r in results.values())
+
+
+def test_a_continuous_worker_runs_adaptive_as_fixed_and_refuses_it(cont: Stack, tmp_path: Path) -> None:
+    """Nothing is held open in continuous mode, so the adaptive policy (the default) cannot apply: `pool status`
+    shows the fixed rule in force and `set-policy --mode adaptive` is refused, naming the field (issue 21)."""
+    cont.start_worker(tmp_path / "w.log", node="a@test")
+    status = json.loads(cont.cli("pool", "status", "--json").stdout)["a@test"]
+    assert status["runtime_mode"] == "continuous"
+    assert {p["mode"] for p in status["policy"].values()} == {"fixed"}
+    assert {s["mode"] for s in status["adaptive"].values()} == {"fixed"}
+    refused = cont.cli("pool", "set-policy", "a@test", "reply", "--mode", "adaptive")
+    assert refused.returncode == 2 and "mode: adaptive does not apply in continuous batching" in refused.stdout
+    assert cont.cli("pool", "set-policy", "a@test", "reply", "--max-batch-size", "3").returncode == 0
+    results = cont.results(cont.client.submit_many(replies(4, "fixed")))
+    assert all(r.status is JobStatus.succeeded for r in results.values())
+    assert "run by the fixed rule" in (tmp_path / "w.log").read_text()  # said once, at start
