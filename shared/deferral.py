@@ -89,8 +89,8 @@ class DeferredJob:
 
 @dataclass(frozen=True)
 class ReleaseLease:
-    """A release hold: the jobs one `claim` took, the caller's to publish while `token` holds them (see
-    `renew`)."""
+    """A release hold: the jobs one `claim` took, the caller's to publish while `token` holds them
+    (see `renew`)."""
 
     token: str
     jobs: tuple[DeferredJob, ...]

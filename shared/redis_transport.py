@@ -279,10 +279,10 @@ class Channel(kombu_redis.Channel):
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
-            except NoScriptError:  # Redis lost its scripts (a restart, SCRIPT FLUSH): load it, poll again now
-                log.info("the broker had lost the fetch script (a restart, or SCRIPT FLUSH): loading it")
-                self._fetch.sha = self.client.script_load(self._fetch.script)
-                raise Empty() from None
+            except NoScriptError:  # Redis lost its scripts (a restart, SCRIPT FLUSH)
+                if self._load_fetch_script():
+                    raise Empty() from None  # poll again at once
+                reply = None
             except self.ResponseError as exc:  # e.g. scripts refused: wait, and try again
                 log.warning("fetching a message failed: %s", exc)
                 reply = None
@@ -307,6 +307,16 @@ class Channel(kombu_redis.Channel):
             flush = getattr(self, "_flush_brpop_reauth", None)  # kombu >= 5.7
             if flush is not None:
                 flush()
+
+    def _load_fetch_script(self) -> bool:
+        """Load the fetch script on the poll's connection (its reply read, so it is idle); False if refused."""
+        log.info("the broker had no fetch script (it restarted, or SCRIPT FLUSH): loading it")
+        try:
+            self._fetch.sha = self.client.script_load(self._fetch.script)
+        except self.ResponseError as exc:  # e.g. an ACL without SCRIPT LOAD: wait, and try again
+            log.warning("loading the fetch script failed: %s", exc)
+            return False
+        return True
 
     def _on_idle(self) -> None:
         if getattr(self.connection, "greenq_event_loop", False):

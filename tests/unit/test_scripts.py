@@ -8,6 +8,7 @@ transport's fetch on every 50 ms idle poll sent its whole text). Redis counts ea
 from __future__ import annotations
 
 import ast
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -211,3 +212,26 @@ def test_after_a_redis_restart_scripts_load_again() -> None:
             assert got is not None and got.payload == {"n": 1}
     finally:
         own.stop()
+
+
+def test_a_broker_that_refuses_script_load_leaves_the_poll_waiting_not_crashing(
+    real_redis: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ACL may allow EVALSHA but not SCRIPT LOAD: after a SCRIPT FLUSH the poll cannot load its script.
+    It logs, waits its idle interval and tries again; the message stays queued (nothing is lost)."""
+    real_redis.acl_setuser(
+        "no-script-load", enabled=True, nopass=True, keys="*", channels="*", commands=["+@all", "-script|load"]
+    )
+    try:
+        redis_transport.install()
+        url = server().url.replace("redis://", "redis://no-script-load@")
+        with Connection(server().url) as publisher:
+            _publish(publisher, {"n": 1})
+        real_redis.script_flush()
+        with Connection(url, transport_options={"idle_poll_s": 0.05}) as connection:
+            with caplog.at_level(logging.WARNING, logger="shared.redis_transport"):
+                assert drain(connection, want=1, timeout_s=0.5) == []
+        assert "loading the fetch script failed" in caplog.text
+        assert real_redis.llen(QUEUE.name) == 1
+    finally:
+        real_redis.acl_deluser("no-script-load")
