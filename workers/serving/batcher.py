@@ -185,7 +185,12 @@ class Batcher:
         finally:
             self._loaded.set()
         loop = ContinuousLoop(core) if self.mode == "continuous" else StaticLoop(core)
-        loop.serve()
+        try:
+            loop.serve()
+        except BaseException:  # a bug in a loop: never leave the waiting jobs' task threads blocked
+            log.exception("the %s loop failed; the waiting jobs go back to the queue", self.mode)
+            core.queue.drain()
+            raise
 
     def _fix_adaptive(self) -> None:
         """Continuous mode: each adaptive policy runs by the fixed rule (see the module's docstring)."""

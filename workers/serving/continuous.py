@@ -102,7 +102,7 @@ class ContinuousLoop:
                 queue.wait(None)
 
     def _preempt(self, jobs: tuple[PendingJob, ...]) -> None:
-        """These running rows leave the batch to wait (most urgent first, they resume by recompute)."""
+        """These running rows leave the batch to wait; they resume later by recompute (same output)."""
         for job in jobs:
             r = next(i for i, row in enumerate(self._rows) if row.item.job.seq == job.seq)
             keep = [i for i in range(len(self._rows)) if i != r]
