@@ -94,7 +94,7 @@ def test_a_solo_job_never_shares_a_forward(mode: str, batchers: Any) -> None:
 def test_no_forward_passes_max_batch_tokens(mode: str, batchers: Any) -> None:
     runtime = EchoRuntime(steps=True, step_delay_s=0.005)
     length = 14  # a row of (14 + 6) padded tokens: a budget of 64 holds three
-    batcher = batchers(mode, runtime, policies(max_batch_tokens=64))
+    batcher = batchers(mode, runtime, policies(max_batch_tokens=64, max_wait_s=0.2))  # static: full batches
     prompts = {f"j{i}": prompt(i, length) for i in range(8)}
     futures = [batcher.submit(f"j{i}", "reply", "echo", request(i, length), priority=5) for i in range(2)]
     wait_running(runtime)
