@@ -23,7 +23,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import KombuError, OperationalError
 
 from producers.backoff import call_backend
-from producers.idempotency import PENDING_TTL_S, Claim, ClaimState, ClaimTicket, IdempotencyStore
+from producers.idempotency import PENDING_TTL_S, IdempotencyStore, Reservation, ReservationState, ReservationTicket
 from shared import job_types
 from shared.celery_app import make_celery, send_job
 from shared.deferral import DeferredJob, DeferredStore, release_by_s
@@ -224,22 +224,22 @@ class Client:
         else:
             run.deferred.append(DeferredJob(envelope, release_by))
 
-    def _claim(self, index: int, envelope: Envelope, batch: Any, run: _Publication) -> Claim | None:
+    def _claim(self, index: int, envelope: Envelope, batch: Any, run: _Publication) -> Reservation | None:
         """Claim the job's key for this caller to push; None (and the outcome recorded) when not to push it."""
         assert envelope.idempotency_key is not None
         store = self._idempotency_store()
-        ticket = ClaimTicket.new()  # one for all tries: a retry after a lost reply finds its own claim
+        ticket = ReservationTicket.new()  # one for all tries: a retry after a lost reply finds its own claim
         while True:
             try:
                 claim = self._on_backend(
-                    partial(store.claim, envelope.job_type, envelope.idempotency_key, envelope.payload, ticket)
+                    partial(store.reserve, envelope.job_type, envelope.idempotency_key, envelope.payload, ticket)
                 )
             except IdempotencyConflict as exc:
                 run.failed[index] = exc
                 return None
-            if claim.state is ClaimState.MINE:
+            if claim.state is ReservationState.MINE:
                 return claim
-            if claim.state is ClaimState.ENQUEUED:
+            if claim.state is ReservationState.ENQUEUED:
                 run.enqueued[index] = claim.job_id
                 run.known.add(index)
                 return None
@@ -278,7 +278,7 @@ class Client:
         run.unflushed.clear()
         run.sent.clear()
 
-    def _settle(self, claims: list[Claim], abandon: bool) -> None:
+    def _settle(self, claims: list[Reservation], abandon: bool) -> None:
         """Release claims of jobs not pushed, or abandon (mark stale) those whose push may have arrived."""
         store = self._idempotency_store()
         try:
@@ -402,7 +402,7 @@ class _Publication:
     bar: Any
     enqueued: dict[int, str] = field(default_factory=dict)
     failed: dict[int, GreenqError] = field(default_factory=dict)
-    unflushed: list[tuple[int, str, Claim | None]] = field(default_factory=list)
+    unflushed: list[tuple[int, str, Reservation | None]] = field(default_factory=list)
     sent: set[int] = field(default_factory=set)  # of `unflushed`, those that may have reached the broker
     buffered: bool = False  # messages wait in a batch for the flush (else each is sent as it is published)
     deferred: list[DeferredJob] = field(default_factory=list)  # of `unflushed`, those waiting for the scheduler

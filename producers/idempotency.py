@@ -1,6 +1,6 @@
 """Idempotency keys: one logical request → one job id, named by its key only once the job is enqueued.
 
-A key is *reserved* in two phases, each step one script in `shared/scripts/`. `claim`
+A key is *reserved* in two phases, each step one script in `shared/scripts/`. `reserve`
 (`reserve_idempotency_key.lua`) sets it to a pending reservation with a new job id; the producer
 pushes the job; `confirm` (`confirm_idempotency_key.lua`) then sets the payload's fingerprint and
 that job id with the full TTL, and `release` (`release_idempotency_key.lua`) deletes the reservation
@@ -20,7 +20,7 @@ Redis broker on the same server as this store, and it would have to write kombu'
 hand. Two phases work with any broker (RabbitMQ included) and keep kombu in charge of the message.
 
 >>> store = IdempotencyStore(redis_client, ttl_s=86400)
->>> reserved = store.claim("reply", "ticket-42", payload)      # ClaimState.MINE: push the job, then
+>>> reserved = store.reserve("reply", "ticket-42", payload)      # ReservationState.MINE: push the job, then
 >>> store.confirm([reserved])           # (store.release([reserved]) if not pushed, store.abandon if unsure)
 """
 
@@ -68,14 +68,14 @@ def job_id_held(value: str, legacy_job_id: str) -> str:
     return parts[1] if len(parts) == (4 if pending else 2) else legacy_job_id
 
 
-class ClaimState(Enum):
+class ReservationState(Enum):
     MINE = "mine"  # this caller holds the pending reservation: push the job, then confirm or release
     ENQUEUED = "enqueued"  # the key already names an enqueued job: nothing to push
     BUSY = "busy"  # another producer is pushing the same job: wait_settled, then reserve again
 
 
 @dataclass(frozen=True)
-class ClaimTicket:
+class ReservationTicket:
     """The job id and token one reservation writes. Made once per reservation, outside its retries, so a
     retry after a lost reply finds its own reservation (`mine`) rather than a stranger's pending one."""
 
@@ -83,14 +83,14 @@ class ClaimTicket:
     token: str
 
     @classmethod
-    def new(cls) -> ClaimTicket:
+    def new(cls) -> ReservationTicket:
         return cls(str(uuid.uuid4()), uuid.uuid4().hex)
 
 
 @dataclass(frozen=True)
-class Claim:
+class Reservation:
     job_id: str
-    state: ClaimState
+    state: ReservationState
     redis_key: str
     fingerprint: str
     value: str  # what the key held (or, for MINE, was set to) when reserved
@@ -113,7 +113,9 @@ class IdempotencyStore:
         self._release = scripts.register(client, "release_idempotency_key")
         self._abandon = scripts.register(client, "abandon_idempotency_key")
 
-    def claim(self, job_type: JobType, key: str, payload: dict[str, Any], ticket: ClaimTicket | None = None) -> Claim:
+    def reserve(
+        self, job_type: JobType, key: str, payload: dict[str, Any], ticket: ReservationTicket | None = None
+    ) -> Reservation:
         """Reserve `key` for this payload. Raises IdempotencyConflict if it is held for a different payload.
 
         Pass the same `ticket` to each retry of one reservation (a new one is made if none is given).
@@ -122,7 +124,7 @@ class IdempotencyStore:
         redis_key = f"{IDEMPOTENCY_KEY_PREFIX}{job_type}:{key}"
         # The pending reservation lives as long as a confirmed key, so a takeover still finds its job id.
         hold_s = max(self._ttl_s, 1 + self._pending_ms // 1000)
-        ticket = ticket or ClaimTicket.new()
+        ticket = ticket or ReservationTicket.new()
         state, raw, settles_in_ms = self._reserve(
             keys=[redis_key], args=[print_, ticket.job_id, ticket.token, self._pending_ms, hold_s], client=self._redis
         )
@@ -134,9 +136,11 @@ class IdempotencyStore:
                 "use a new key for a new request"
             )
         job_id = job_id_held(value, job_id_for_key(job_type, key))
-        return Claim(job_id, ClaimState(state), redis_key, print_, value, settles_in_s=int(settles_in_ms) / 1000)
+        return Reservation(
+            job_id, ReservationState(state), redis_key, print_, value, settles_in_s=int(settles_in_ms) / 1000
+        )
 
-    def confirm(self, reservations: list[Claim]) -> None:
+    def confirm(self, reservations: list[Reservation]) -> None:
         """Make each key name its job, now that the broker holds it (only this caller's own reservations)."""
         with self._redis.pipeline(transaction=False) as pipe:
             for reservation in reservations:
@@ -147,14 +151,14 @@ class IdempotencyStore:
                 )
             pipe.execute()
 
-    def release(self, reservations: list[Claim]) -> None:
+    def release(self, reservations: list[Reservation]) -> None:
         """Undo reservations whose jobs were not enqueued, so a retry can enqueue them."""
         with self._redis.pipeline(transaction=False) as pipe:
             for reservation in reservations:
                 self._release(keys=[reservation.redis_key], args=[reservation.value], client=pipe)
             pipe.execute()
 
-    def abandon(self, reservations: list[Claim]) -> None:
+    def abandon(self, reservations: list[Reservation]) -> None:
         """Give up reservations whose jobs may be on the broker (a push that raised): each stays, stale at
         once, so a retry with the same payload takes it over with the same job id and no wait."""
         with self._redis.pipeline(transaction=False) as pipe:
@@ -162,7 +166,7 @@ class IdempotencyStore:
                 self._abandon(keys=[reservation.redis_key], args=[reservation.value], client=pipe)
             pipe.execute()
 
-    def wait_settled(self, reservation: Claim) -> None:
+    def wait_settled(self, reservation: Reservation) -> None:
         """Wait until another producer's pending reservation is confirmed, released, expired or stale."""
         deadline = time.monotonic() + reservation.settles_in_s + PENDING_POLL_S
         while time.monotonic() < deadline:

@@ -6,9 +6,9 @@ scheduler (workers/scheduler/) plans and releases; every move is one Lua script 
 named below), so that several schedulers, the gateway and producers can act on the same job at once:
 
 * `defer` stores a job once (a retried defer of the same id is a no-op): `defer_job.lua`;
-* `claim` takes the jobs to release now from `due` to `releasing`, under a *release hold* (a token
-  and an end time), at most CLAIM_CHUNK_JOBS a call: one caller gets each (`take_due_deferred.lua`);
-* `renew` extends a hold while its scheduler publishes, and says which jobs it still holds
+* `take_due` takes the jobs to release now from `due` to `releasing`, under a *release hold* (a token
+  and an end time), at most TAKE_CHUNK_JOBS a call: one caller gets each (`take_due_deferred.lua`);
+* `extend_hold` extends a hold while its scheduler publishes, and says which jobs it still holds
   (`extend_release_hold.lua`);
 * `confirm` forgets jobs once their scheduler has published them to their queue (`confirm_released.lua`);
 * `recover` puts back jobs whose releasing scheduler died before confirming, its hold run out
@@ -49,7 +49,7 @@ SLOT_COUNTER_TTL_S = 7200
 ARRIVALS_TTL_S = 3 * 86_400  # the scheduler reads a day of demand, and the same time the day before
 # One take_due_deferred.lua call blocks Redis for about 10 µs a job (a few writes and a JSON decode each): 500 keep it
 # to a few milliseconds and its reply to about half a megabyte, whatever the backlog.
-CLAIM_CHUNK_JOBS = 500
+TAKE_CHUNK_JOBS = 500
 
 
 @dataclass(frozen=True)
@@ -88,9 +88,9 @@ class DeferredJob:
 
 
 @dataclass(frozen=True)
-class ReleaseLease:
-    """A release hold: the jobs one `claim` took, the caller's to publish while `token` holds them
-    (see `renew`)."""
+class ReleaseHold:
+    """A release hold: the jobs one `take_due` took, the caller's to publish while `token` holds them
+    (see `extend_hold`)."""
 
     token: str
     jobs: tuple[DeferredJob, ...]
@@ -192,11 +192,11 @@ class DeferredStore:
     def released_in_slot(self, slot_start_s: float) -> int:
         return int(self._redis.get(slot_key(slot_start_s)) or 0)
 
-    def claim(
-        self, now: float, slot_start_s: float, allowance: int, lease_s: float, limit: int = CLAIM_CHUNK_JOBS
-    ) -> ReleaseLease:
+    def take_due(
+        self, now: float, slot_start_s: float, allowance: int, hold_s: float, limit: int = TAKE_CHUNK_JOBS
+    ) -> ReleaseHold:
         """Take jobs to release now, at most `limit`: those already due, then more up to the slot's `allowance`,
-        under a release hold that ends `lease_s` from `now`.
+        under a release hold that ends `hold_s` from `now`.
 
         Call again while it returns `limit` jobs: each call does a bounded share of the work.
         """
@@ -211,11 +211,11 @@ class DeferredStore:
             slot_key(slot_start_s),
             DEFERRED_HOLDER_KEY,
         )
-        args = (now, allowance, now + lease_s, SLOT_COUNTER_TTL_S, limit, token)
+        args = (now, allowance, now + hold_s, SLOT_COUNTER_TTL_S, limit, token)
         reply = self._take_due(keys=keys, args=args, client=self._redis)
-        return ReleaseLease(token, tuple(DeferredJob.decode(raw) for raw in reply[1::2]))
+        return ReleaseHold(token, tuple(DeferredJob.decode(raw) for raw in reply[1::2]))
 
-    def renew(self, token: str, job_ids: Sequence[str], hold_end_s: float) -> set[str]:
+    def extend_hold(self, token: str, job_ids: Sequence[str], hold_end_s: float) -> set[str]:
         """Extend the release hold `token` to `hold_end_s` on those of `job_ids` it still holds; returns them."""
         if not job_ids:
             return set()
@@ -230,7 +230,7 @@ class DeferredStore:
         keys = (DEFERRED_RELEASING_KEY, DEFERRED_JOB_KEY, DEFERRED_HOLDER_KEY, DEFERRED_DUE_KEY, DEFERRED_COUNT_KEY)
         return int(self._confirm(keys=keys, args=[token, *job_ids], client=self._redis))
 
-    def recover(self, now: float, limit: int = CLAIM_CHUNK_JOBS) -> int:
+    def recover(self, now: float, limit: int = TAKE_CHUNK_JOBS) -> int:
         """Put back jobs whose releasing scheduler died before confirming them, `limit` a script call."""
         keys = (DEFERRED_RELEASING_KEY, DEFERRED_JOB_KEY, DEFERRED_DUE_KEY, DEFERRED_COUNT_KEY, DEFERRED_HOLDER_KEY)
         total = 0

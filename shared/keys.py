@@ -9,7 +9,7 @@ from __future__ import annotations
 
 # Jobs, on the result backend.
 IDEMPOTENCY_KEY_PREFIX = "greenq:idem:"  # + job type:key → its reservation, then its job id (producers/idempotency.py)
-CLAIM_KEY_PREFIX = "greenq:claim:"  # + job id → its start mark: "received" or "cancelled" (shared/claims.py)
+START_MARK_KEY_PREFIX = "greenq:claim:"  # + job id → its start mark: "received" or "cancelled" (shared/start_marks.py)
 ATTEMPTS_KEY_PREFIX = "greenq:attempts:"  # + job id → unfinished attempts (shared/attempts.py)
 LEASE_KEY_PREFIX = "greenq:lease:"  # + job id → the worker computing it (workers/leases.py)
 TOKENS_KEY_PREFIX = "greenq:tokens:"  # + job id → stream of its text as it decodes (shared/token_stream.py)

@@ -15,7 +15,7 @@ from typing import Any
 
 from celery import states
 
-from shared import claims, scripts
+from shared import scripts, start_marks
 from shared.errors import JobNotComputed
 from shared.results import JobResult, result_from_meta
 
@@ -45,7 +45,7 @@ class ResultStore:
         """Cancel the job and store `record` (its `cancelled` result) if no worker started it and no result is
         stored; True if it is cancelled now (or was before)."""
         key, encoded = self._encoded(record)
-        return claims.cancel(self._backend.client, record.job_id, self._ttl_s, key, encoded)
+        return start_marks.cancel(self._backend.client, record.job_id, self._ttl_s, key, encoded)
 
     def _encoded(self, result: JobResult) -> tuple[str, bytes]:
         """The result's backend key and its record in Celery's format (a failure: `JobNotComputed` carrying it)."""

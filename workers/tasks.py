@@ -34,7 +34,7 @@ from celery import Celery, Task
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
-from shared import claims, job_types
+from shared import job_types, start_marks
 from shared.attempts import AttemptCounter
 from shared.celery_app import register_task
 from shared.deadletter import DeadLetter, DeadLetterStore
@@ -217,7 +217,7 @@ def _compute(
     """The job's final record (not yet stored). Raises Reject to hand the job back."""
     handler, settings = context.handler, context.settings
     client = task.app.backend.client
-    if not infra(lambda: claims.claim_for_worker(client, job_id, settings.result_ttl_s), "claiming it"):
+    if not infra(lambda: start_marks.mark_started(client, job_id, settings.result_ttl_s), "claiming it"):
         return handler.cancelled(job_type, job_id)  # cancelled before it reached us
 
     tried: int = infra(lambda: context.attempts.attempts(job_id), "reading its attempts")

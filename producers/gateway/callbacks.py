@@ -78,7 +78,7 @@ def retry_after_s(attempts: int) -> float:
 
 
 @dataclass(frozen=True)
-class Claim:
+class CallbackAttempt:
     """A callback attempt this gateway has started: send it before the attempt's deadline, then report with
     `delivered`, `failed` or `drop`."""
 
@@ -147,9 +147,9 @@ class CallbackQueue:
         self._expired(gone)
         return gone
 
-    def claim_due(
+    def start_attempts(
         self, now: float, attempt_s: float, free: Mapping[str, int], default_free: int, most: int
-    ) -> list[Claim]:
+    ) -> list[CallbackAttempt]:
         """Start attempts on up to `most` due callbacks whose job has finished, at most free[tenant] (or
         default_free) per tenant; each attempt's deadline is `attempt_s` from `now`."""
         self.sweep(now)
@@ -195,11 +195,13 @@ class CallbackQueue:
             self._start_attempt(keys=keys, args=[job_id, now, now + attempt_s, body, keep_s], client=pipe)
         answers = pipe.execute()
         self._expired(gone)
-        started: list[Claim] = []
+        started: list[CallbackAttempt] = []
         for (job_id, record, result), attempt in zip(wanted, answers[len(answers) - len(wanted) :], strict=True):
             if int(attempt) <= 0:
                 continue  # another gateway has it
-            started.append(Claim(job_id, record[b"url"].decode(), record[b"tenant"].decode(), int(attempt), result))
+            started.append(
+                CallbackAttempt(job_id, record[b"url"].decode(), record[b"tenant"].decode(), int(attempt), result)
+            )
         return started
 
     def _expired(self, job_ids: list[str]) -> None:
@@ -213,13 +215,13 @@ class CallbackQueue:
         if job_ids and self._outcomes is not None:
             self._outcomes.labels("expired").inc(len(job_ids))
 
-    def delivered(self, attempt: Claim) -> None:
+    def delivered(self, attempt: CallbackAttempt) -> None:
         self.drop(attempt)
 
-    def failed(self, attempt: Claim, retry_at: float) -> None:
+    def failed(self, attempt: CallbackAttempt, retry_at: float) -> None:
         self._redis.zadd(CALLBACK_DUE_KEY, {attempt.job_id: retry_at}, xx=True)
 
-    def drop(self, attempt: Claim) -> None:
+    def drop(self, attempt: CallbackAttempt) -> None:
         pipe = self._redis.pipeline()
         pipe.zrem(CALLBACK_DUE_KEY, attempt.job_id)
         pipe.delete(f"{CALLBACK_JOB_KEY_PREFIX}{attempt.job_id}")

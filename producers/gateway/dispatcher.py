@@ -21,13 +21,13 @@ from typing import Any
 
 from producers.gateway import sender
 from producers.gateway.addresses import AllowList, CallbackRefused, parse_callback_url
-from producers.gateway.callbacks import CallbackQueue, Claim, retry_after_s, sign
+from producers.gateway.callbacks import CallbackAttempt, CallbackQueue, retry_after_s, sign
 from producers.gateway.resolver import Lookups
 
 log = logging.getLogger(__name__)
 POLL_S = 0.2
 UNAVAILABLE_PAUSE_S = 2.0
-LEASE_MARGIN_S = 5.0  # a claim outlives its attempt's deadline by this much before another gateway retries it
+ATTEMPT_MARGIN_S = 5.0  # a claim outlives its attempt's deadline by this much before another gateway retries it
 MAX_IN_FLIGHT = 256  # attempts in flight per gateway, all tenants together
 
 
@@ -40,8 +40,8 @@ class DeliveryPolicy:
     resolve_timeout_s: float = 2.0  # a callback host's lookup, within the attempt's timeout_s
 
     @property
-    def lease_s(self) -> float:
-        return self.timeout_s + LEASE_MARGIN_S
+    def attempt_s(self) -> float:
+        return self.timeout_s + ATTEMPT_MARGIN_S
 
 
 class CallbackDispatcher:
@@ -94,9 +94,9 @@ class CallbackDispatcher:
         while not self._stopping.is_set():
             try:
                 claims = await asyncio.to_thread(
-                    self._queue.claim_due,
+                    self._queue.start_attempts,
                     time.time(),
-                    self._policy.lease_s,
+                    self._policy.attempt_s,
                     {t: self._policy.concurrency - n for t, n in self._in_flight.items()},
                     self._policy.concurrency,
                     MAX_IN_FLIGHT - sum(self._in_flight.values()),
@@ -120,7 +120,7 @@ class CallbackDispatcher:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _deliver(self, claim: Claim) -> None:
+    async def _deliver(self, claim: CallbackAttempt) -> None:
         try:
             outcome, detail = await self._attempt(claim)
         finally:
@@ -132,7 +132,7 @@ class CallbackDispatcher:
         except Exception:  # the lease runs out and the callback is tried again
             log.exception("could not record the callback outcome for %s", claim.job_id)
 
-    async def _attempt(self, claim: Claim) -> tuple[sender.Outcome, str]:
+    async def _attempt(self, claim: CallbackAttempt) -> tuple[sender.Outcome, str]:
         if claim.attempt > self._policy.max_attempts:  # gateways died while sending it
             return sender.Outcome.failed, "claimed more often than the attempt limit"
         secret = self._secrets.get(claim.tenant, "")
@@ -155,7 +155,7 @@ class CallbackDispatcher:
         attempt = await self._post(target, body, headers, self._policy.allow, self._policy.timeout_s, resolver=resolver)
         return attempt.outcome, attempt.detail
 
-    def _record(self, claim: Claim, outcome: sender.Outcome, detail: str) -> None:
+    def _record(self, claim: CallbackAttempt, outcome: sender.Outcome, detail: str) -> None:
         if outcome is sender.Outcome.delivered:
             self._queue.delivered(claim)
             self._count("sent")

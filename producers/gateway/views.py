@@ -9,7 +9,7 @@ from producers.gateway.errors import ApiError
 from producers.gateway.schemas import JobView
 from producers.gateway.state import GatewayState
 from producers.gateway.tenants import Tenant
-from shared import claims
+from shared import start_marks
 from shared.keys import OWNER_KEY_PREFIX
 from shared.result_store import ResultStore
 from shared.results import JobResult, JobStatus, is_final, result_from_meta
@@ -42,7 +42,7 @@ def view(state: GatewayState, job_id: str) -> JobView:
     if is_final(meta):
         result = result_from_meta(job_id, meta)
         return JobView(id=job_id, status=result.status.value, result=result)
-    started = claims.state(state.store, job_id) == claims.RECEIVED
+    started = start_marks.state(state.store, job_id) == start_marks.RECEIVED
     if not started:
         waiting = state.deferred.status(job_id)
         if waiting is not None and not waiting.releasing:

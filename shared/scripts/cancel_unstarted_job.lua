@@ -1,4 +1,4 @@
--- Cancel a job no worker has started, and store its cancelled result (shared/claims.py).
+-- Cancel a job no worker has started, and store its cancelled result (shared/start_marks.py).
 -- KEYS[1]  the job's start mark (greenq:claim:<job id>: 'received' or 'cancelled')
 -- KEYS[2]  the job's result key
 -- ARGV[1]  'cancelled'

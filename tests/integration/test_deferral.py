@@ -17,7 +17,7 @@ import pytest
 
 from producers.client import JobSpec
 from shared import job_types
-from shared.deferral import CLAIM_CHUNK_JOBS, DeferredStore
+from shared.deferral import TAKE_CHUNK_JOBS, DeferredStore
 from shared.keys import CARBON_NOW_KEY, DEFERRED_RELEASING_KEY
 from tests.integration.gateways import Gateway
 from tests.integration.harness import Stack, free_port, stack
@@ -141,13 +141,13 @@ def test_a_scheduler_killed_between_chunks_keeps_what_it_released(grid: tuple[St
     """A backlog goes out a chunk at a time, each confirmed on its own: a kill loses nothing, repeats nothing."""
     s, _ = grid
     lease = {"GREENQ_SCHEDULER_RELEASE_LEASE_S": "3"}
-    n = CLAIM_CHUNK_JOBS + 200
+    n = TAKE_CHUNK_JOBS + 200
     ids = s.client.submit_many([_description(run_by_s=4) for _ in range(n)])  # due within a second
     time.sleep(1.5)
     # It waits 10 s after each claim: the first chunk goes out, then it dies holding the second.
     doomed = start_scheduler(s, tmp_path / "doomed.log", {**lease, "GREENQ_CHAOS__RELEASE_DELAY_S": "10"})
     s.wait_for(
-        lambda: s.redis.zcard(DEFERRED_RELEASING_KEY) == 200 and len(queued_ids(s)) == CLAIM_CHUNK_JOBS,
+        lambda: s.redis.zcard(DEFERRED_RELEASING_KEY) == 200 and len(queued_ids(s)) == TAKE_CHUNK_JOBS,
         60,
         "the first chunk released and the second claimed",
     )

@@ -167,7 +167,7 @@ def test_a_release_its_scheduler_did_not_confirm_is_redone_after_the_lease(defer
     store = DeferredStore(s.redis)
     (job_id,) = submit_deferred(s, 1, run_by_s=3600)
     # A scheduler claims the job, then dies before publishing it: the job is under a lease, on no queue.
-    (claimed,) = store.claim(now, now - now % SLOT_S, allowance=1, lease_s=30).jobs
+    (claimed,) = store.take_due(now, now - now % SLOT_S, allowance=1, hold_s=30).jobs
     assert claimed.job_id == job_id and queued_ids(s) == [] and store.status(job_id) is not None
     survivor = make_scheduler(s, TableForecast(now - now % SLOT_S, [50] * 80), 600)
     assert survivor.tick(now + 10).released == []  # lease still running

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import claims
+from shared import start_marks
 from shared.errors import BrokerUnavailable
 from shared.keys import COMPUTATIONS_KEY
 from shared.local_redis import LocalRedis
@@ -175,7 +175,7 @@ def test_a_cancel_leaves_a_stored_final_result_alone(fresh: Stack, tmp_path: Pat
     expired = JobResult(job_id=job_id, job_type="strategy", status=JobStatus.expired, error="deadline passed")
     store = ResultStore(s.client.app.backend, s.settings.result_ttl_s)
     assert store.put_once(expired) == (expired, True)  # as the worker that found it past its deadline stored it
-    s.redis.delete(claims.claim_key(job_id))  # its claim, set when that worker started, lapsed first
+    s.redis.delete(start_marks.start_mark_key(job_id))  # its claim, set when that worker started, lapsed first
     refused = gateway.http.delete(f"/v1/jobs/{job_id}", headers=gateway.auth())
     assert refused.status_code == 409, refused.text
     assert refused.json()["error"]["code"] == "already_started"

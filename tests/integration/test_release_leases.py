@@ -18,7 +18,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from shared import job_types
-from shared.deferral import CLAIM_CHUNK_JOBS, DeferredJob, DeferredStore, ReleaseLease
+from shared.deferral import TAKE_CHUNK_JOBS, DeferredJob, DeferredStore, ReleaseHold
 from shared.envelope import Envelope
 from shared.keys import DEFERRED_DUE_KEY, DEFERRED_HOLDER_KEY, DEFERRED_JOB_KEY, DEFERRED_RELEASING_KEY
 from tests.integration.harness import Stack, stack
@@ -140,10 +140,10 @@ def test_a_large_backlog_is_claimed_in_chunks(releasing: Stack) -> None:
     claimed_per_call: list[int] = []
 
     class CountingStore(DeferredStore):
-        def claim(
-            self, now: float, slot_start_s: float, allowance: int, lease_s: float, limit: int = CLAIM_CHUNK_JOBS
-        ) -> ReleaseLease:
-            lease = super().claim(now, slot_start_s, allowance, lease_s, limit)
+        def take_due(
+            self, now: float, slot_start_s: float, allowance: int, lease_s: float, limit: int = TAKE_CHUNK_JOBS
+        ) -> ReleaseHold:
+            lease = super().take_due(now, slot_start_s, allowance, lease_s, limit)
             claimed_per_call.append(len(lease.jobs))
             return lease
 
@@ -153,7 +153,7 @@ def test_a_large_backlog_is_claimed_in_chunks(releasing: Stack) -> None:
     report = no_forecast_scheduler(s, publish, store).tick()
     assert len(report.released) == 20_000 and set(publish.published) == set(ids)
     assert max(publish.published.values()) == 1
-    assert max(claimed_per_call) <= CLAIM_CHUNK_JOBS, f"one claim script took {max(claimed_per_call)} jobs"
+    assert max(claimed_per_call) <= TAKE_CHUNK_JOBS, f"one claim script took {max(claimed_per_call)} jobs"
     assert max(len(call) for call in publish.calls) <= PUBLISH_BATCH_JOBS
     assert s.redis.zcard(DEFERRED_DUE_KEY) == 0 and s.redis.zcard(DEFERRED_RELEASING_KEY) == 0
 
@@ -182,21 +182,21 @@ def test_a_scheduler_whose_lease_was_taken_stops_publishing_that_chunk(releasing
     ids = defer_jobs(DeferredStore(s.redis), 300, release_by_s=time.time() + 3600)
     now = time.time()
     rival = DeferredStore(s.redis)
-    taken: list[ReleaseLease] = []
+    taken: list[ReleaseHold] = []
 
     class PausedStore(DeferredStore):
         """Before its second renewal, the lease runs out (as for a paused process) and a rival claims the rest."""
 
         renewals = 0
 
-        def renew(self, token: str, job_ids: Sequence[str], lease_end_s: float) -> set[str]:
+        def extend_hold(self, token: str, job_ids: Sequence[str], lease_end_s: float) -> set[str]:
             PausedStore.renewals += 1
             if PausedStore.renewals == 2:
                 later = now + LEASE_S + 30
                 assert rival.recover(later) == len(ids) - PUBLISH_BATCH_JOBS
                 # A's claim counts in its slot's releases already: room for as many again.
-                taken.append(rival.claim(later, later - later % 60, allowance=2 * len(ids), lease_s=3600))
-            return super().renew(token, job_ids, lease_end_s)
+                taken.append(rival.take_due(later, later - later % 60, allowance=2 * len(ids), hold_s=3600))
+            return super().extend_hold(token, job_ids, lease_end_s)
 
     metrics = SchedulerMetrics(CollectorRegistry())
     publish = RecordingPublish()
@@ -219,21 +219,21 @@ def test_a_lease_is_renewed_and_confirmed_only_by_its_holder(releasing: Stack) -
     (first,) = defer_jobs(store, 1, release_by_s=time.time() + 3600)
     (second,) = defer_jobs(store, 1, release_by_s=time.time() + 7200)
     now = time.time()
-    lease = store.claim(now, now - now % 60, allowance=2, lease_s=LEASE_S, limit=1)
+    lease = store.take_due(now, now - now % 60, allowance=2, hold_s=LEASE_S, limit=1)
     assert [job.job_id for job in lease.jobs] == [first]  # one a call, earliest deadline first
-    assert store.renew(lease.token, [first], now + 100) == {first}
+    assert store.extend_hold(lease.token, [first], now + 100) == {first}
     assert store.recover(now + 50) == 0  # renewed: not taken back
-    assert store.renew("another-token", [first], now + 200) == set()
+    assert store.extend_hold("another-token", [first], now + 200) == set()
     assert store.recover(now + 101) == 1  # ran out: back to due, no holder any more
-    assert store.renew(lease.token, [first], now + 300) == set()
+    assert store.extend_hold(lease.token, [first], now + 300) == set()
     # Published all the same (its scheduler was slow): confirming takes it out of due, so it is not sent again.
     assert store.confirm(lease.token, [first]) == 1
     assert len(store.release_deadlines()) == 1 and store.waiting_by_type() == {"description": 1}
     assert store.status(first) is None and store.status(second) is not None
-    again = store.claim(now, now - now % 60, allowance=2, lease_s=LEASE_S)
+    again = store.take_due(now, now - now % 60, allowance=2, hold_s=LEASE_S)
     assert [job.job_id for job in again.jobs] == [second]
     with pytest.raises(ValueError, match="limit"):
-        store.claim(now, now, allowance=1, lease_s=LEASE_S, limit=0)
+        store.take_due(now, now, allowance=1, hold_s=LEASE_S, limit=0)
 
 
 def test_the_celery_publisher_sends_a_batch_in_one_round_trip(
@@ -257,7 +257,7 @@ def test_the_celery_publisher_sends_a_batch_in_one_round_trip(
     store = DeferredStore(s.redis)
     ids = defer_jobs(store, PUBLISH_BATCH_JOBS, release_by_s=time.time() + 3600)
     now = time.time()
-    lease = store.claim(now, now - now % 60, allowance=len(ids), lease_s=60)
+    lease = store.take_due(now, now - now % 60, allowance=len(ids), hold_s=60)
     publish = celery_publisher(s.client.app, s.settings, s.redis)
     assert publish([job.released(now) for job in lease.jobs]) == set()
     assert len(flushes) == 1 and sorted(queued_ids(s)) == sorted(ids)

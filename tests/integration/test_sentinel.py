@@ -21,12 +21,12 @@ import pytest
 import redis
 
 from shared import job_types
-from shared.claims import claim_key
 from shared.errors import ResultTimeout
 from shared.keys import CONSUMERS_KEY, LEASE_KEY_PREFIX, UNACKED_OWNER_KEY
 from shared.queues import queue_name, redis_priority_lists
 from shared.redis_client import redis_client
 from shared.results import JobResult, JobStatus, result_from_meta
+from shared.start_marks import start_mark_key
 from tests.integration.harness import Stack, free_port, replies, stack
 from tests.integration.sentinel_group import SentinelGroup
 from workers.exporter import QueueCollector
@@ -77,7 +77,7 @@ def _diagnosis(
     per_job = {
         j: {
             "when": "before" if j in before else "after",
-            "claim": master.get(claim_key(j)),
+            "claim": master.get(start_mark_key(j)),
             "lease": master.get(f"{LEASE_KEY_PREFIX}{j}"),
         }
         for j in missing

@@ -46,7 +46,7 @@ def calls(client: redis.Redis, command: str) -> int:
 
 
 def start(queue: CallbackQueue, now: float) -> list[str]:
-    return [c.job_id for c in queue.claim_due(now, attempt_s=15, free={}, default_free=100, most=100)]
+    return [c.job_id for c in queue.start_attempts(now, attempt_s=15, free={}, default_free=100, most=100)]
 
 
 def test_callbacks_of_unfinished_jobs_are_not_read_again_and_again(real_redis: redis.Redis) -> None:
@@ -77,7 +77,7 @@ def test_a_result_notification_or_the_sweep_makes_a_waiting_callback_due(real_re
     backend.finish("a")
     backend.finish("b")
     assert queue.wake(["a", "unrelated"], now) == 1
-    sent = queue.claim_due(now + 0.1, attempt_s=15, free={}, default_free=100, most=100)
+    sent = queue.start_attempts(now + 0.1, attempt_s=15, free={}, default_free=100, most=100)
     assert [c.job_id for c in sent] == ["a"]
     queue.delivered(sent[0])
     assert start(queue, now + 10) == []  # b's notification was missed: nothing reads it before its sweep
@@ -109,11 +109,11 @@ def test_a_callback_under_an_attempt_keeps_its_result_after_the_result_expires(r
     queue = CallbackQueue(real_redis, backend, 60)
     queue.register("j", "https://shop.example/j", "acme")
     backend.finish("j", ttl_s=60)
-    first = queue.claim_due(time.time(), attempt_s=15, free={}, default_free=4, most=4)
+    first = queue.start_attempts(time.time(), attempt_s=15, free={}, default_free=4, most=4)
     assert [c.attempt for c in first] == [1]
     queue.failed(first[0], retry_at=time.time())
     real_redis.delete(backend.get_key_for_task("j"))  # the result's TTL ran out between attempts
-    second = queue.claim_due(time.time() + 0.1, attempt_s=15, free={}, default_free=4, most=4)
+    second = queue.start_attempts(time.time() + 0.1, attempt_s=15, free={}, default_free=4, most=4)
     assert [(c.attempt, c.result["text"]) for c in second] == [(2, "done j")]
     assert int(real_redis.ttl("greenq:callbacks:job:j")) >= 60
 

@@ -12,7 +12,7 @@ import pytest
 
 from producers.gateway import sender
 from producers.gateway.addresses import AllowList, CallbackRefused, CallbackTarget, check_url
-from producers.gateway.callbacks import Claim
+from producers.gateway.callbacks import CallbackAttempt
 from producers.gateway.dispatcher import CallbackDispatcher, DeliveryPolicy
 from producers.gateway.resolver import Lookups, RecentAnswers
 
@@ -147,7 +147,7 @@ def test_the_dispatcher_looks_callback_hosts_up_in_the_tenants_own_slots() -> No
 
     policy = DeliveryPolicy(allow=NOTHING_ALLOWED, resolve_timeout_s=WAIT_S)
     dispatcher = CallbackDispatcher(None, {"acme": "s3cret"}, policy, post=post, lookups=lookups)  # type: ignore[arg-type]
-    claim = Claim(job_id="j1", url="https://hook.slow/x", tenant="acme", attempt=1, result={})
+    claim = CallbackAttempt(job_id="j1", url="https://hook.slow/x", tenant="acme", attempt=1, result={})
     outcome, detail = asyncio.run(dispatcher._attempt(claim))
     assert seen == [("hook.slow", 1)]
     assert outcome is sender.Outcome.failed and "Temporary failure" in detail

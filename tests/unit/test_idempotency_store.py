@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from producers import idempotency
-from producers.idempotency import ClaimState, ClaimTicket, IdempotencyStore, fingerprint, job_id_for_key
+from producers.idempotency import IdempotencyStore, ReservationState, ReservationTicket, fingerprint, job_id_for_key
 from shared.errors import IdempotencyConflict
 from tests.unit.redis_server import real_redis_fixture
 
@@ -33,104 +33,104 @@ def _let_claims_go_stale() -> None:
 def test_a_key_names_one_job_for_its_life_and_a_new_one_when_claimed_anew(
     store: IdempotencyStore, real_redis: redis.Redis
 ) -> None:
-    first = store.claim("reply", "ticket-1", PAYLOAD)
+    first = store.reserve("reply", "ticket-1", PAYLOAD)
     store.confirm([first])
-    assert store.claim("reply", "ticket-1", PAYLOAD).job_id == first.job_id
+    assert store.reserve("reply", "ticket-1", PAYLOAD).job_id == first.job_id
     real_redis.delete(KEY)  # what its TTL does one TTL after submit, while the job's result lives on
     for payload in (OTHER, PAYLOAD):
-        again = store.claim("reply", "ticket-1", payload)
-        assert again.state is ClaimState.MINE
+        again = store.reserve("reply", "ticket-1", payload)
+        assert again.state is ReservationState.MINE
         assert again.job_id not in (first.job_id, job_id_for_key("reply", "ticket-1"))
         store.release([again])
-    assert store.claim("reply", "ticket-2", PAYLOAD).job_id != first.job_id
+    assert store.reserve("reply", "ticket-2", PAYLOAD).job_id != first.job_id
 
 
 def test_claim_then_confirm_then_the_key_names_the_enqueued_job(
     store: IdempotencyStore, real_redis: redis.Redis
 ) -> None:
-    mine = store.claim("reply", "ticket-1", PAYLOAD)
-    assert mine.state is ClaimState.MINE
+    mine = store.reserve("reply", "ticket-1", PAYLOAD)
+    assert mine.state is ReservationState.MINE
     store.confirm([mine])
-    again = store.claim("reply", "ticket-1", PAYLOAD)
-    assert again.state is ClaimState.ENQUEUED
+    again = store.reserve("reply", "ticket-1", PAYLOAD)
+    assert again.state is ReservationState.ENQUEUED
     assert again.job_id == mine.job_id
     assert real_redis.ttl(mine.redis_key) == pytest.approx(3600, abs=2)
 
 
 def test_a_pending_claim_is_busy_for_others_until_it_settles(store: IdempotencyStore) -> None:
-    mine = store.claim("reply", "ticket-1", PAYLOAD)
-    theirs = store.claim("reply", "ticket-1", PAYLOAD)
-    assert theirs.state is ClaimState.BUSY and theirs.job_id == mine.job_id
+    mine = store.reserve("reply", "ticket-1", PAYLOAD)
+    theirs = store.reserve("reply", "ticket-1", PAYLOAD)
+    assert theirs.state is ReservationState.BUSY and theirs.job_id == mine.job_id
     assert 0 < theirs.settles_in_s <= PENDING_S
     store.confirm([mine])
     started = time.monotonic()
     store.wait_settled(theirs)  # returns at once: the key changed
     assert time.monotonic() - started < PENDING_S
-    assert store.claim("reply", "ticket-1", PAYLOAD).state is ClaimState.ENQUEUED
+    assert store.reserve("reply", "ticket-1", PAYLOAD).state is ReservationState.ENQUEUED
 
 
 def test_the_same_key_with_another_payload_is_a_conflict(store: IdempotencyStore) -> None:
-    store.confirm([store.claim("reply", "ticket-1", PAYLOAD)])
+    store.confirm([store.reserve("reply", "ticket-1", PAYLOAD)])
     with pytest.raises(IdempotencyConflict, match="ticket-1"):
-        store.claim("reply", "ticket-1", OTHER)
+        store.reserve("reply", "ticket-1", OTHER)
     # A pending claim conflicts the same way.
-    store.claim("reply", "ticket-2", PAYLOAD)
+    store.reserve("reply", "ticket-2", PAYLOAD)
     with pytest.raises(IdempotencyConflict):
-        store.claim("reply", "ticket-2", OTHER)
+        store.reserve("reply", "ticket-2", OTHER)
 
 
 def test_a_released_claim_can_be_claimed_again(store: IdempotencyStore) -> None:
-    first = store.claim("reply", "ticket-1", PAYLOAD)
+    first = store.reserve("reply", "ticket-1", PAYLOAD)
     store.release([first])
-    second = store.claim("reply", "ticket-1", PAYLOAD)
-    assert second.state is ClaimState.MINE
+    second = store.reserve("reply", "ticket-1", PAYLOAD)
+    assert second.state is ReservationState.MINE
     assert second.value != first.value  # a claim token of its own
 
 
 def test_a_stale_claim_is_taken_over_keeping_its_job_id_for_the_same_payload(store: IdempotencyStore) -> None:
-    stalled = store.claim("reply", "ticket-1", PAYLOAD)  # its producer may have pushed the job, then died
+    stalled = store.reserve("reply", "ticket-1", PAYLOAD)  # its producer may have pushed the job, then died
     _let_claims_go_stale()
-    taken = store.claim("reply", "ticket-1", PAYLOAD)
-    assert taken.state is ClaimState.MINE
+    taken = store.reserve("reply", "ticket-1", PAYLOAD)
+    assert taken.state is ReservationState.MINE
     assert taken.job_id == stalled.job_id  # pushed twice, it is still one job
     store.confirm([taken])
-    assert store.claim("reply", "ticket-1", PAYLOAD).state is ClaimState.ENQUEUED
+    assert store.reserve("reply", "ticket-1", PAYLOAD).state is ReservationState.ENQUEUED
 
 
 def test_a_stale_claim_taken_over_for_another_payload_gets_a_new_job_id(store: IdempotencyStore) -> None:
-    stalled = store.claim("reply", "ticket-1", PAYLOAD)
+    stalled = store.reserve("reply", "ticket-1", PAYLOAD)
     _let_claims_go_stale()
-    taken = store.claim("reply", "ticket-1", OTHER)
-    assert taken.state is ClaimState.MINE and taken.job_id != stalled.job_id
+    taken = store.reserve("reply", "ticket-1", OTHER)
+    assert taken.state is ReservationState.MINE and taken.job_id != stalled.job_id
 
 
 def test_release_and_confirm_touch_only_the_callers_own_claim(store: IdempotencyStore) -> None:
-    stale = store.claim("reply", "ticket-1", PAYLOAD)
+    stale = store.reserve("reply", "ticket-1", PAYLOAD)
     _let_claims_go_stale()  # the first producer stalled; another took the key over
-    fresh = store.claim("reply", "ticket-1", PAYLOAD)
-    assert fresh.state is ClaimState.MINE
+    fresh = store.reserve("reply", "ticket-1", PAYLOAD)
+    assert fresh.state is ReservationState.MINE
     store.release([stale])
     store.confirm([stale])
-    assert store.claim("reply", "ticket-1", PAYLOAD).state is ClaimState.BUSY  # still the fresh claim
+    assert store.reserve("reply", "ticket-1", PAYLOAD).state is ReservationState.BUSY  # still the fresh claim
     store.confirm([fresh])
-    assert store.claim("reply", "ticket-1", PAYLOAD).state is ClaimState.ENQUEUED
+    assert store.reserve("reply", "ticket-1", PAYLOAD).state is ReservationState.ENQUEUED
 
 
 def test_a_busy_wait_ends_when_the_other_claim_goes_stale(store: IdempotencyStore) -> None:
-    store.claim("reply", "ticket-1", PAYLOAD)
-    theirs = store.claim("reply", "ticket-1", PAYLOAD)
+    store.reserve("reply", "ticket-1", PAYLOAD)
+    theirs = store.reserve("reply", "ticket-1", PAYLOAD)
     started = time.monotonic()
     store.wait_settled(theirs)  # the other producer never confirms
     assert PENDING_S / 2 < time.monotonic() - started < PENDING_S + 5
-    assert store.claim("reply", "ticket-1", PAYLOAD).state is ClaimState.MINE
+    assert store.reserve("reply", "ticket-1", PAYLOAD).state is ReservationState.MINE
 
 
 def test_confirm_sets_a_claim_that_vanished_meanwhile(store: IdempotencyStore, real_redis: redis.Redis) -> None:
-    mine = store.claim("reply", "ticket-1", PAYLOAD)
+    mine = store.reserve("reply", "ticket-1", PAYLOAD)
     real_redis.delete(mine.redis_key)  # a Redis restart without persistence
     store.confirm([mine])  # the job is on the broker: the key must name it
-    again = store.claim("reply", "ticket-1", PAYLOAD)
-    assert again.state is ClaimState.ENQUEUED and again.job_id == mine.job_id
+    again = store.reserve("reply", "ticket-1", PAYLOAD)
+    assert again.state is ReservationState.ENQUEUED and again.job_id == mine.job_id
 
 
 def test_keys_written_before_job_ids_were_stored_still_name_their_jobs(
@@ -138,18 +138,18 @@ def test_keys_written_before_job_ids_were_stored_still_name_their_jobs(
 ) -> None:
     print_ = fingerprint("reply", PAYLOAD)
     real_redis.set(KEY, print_, ex=3600)
-    confirmed = store.claim("reply", "ticket-1", PAYLOAD)
-    assert confirmed.state is ClaimState.ENQUEUED and confirmed.job_id == job_id_for_key("reply", "ticket-1")
+    confirmed = store.reserve("reply", "ticket-1", PAYLOAD)
+    assert confirmed.state is ReservationState.ENQUEUED and confirmed.job_id == job_id_for_key("reply", "ticket-1")
     with pytest.raises(IdempotencyConflict):
-        store.claim("reply", "ticket-1", OTHER)
+        store.reserve("reply", "ticket-1", OTHER)
 
     real_redis.set(KEY, f"pending:{print_}:oldtoken", px=int(PENDING_S * 1000))
-    busy = store.claim("reply", "ticket-1", PAYLOAD)
-    assert busy.state is ClaimState.BUSY and 0 < busy.settles_in_s <= PENDING_S
+    busy = store.reserve("reply", "ticket-1", PAYLOAD)
+    assert busy.state is ReservationState.BUSY and 0 < busy.settles_in_s <= PENDING_S
     with pytest.raises(IdempotencyConflict):
-        store.claim("reply", "ticket-1", OTHER)
+        store.reserve("reply", "ticket-1", OTHER)
     store.wait_settled(busy)  # it expires by itself
-    assert store.claim("reply", "ticket-1", PAYLOAD).state is ClaimState.MINE
+    assert store.reserve("reply", "ticket-1", PAYLOAD).state is ReservationState.MINE
 
 
 def test_the_default_pending_ttl_is_read_when_the_store_is_made(
@@ -157,31 +157,31 @@ def test_the_default_pending_ttl_is_read_when_the_store_is_made(
 ) -> None:
     monkeypatch.setattr(idempotency, "PENDING_TTL_S", 7)  # as a test that shortens it does
     store = IdempotencyStore(real_redis, ttl_s=3600)
-    store.claim("reply", "ticket-1", PAYLOAD)
-    assert 6 < store.claim("reply", "ticket-1", PAYLOAD).settles_in_s <= 7
+    store.reserve("reply", "ticket-1", PAYLOAD)
+    assert 6 < store.reserve("reply", "ticket-1", PAYLOAD).settles_in_s <= 7
 
 
 def test_a_claim_retried_with_its_ticket_is_mine_again(store: IdempotencyStore) -> None:
-    ticket = ClaimTicket.new()
-    first = store.claim("reply", "ticket-1", PAYLOAD, ticket)  # say its reply was lost
-    again = store.claim("reply", "ticket-1", PAYLOAD, ticket)
-    assert again.state is ClaimState.MINE and again.value == first.value and again.job_id == ticket.job_id
-    assert store.claim("reply", "ticket-1", PAYLOAD).state is ClaimState.BUSY  # anyone else waits
+    ticket = ReservationTicket.new()
+    first = store.reserve("reply", "ticket-1", PAYLOAD, ticket)  # say its reply was lost
+    again = store.reserve("reply", "ticket-1", PAYLOAD, ticket)
+    assert again.state is ReservationState.MINE and again.value == first.value and again.job_id == ticket.job_id
+    assert store.reserve("reply", "ticket-1", PAYLOAD).state is ReservationState.BUSY  # anyone else waits
     store.confirm([again])
-    assert store.claim("reply", "ticket-1", PAYLOAD, ticket).state is ClaimState.ENQUEUED
+    assert store.reserve("reply", "ticket-1", PAYLOAD, ticket).state is ReservationState.ENQUEUED
 
 
 def test_an_abandoned_claim_is_taken_over_at_once_keeping_its_job_id_and_ttl(
     store: IdempotencyStore, real_redis: redis.Redis
 ) -> None:
     long = IdempotencyStore(real_redis, ttl_s=3600)  # the default 30 s pending TTL: no waiting it out
-    pushed = long.claim("reply", "ticket-1", PAYLOAD)  # its push raised: the broker may have the job
+    pushed = long.reserve("reply", "ticket-1", PAYLOAD)  # its push raised: the broker may have the job
     long.abandon([pushed])
     assert real_redis.ttl(pushed.redis_key) == pytest.approx(3600, abs=2)
-    taken = long.claim("reply", "ticket-1", PAYLOAD)
-    assert taken.state is ClaimState.MINE and taken.job_id == pushed.job_id
+    taken = long.reserve("reply", "ticket-1", PAYLOAD)
+    assert taken.state is ReservationState.MINE and taken.job_id == pushed.job_id
     long.abandon([pushed])  # only the caller's own claim: the takeover's stays fresh
-    assert long.claim("reply", "ticket-1", PAYLOAD).state is ClaimState.BUSY
+    assert long.reserve("reply", "ticket-1", PAYLOAD).state is ReservationState.BUSY
     long.abandon([taken])
-    other = long.claim("reply", "ticket-1", OTHER)
-    assert other.state is ClaimState.MINE and other.job_id != pushed.job_id
+    other = long.reserve("reply", "ticket-1", OTHER)
+    assert other.state is ReservationState.MINE and other.job_id != pushed.job_id

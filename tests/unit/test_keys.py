@@ -43,7 +43,7 @@ def test_key_strings_are_the_deployed_ones() -> None:
     """A changed string orphans what a running Redis holds: change one only with a migration."""
     assert {name: value for name, value in vars(keys).items() if name.isupper()} == {
         "IDEMPOTENCY_KEY_PREFIX": "greenq:idem:",
-        "CLAIM_KEY_PREFIX": "greenq:claim:",
+        "START_MARK_KEY_PREFIX": "greenq:claim:",
         "ATTEMPTS_KEY_PREFIX": "greenq:attempts:",
         "LEASE_KEY_PREFIX": "greenq:lease:",
         "TOKENS_KEY_PREFIX": "greenq:tokens:",

@@ -96,7 +96,7 @@ def test_a_single_submit_whose_push_lost_its_reply_is_retried_as_the_same_job(
 def test_keys_of_jobs_never_handed_to_the_broker_are_released(
     client: Client, real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    claim = client_module.IdempotencyStore.claim
+    claim = client_module.IdempotencyStore.reserve
     calls = []
 
     def refuse_the_third(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -105,7 +105,7 @@ def test_keys_of_jobs_never_handed_to_the_broker_are_released(
             raise redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'")
         return claim(self, *args, **kwargs)
 
-    monkeypatch.setattr(client_module.IdempotencyStore, "claim", refuse_the_third)
+    monkeypatch.setattr(client_module.IdempotencyStore, "reserve", refuse_the_third)
     jobs = _keyed(4)
     with pytest.raises(errors.NotAllEnqueued) as raised:
         client.submit_many(jobs)  # jobs 0 and 1 were buffered, not sent, when job 2's claim failed

@@ -15,7 +15,7 @@ import pytest
 import redis
 from celery import Celery
 
-from shared import claims, job_types
+from shared import job_types, start_marks
 from shared.attempts import AttemptCounter
 from shared.celery_app import make_celery
 from shared.deadletter import DeadLetterStore
@@ -117,7 +117,7 @@ def test_a_job_is_computed_stored_once_and_reported(worker: Worker) -> None:
     heard = listener.get_message(timeout=5)  # Celery's result consumers hear of it
     assert heard is not None and heard["type"] == "message"
     listener.close()
-    assert claims.state(worker.redis, "job-1") == claims.RECEIVED
+    assert start_marks.state(worker.redis, "job-1") == start_marks.RECEIVED
     assert worker.context.leases.holder("job-1") is None  # released
     assert worker.runtime.batches == [1]
 
@@ -137,7 +137,9 @@ def test_a_job_cancelled_before_any_worker_started_it_ends_cancelled(worker: Wor
     assert outcome.failed()  # JobNotComputed, carrying the record, so Flower counts it
     stored = worker.stored("job-1")
     assert stored is not None and stored.status is JobStatus.cancelled
-    worker.redis.set(claims.claim_key("job-2"), claims.CANCELLED)  # its claim alone says so: no result yet
+    worker.redis.set(
+        start_marks.start_mark_key("job-2"), start_marks.CANCELLED
+    )  # its claim alone says so: no result yet
     assert worker.run("job-2", envelope("job-2")).failed()
     stored = worker.stored("job-2")
     assert stored is not None and stored.status is JobStatus.cancelled

@@ -11,7 +11,7 @@ from typing import Any
 from celery import Celery
 from prometheus_client import CollectorRegistry, start_http_server
 
-from shared import claims, job_types
+from shared import job_types, start_marks
 from shared.celery_app import make_celery, send_job, worker_statuses
 from shared.deferral import DeferredStore
 from shared.envelope import Envelope
@@ -36,7 +36,7 @@ def celery_publisher(app: Celery, settings: Settings, backend: Any) -> Callable[
     def publish(envelopes: Sequence[Envelope]) -> set[str]:
         pipe = backend.pipeline(transaction=False)
         for envelope in envelopes:
-            pipe.exists(claims.claim_key(envelope.job_id), app.backend.get_key_for_task(envelope.job_id))
+            pipe.exists(start_marks.start_mark_key(envelope.job_id), app.backend.get_key_for_task(envelope.job_id))
         taken = {e.job_id for e, found in zip(envelopes, pipe.execute(), strict=True) if found}
         with app.producer_or_acquire() as producer, producer.batch(_NO_AUTO_FLUSH):
             for envelope in envelopes:

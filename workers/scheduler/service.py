@@ -2,7 +2,7 @@
 
 Several instances may run: each plans on its own, and the Lua moves in shared/deferral.py make sure a
 job is claimed by one of them and a slot's releases stay within the plan. Jobs are claimed a chunk at a
-time (CLAIM_CHUNK_JOBS, so no script holds Redis for a whole backlog) under a lease, and published in
+time (TAKE_CHUNK_JOBS, so no script holds Redis for a whole backlog) under a lease, and published in
 batches of PUBLISH_BATCH_JOBS, each with its id as the task id and confirmed once its batch is out.
 Before each batch the lease is renewed: a chunk is not taken back from a live scheduler however long it
 takes, and jobs whose lease was lost all the same (a scheduler paused past it) are left to the one that
@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from shared import job_types
-from shared.deferral import CLAIM_CHUNK_JOBS, DeferredJob, DeferredStore, ReleaseLease
+from shared.deferral import TAKE_CHUNK_JOBS, DeferredJob, DeferredStore, ReleaseHold
 from shared.envelope import Envelope
 from shared.settings import Settings
 from workers.energy.carbon import IntensitySource
@@ -125,10 +125,10 @@ class Scheduler:
         while True:
             # A long release runs past the tick's `now`: leases count from the time they are taken.
             at = report.now + (self._monotonic() - started)
-            lease = self._store.claim(at, slot_start_s, allowance, self._settings.scheduler_release_lease_s)
+            lease = self._store.take_due(at, slot_start_s, allowance, self._settings.scheduler_release_lease_s)
             if lease.jobs:
                 released += self._release(report, started, lease)
-            if len(lease.jobs) < CLAIM_CHUNK_JOBS:
+            if len(lease.jobs) < TAKE_CHUNK_JOBS:
                 return released
 
     def _plan(self, now: float, deadlines: list[float], used: int) -> Plan | None:
@@ -166,7 +166,7 @@ class Scheduler:
             self._demand_read = current_s
         return self._demand_cache
 
-    def _release(self, report: TickReport, started: float, lease: ReleaseLease) -> list[DeferredJob]:
+    def _release(self, report: TickReport, started: float, lease: ReleaseHold) -> list[DeferredJob]:
         """Publish one claimed chunk in batches, renewing its lease before each; returns the jobs published."""
         if self._settings.chaos.release_delay_s:  # fault tests: a window to kill this scheduler mid-release
             time.sleep(self._settings.chaos.release_delay_s)
@@ -174,7 +174,9 @@ class Scheduler:
         pending, published = list(lease.jobs), []
         while pending:
             elapsed_s = self._monotonic() - started
-            held = self._store.renew(lease.token, [job.job_id for job in pending], report.now + elapsed_s + lease_s)
+            held = self._store.extend_hold(
+                lease.token, [job.job_id for job in pending], report.now + elapsed_s + lease_s
+            )
             if len(held) < len(pending):
                 lost = len(pending) - len(held)
                 report.lease_lost += lost

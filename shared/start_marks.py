@@ -10,22 +10,22 @@ from __future__ import annotations
 from typing import Any
 
 from shared import scripts
-from shared.keys import CLAIM_KEY_PREFIX
+from shared.keys import START_MARK_KEY_PREFIX
 
 RECEIVED = "received"
 CANCELLED = "cancelled"
 
 
-def claim_key(job_id: str) -> str:
-    return f"{CLAIM_KEY_PREFIX}{job_id}"
+def start_mark_key(job_id: str) -> str:
+    return f"{START_MARK_KEY_PREFIX}{job_id}"
 
 
-def claim_for_worker(client: Any, job_id: str, ttl_s: int) -> bool:
+def mark_started(client: Any, job_id: str, ttl_s: int) -> bool:
     """True if the worker may compute the job: it set the start mark first, or a worker did on an earlier
     delivery of the job."""
-    if client.set(claim_key(job_id), RECEIVED, nx=True, ex=ttl_s):
+    if client.set(start_mark_key(job_id), RECEIVED, nx=True, ex=ttl_s):
         return True
-    value = client.get(claim_key(job_id))
+    value = client.get(start_mark_key(job_id))
     return value is None or value.decode() == RECEIVED
 
 
@@ -37,10 +37,10 @@ def cancel(client: Any, job_id: str, ttl_s: int, result_key: str, cancelled_resu
     it is. Callers go through `shared.result_store.ResultStore.cancel`, which encodes the result as
     Celery does."""
     cancel_unstarted = scripts.register(client, "cancel_unstarted_job")
-    keys = [claim_key(job_id), result_key]
+    keys = [start_mark_key(job_id), result_key]
     return bool(cancel_unstarted(keys=keys, args=[CANCELLED, cancelled_result, ttl_s], client=client))
 
 
 def state(client: Any, job_id: str) -> str | None:
-    value = client.get(claim_key(job_id))
+    value = client.get(start_mark_key(job_id))
     return None if value is None else value.decode()

@@ -9,7 +9,7 @@ import pytest
 import redis
 from celery import Celery
 
-from shared import claims
+from shared import start_marks
 from shared.celery_app import make_celery
 from shared.result_store import ResultStore
 from shared.results import JobResult, JobStatus
@@ -31,17 +31,17 @@ def cancelled(job_id: str = "job-1") -> JobResult:
 
 
 def test_the_first_worker_claim_wins_and_a_redelivery_may_compute_again(real_redis: redis.Redis) -> None:
-    assert claims.claim_for_worker(real_redis, "job-1", ttl_s=60)
-    assert claims.claim_for_worker(real_redis, "job-1", ttl_s=60)  # the same job's next delivery
-    assert claims.state(real_redis, "job-1") == claims.RECEIVED
+    assert start_marks.mark_started(real_redis, "job-1", ttl_s=60)
+    assert start_marks.mark_started(real_redis, "job-1", ttl_s=60)  # the same job's next delivery
+    assert start_marks.state(real_redis, "job-1") == start_marks.RECEIVED
 
 
 def test_a_cancel_before_any_worker_stops_the_worker_and_stores_its_result(app: Celery) -> None:
     store = ResultStore(app.backend, ttl_s=60)
     assert store.cancel(cancelled())
     assert store.cancel(cancelled())  # cancelling twice is still cancelled
-    assert not claims.claim_for_worker(app.backend.client, "job-1", ttl_s=60)
-    assert claims.state(app.backend.client, "job-1") == claims.CANCELLED
+    assert not start_marks.mark_started(app.backend.client, "job-1", ttl_s=60)
+    assert start_marks.state(app.backend.client, "job-1") == start_marks.CANCELLED
     stored = store.get("job-1")
     assert stored is not None and stored.status is JobStatus.cancelled
     assert app.backend.get_task_meta("job-1", cache=False)["status"] == "FAILURE"  # Flower counts it
@@ -49,10 +49,10 @@ def test_a_cancel_before_any_worker_stops_the_worker_and_stores_its_result(app: 
 
 
 def test_a_cancel_after_a_worker_started_is_refused_and_writes_nothing(app: Celery) -> None:
-    assert claims.claim_for_worker(app.backend.client, "job-1", ttl_s=60)
+    assert start_marks.mark_started(app.backend.client, "job-1", ttl_s=60)
     store = ResultStore(app.backend, ttl_s=60)
     assert not store.cancel(cancelled())
-    assert claims.state(app.backend.client, "job-1") == claims.RECEIVED
+    assert start_marks.state(app.backend.client, "job-1") == start_marks.RECEIVED
     assert store.get("job-1") is None
 
 
@@ -62,10 +62,10 @@ def test_a_stored_result_stays_when_its_claim_lapsed_first(app: Celery, status: 
     store = ResultStore(app.backend, ttl_s=60)
     final = JobResult(job_id="job-1", job_type="reply", status=status, error=None if status.is_success else "broke")
     assert store.put_once(final) == (final, True)
-    assert claims.state(app.backend.client, "job-1") is None  # the claim lapsed (or the result came another way)
+    assert start_marks.state(app.backend.client, "job-1") is None  # the claim lapsed (or the result came another way)
     assert not store.cancel(cancelled())
     assert store.get("job-1") == final
-    assert claims.state(app.backend.client, "job-1") is None  # nothing written
+    assert start_marks.state(app.backend.client, "job-1") is None  # nothing written
 
 
 def test_a_worker_that_finds_the_job_cancelled_cannot_replace_its_result(app: Celery) -> None:
@@ -79,7 +79,7 @@ def test_a_worker_that_finds_the_job_cancelled_cannot_replace_its_result(app: Ce
 def test_claims_are_per_job_and_lapse_with_their_ttl(app: Celery) -> None:
     store = ResultStore(app.backend, ttl_s=1)
     assert store.cancel(cancelled())
-    assert claims.state(app.backend.client, "job-2") is None
+    assert start_marks.state(app.backend.client, "job-2") is None
     time.sleep(1.2)
-    assert claims.state(app.backend.client, "job-1") is None
-    assert claims.claim_for_worker(app.backend.client, "job-1", ttl_s=60)
+    assert start_marks.state(app.backend.client, "job-1") is None
+    assert start_marks.mark_started(app.backend.client, "job-1", ttl_s=60)
