@@ -206,7 +206,7 @@ def _bench_interactive(args: argparse.Namespace, settings: Settings) -> int:
     from workers.bench.interactive import InteractiveConfig, run_interactive, table
     from workers.bench.run import Progress
     from workers.local_model import resolve_model
-    from workers.runtime import HFRuntime, warm_up
+    from workers.model.runtime import HFRuntime, warm_up
 
     config = InteractiveConfig(
         model=args.model or InteractiveConfig.model,

@@ -47,14 +47,9 @@ from workers.model.types import ModelRuntime
 from workers.serving.batcher import Batcher
 from workers.serving.breaker import DEVICE_FAULT_EXIT_CODE
 from workers.serving.handler import JobHandler, WorkerIdentity
-from workers.serving.observers import (
-    AttemptObserver,
-    BatchObserver,
-    ComputationLog,
-    MetricsObserver,
-    RestartOnDeviceFault,
-)
+from workers.serving.observers import BatchObserver
 from workers.streaming import TokenPublisher
+from workers.worker_observers import AttemptObserver, ComputationLog, MetricsObserver, RestartOnDeviceFault
 
 log = logging.getLogger("greenq.worker")
 

@@ -16,8 +16,9 @@ from typing import Any
 from transformers import GenerationConfig
 
 from shared.policies import GenerationSettings
-from workers.runtime import GenerationRequest, HFRuntime
-from workers.serving.continuous import decode_all
+from workers.model.runtime import HFRuntime
+from workers.model.types import GenerationRequest
+from workers.serving.probe import decode_all
 
 
 def timed(run: Callable[[], Any]) -> tuple[float, Any]:

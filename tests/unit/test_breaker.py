@@ -17,7 +17,7 @@ from workers.metrics import WorkerMetrics
 from workers.model.types import GenerationRequest
 from workers.serving.batcher import Batcher, Requeue
 from workers.serving.breaker import is_device_fault
-from workers.serving.observers import MetricsObserver, RestartOnDeviceFault
+from workers.worker_observers import MetricsObserver, RestartOnDeviceFault
 
 
 class AcceleratorError(RuntimeError):

@@ -12,8 +12,9 @@ from shared.job_types import JobType
 from shared.jobs import parse_job
 from shared.policies import GenerationSettings
 from workers.local_model import resolve_model
+from workers.model.runtime import HFRuntime
+from workers.model.types import GenerationRequest
 from workers.prompts import build_messages
-from workers.runtime import GenerationRequest, HFRuntime
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,9 @@ from tests.unit.fake_redis import Clock
 from tests.unit.redis_server import FlakyClient, real_redis_fixture
 from workers.leases import JobLeases, lease_key, lost_cause, lost_reason
 from workers.metrics import WorkerMetrics
-from workers.runtime import GenerationRequest, HFRuntime
+from workers.model.runtime import HFRuntime
+from workers.model.types import GenerationRequest
 from workers.serving.batcher import Batcher, LeaseLost
-from workers.serving.continuous import ContinuousBatcher
 from workers.serving.observers import BaseObserver
 
 real_redis = real_redis_fixture()
@@ -135,9 +135,7 @@ def test_a_job_whose_lease_was_lost_does_not_join_a_continuous_batch(
     leases = JobLeases(real_redis, TTL_S, owner="a@host", clock=clock)
     started = Started()
     runtime = HFRuntime(str(tiny_model_dir), device="cpu", dtype="float32")
-    batcher = ContinuousBatcher(
-        {"m": runtime}, POLICIES, mode="continuous", observers=[started], lease_check=leases.lost
-    )
+    batcher = Batcher({"m": runtime}, POLICIES, mode="continuous", observers=[started], lease_check=leases.lost)
     for job_id in ("kept", "lost"):
         assert leases.acquire(job_id) is not None
     real_redis.delete(lease_key("lost"))

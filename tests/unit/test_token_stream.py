@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.token_stream import StreamedText, StreamEntry, decode_entry
-from workers.runtime import RowText
+from workers.model.text import RowText
 
 WORDS = {1: "Hel", 2: "lo", 3: " wor", 4: "ld", 9: "<eos>"}
 

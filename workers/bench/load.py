@@ -28,7 +28,7 @@ from workers.bench.window_energy import IDLE_NOTES, read_j, window_meter
 from workers.bench.workload import BenchConfig, encode_job
 from workers.energy.meters import EnergyMeter
 from workers.local_model import resolve_model
-from workers.runtime import HFRuntime, warm_up
+from workers.model.runtime import HFRuntime, warm_up
 
 RESULT_TIMEOUT_S = 3600.0
 Pools = Mapping[str, Sequence[dict[str, Any]]]

@@ -15,7 +15,7 @@ from typing import Any
 
 from shared.job_types import JobType
 from workers.bench.workload import BenchConfig, encode_job, fit_words
-from workers.runtime import HFRuntime
+from workers.model.runtime import HFRuntime
 
 TEMPLATES: dict[JobType, str] = {
     "reply": "[system]\n\n[user]\n$message\n",

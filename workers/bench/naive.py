@@ -20,8 +20,9 @@ from shared.results import JobResult, JobStatus, Timings
 from shared.settings import Settings
 from workers.energy.meters.detect import detect_meter
 from workers.local_model import resolve_model
+from workers.model.runtime import HFRuntime, warm_up
+from workers.model.types import GenerationRequest
 from workers.prompts import build_messages
-from workers.runtime import GenerationRequest, HFRuntime, warm_up
 
 
 def main(argv: list[str] | None = None) -> int:

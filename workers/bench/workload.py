@@ -11,8 +11,8 @@ from typing import Any
 
 from shared.job_types import JobType
 from shared.jobs import parse_job
+from workers.model.runtime import HFRuntime
 from workers.prompts import build_messages
-from workers.runtime import HFRuntime
 
 BENCH_TEMPLATE = "[system]\n\n[user]\n$message\n"
 WORDS = (

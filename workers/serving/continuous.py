@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 from workers.energy.accountant import EnergyShare
 from workers.model.decoding import take_token
@@ -239,10 +238,3 @@ class ContinuousLoop:
             items[0].future.set_exception(exc)
             return
         run_batch(core, items)
-
-
-def ContinuousBatcher(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 - shim: remove at the greenq.* rename
-    """The old name of `Batcher(..., mode=...)` (tests/unit/test_lost_leases.py still uses it)."""
-    from workers.serving.batcher import Batcher
-
-    return Batcher(*args, **kwargs)

@@ -1,12 +1,12 @@
-"""What watches the batch thread: one Protocol with a method per moment, and the worker's observers.
+"""What watches the batch thread: one Protocol with a method per moment, and their one dispatcher.
 
 The moments are named for when they fire, as dramatiq's middleware hooks are. `Observers` is the one
 dispatcher: it calls every observer for each moment, on the batch thread, in the order given. An
 observer that raises is logged (its class and the moment), counted (`on_error`, the worker's
 `greenq_observer_errors_total`), and the others and the batch go on: an observer cannot fail a
-batch. That holds for `AttemptObserver` too: `AttemptCounter.record` already retries Redis and
-then lets the batch go on unrecorded, so an attempt is a best effort, not a precondition of the
-batch. Keep observers quick. Subclass `BaseObserver` and override only the moments you need:
+batch. That holds for the worker's `AttemptObserver` (workers/edge/observers.py) too:
+`AttemptCounter.record` already retries Redis and then lets the batch go on unrecorded, so an
+attempt is a best effort, not a precondition of the batch. Keep observers quick. Subclass `BaseObserver` and override only the moments you need:
 
 >>> class Count(BaseObserver):
 ...     def after_batch_succeeded(self, model, job_ids): print(model, len(job_ids))
@@ -16,19 +16,9 @@ batch. Keep observers quick. Subclass `BaseObserver` and override only the momen
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import redis
-
-from shared.attempts import AttemptCounter
-from shared.keys import COMPUTATIONS_KEY
-from workers.metrics import WorkerMetrics
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -134,65 +124,3 @@ class BaseObserver:
 
     def on_device_fault(self, exc: BaseException) -> None:
         pass
-
-
-class AttemptObserver(BaseObserver):
-    """Opens each job's attempt when its batch starts and closes it when the batch returns (`shared.attempts`)."""
-
-    def __init__(self, attempts: AttemptCounter) -> None:
-        self._attempts = attempts
-
-    def before_batch(self, model: str, job_ids: Sequence[str]) -> None:
-        self._attempts.record(job_ids)
-
-    def after_batch(self, model: str, job_ids: Sequence[str]) -> None:
-        self._attempts.finished(job_ids)
-
-
-class ComputationLog(BaseObserver):
-    """Fault tests only (GREENQ_CHAOS__LOG_COMPUTATIONS): push "<job id> <pid>" per computation, to count them."""
-
-    def __init__(self, client: Any) -> None:
-        self._redis = client
-
-    def before_batch(self, model: str, job_ids: Sequence[str]) -> None:
-        while True:  # the count must be complete, also across a backend restart
-            try:
-                self._redis.rpush(COMPUTATIONS_KEY, *(f"{job_id} {os.getpid()}" for job_id in job_ids))
-                return
-            except (redis.RedisError, OSError):
-                time.sleep(0.2)
-
-
-class MetricsObserver(BaseObserver):
-    """Batch sizes, out-of-memory errors and device faults, into the worker's metrics."""
-
-    def __init__(self, metrics: WorkerMetrics) -> None:
-        self._metrics = metrics
-
-    def after_batch_succeeded(self, model: str, job_ids: Sequence[str]) -> None:
-        self._metrics.batch_size.labels(model).observe(len(job_ids))
-
-    def after_batch_costed(self, cost: BatchCost) -> None:
-        self._metrics.hold.labels(cost.job_type).observe(cost.hold_s)
-        if cost.predicted_joules is not None and cost.joules is not None:
-            self._metrics.energy_predicted.labels(cost.job_type).inc(cost.predicted_joules)
-            self._metrics.energy_measured.labels(cost.job_type).inc(cost.joules)
-
-    def on_oom(self, size_cap: int) -> None:
-        self._metrics.out_of_memory.inc()
-
-    def on_device_fault(self, exc: BaseException) -> None:
-        self._metrics.device_faults.inc()
-
-
-class RestartOnDeviceFault(BaseObserver):
-    """Not ready at once, then Celery's warm shutdown (as the launcher would ask), whose task threads hand
-    their jobs back; the worker then exits for the launcher to restart it."""
-
-    def __init__(self, ready: threading.Event) -> None:
-        self._ready = ready
-
-    def on_device_fault(self, exc: BaseException) -> None:
-        self._ready.clear()
-        os.kill(os.getpid(), signal.SIGTERM)
