@@ -6,7 +6,8 @@ observer that raises is logged (its class and the moment), counted (`on_error`, 
 `greenq_observer_errors_total`), and the others and the batch go on: an observer cannot fail a
 batch. That holds for the worker's `AttemptObserver` (workers/edge/observers.py) too:
 `AttemptCounter.record` already retries Redis and then lets the batch go on unrecorded, so an
-attempt is a best effort, not a precondition of the batch. Keep observers quick. Subclass `BaseObserver` and override only the moments you need:
+attempt is a best effort, not a precondition of the batch. Keep observers quick. Subclass
+`BaseObserver` and override only the moments you need:
 
 >>> class Count(BaseObserver):
 ...     def after_batch_succeeded(self, model, job_ids): print(model, len(job_ids))
