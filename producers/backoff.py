@@ -14,9 +14,9 @@ from typing import TypeVar
 
 import redis
 
-from shared.celery_app import PUBLISH_RETRY_POLICY
-from shared.errors import ResultBackendUnavailable
-from shared.redact import redact_text, redact_url
+from greenq.shared.celery_app import PUBLISH_RETRY_POLICY
+from greenq.shared.errors import ResultBackendUnavailable
+from greenq.shared.redact import redact_text, redact_url
 
 T = TypeVar("T")
 

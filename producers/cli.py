@@ -1,8 +1,8 @@
 """The producer half of the `greenq` command: submit, stream, report, dlq, pool, top, gateway, gateway-key.
 
-The `greenq` entry point is workers/cli.py, which adds the commands that run models or workers
+The `greenq` entry point is workers/commands/cli.py, which adds the commands that run models or workers
 (worker, demo, exporter, bench, build-model) to these. This module imports nothing from
-workers/, so `python -m producers.cli` serves a storefront that has shared/ and producers/ alone.
+workers/, so `python -m greenq.producers.cli` serves a storefront that has shared/ and producers/ alone.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 from typing import TextIO, TypeAlias
 
-from shared import job_types
-from shared.errors import BrokerUnavailable, GreenqError, InvalidJob, ResultTimeout
-from shared.results import JobStatus
-from shared.settings import Settings
+from greenq.shared import job_types
+from greenq.shared.errors import BrokerUnavailable, GreenqError, InvalidJob, ResultTimeout
+from greenq.shared.results import JobStatus
+from greenq.shared.settings import Settings
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # what `add_subparsers()` returns
 
@@ -27,7 +27,7 @@ EXIT_UNAVAILABLE = 3
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The producer commands alone (`greenq` itself is workers.cli.main)."""
+    """The producer commands alone (`greenq` itself is greenq.workers.commands.cli.main)."""
     parser, sub = new_parser()
     add_commands(sub)
     return run(parser, argv)
@@ -130,8 +130,8 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
 
 
 def _submit(args: argparse.Namespace, settings: Settings) -> int:
-    from producers.client import Client
-    from producers.jsonl import read_lines
+    from greenq.producers.client import Client
+    from greenq.producers.jsonl import read_lines
 
     job_type: str = args.job_type
     source = sys.stdin if str(args.file) == "-" else args.file.open(encoding="utf-8")
@@ -175,7 +175,7 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _stream(args: argparse.Namespace, settings: Settings) -> int:
-    from producers.client import Client
+    from greenq.producers.client import Client
 
     with Client(settings) as client:
         try:
@@ -205,7 +205,7 @@ def _write(out: TextIO, record: dict[str, object]) -> None:
 
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
-    from producers.report import report_from_metrics, report_from_results
+    from greenq.producers.report import report_from_metrics, report_from_results
 
     if args.results:
         print(report_from_results(args.results.read_text(encoding="utf-8").splitlines()))
@@ -215,15 +215,15 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dlq(args: argparse.Namespace, settings: Settings) -> int:
-    from producers.deadletters import run_dlq
+    from greenq.producers.deadletters import run_dlq
 
     return run_dlq(settings, args.action, args.letter_id)
 
 
 def _pool(args: argparse.Namespace, settings: Settings) -> int:
-    from producers import pool
-    from producers.client import Client
-    from shared.celery_app import worker_statuses
+    from greenq.producers import pool
+    from greenq.producers.client import Client
+    from greenq.shared.celery_app import worker_statuses
 
     with Client(settings) as client:
         app = client.app
@@ -255,8 +255,8 @@ def _pool(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _top(args: argparse.Namespace, settings: Settings) -> int:
-    from producers.client import Client
-    from producers.top import run_top
+    from greenq.producers.client import Client
+    from greenq.producers.top import run_top
 
     with Client(settings) as client:
         try:
@@ -276,7 +276,7 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> int:
         )
         return EXIT_USAGE
     uvicorn.run(
-        "producers.gateway.main:app",
+        "greenq.producers.gateway.main:app",
         host=args.host,
         port=args.port or settings.gateway_port,
         workers=args.workers,
@@ -289,7 +289,7 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> int:
 def _gateway_key(args: argparse.Namespace, settings: Settings) -> int:
     import secrets
 
-    from producers.gateway.tenants import Tenant, hash_key, new_key
+    from greenq.producers.gateway.tenants import Tenant, hash_key, new_key
 
     key = new_key()
     entry = Tenant(

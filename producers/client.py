@@ -22,14 +22,20 @@ import redis
 from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import KombuError, OperationalError
 
-from producers.backoff import call_backend
-from producers.idempotency import PENDING_TTL_S, IdempotencyStore, Reservation, ReservationState, ReservationTicket
-from shared import job_types
-from shared.celery_app import make_celery, send_job
-from shared.deferral import DeferredJob, DeferredStore, release_by_s
-from shared.delivery import MAX_DEADLINE_S, DeliveryTerms
-from shared.envelope import Envelope
-from shared.errors import (
+from greenq.producers.backoff import call_backend
+from greenq.producers.idempotency import (
+    PENDING_TTL_S,
+    IdempotencyStore,
+    Reservation,
+    ReservationState,
+    ReservationTicket,
+)
+from greenq.shared import job_types
+from greenq.shared.celery_app import make_celery, send_job
+from greenq.shared.deferral import DeferredJob, DeferredStore, release_by_s
+from greenq.shared.delivery import MAX_DEADLINE_S, DeliveryTerms
+from greenq.shared.envelope import Envelope
+from greenq.shared.errors import (
     BatchBrokerUnavailable,
     BatchIdempotencyConflict,
     BrokerUnavailable,
@@ -40,14 +46,14 @@ from shared.errors import (
     ResultBackendUnavailable,
     ResultTimeout,
 )
-from shared.job_types import JobType
-from shared.jobs import parse_job, parse_job_type
-from shared.queues import is_redis_url
-from shared.redact import redact_text, redact_url
-from shared.redis_client import redis_client
-from shared.results import JobResult, is_final, result_from_meta
-from shared.settings import Settings
-from shared.token_stream import FIRST_ID, StreamedText, TokenStreams
+from greenq.shared.job_types import JobType
+from greenq.shared.jobs import parse_job, parse_job_type
+from greenq.shared.queues import is_redis_url
+from greenq.shared.redact import redact_text, redact_url
+from greenq.shared.redis_client import redis_client
+from greenq.shared.results import JobResult, is_final, result_from_meta
+from greenq.shared.settings import Settings
+from greenq.shared.token_stream import FIRST_ID, StreamedText, TokenStreams
 
 RESULT_POLL_S = 0.05
 STREAM_BLOCK_S = 0.5  # how long one read of a token stream waits before the result is checked

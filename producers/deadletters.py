@@ -7,11 +7,11 @@ import sys
 from datetime import datetime, timezone
 from urllib.parse import parse_qs, urlparse
 
-from producers.client import Client
-from shared.attempts import AttemptCounter
-from shared.deadletter import DeadLetter, DeadLetterStore
-from shared.redis_client import redis_client
-from shared.settings import Settings
+from greenq.producers.client import Client
+from greenq.shared.attempts import AttemptCounter
+from greenq.shared.deadletter import DeadLetter, DeadLetterStore
+from greenq.shared.redis_client import redis_client
+from greenq.shared.settings import Settings
 
 DEFAULT_REDIS_PORT = 6379
 

@@ -36,10 +36,10 @@ from typing import Any
 
 import redis
 
-from shared import scripts
-from shared.errors import IdempotencyConflict
-from shared.job_types import JobType
-from shared.keys import IDEMPOTENCY_KEY_PREFIX
+from greenq.shared import scripts
+from greenq.shared.errors import IdempotencyConflict
+from greenq.shared.job_types import JobType
+from greenq.shared.keys import IDEMPOTENCY_KEY_PREFIX
 
 _NAMESPACE = uuid.UUID("6f0f3c52-5d0e-4f55-9a43-0a6a7c1f8e21")
 # Longer than a push takes with retries (about 4 s); a crashed producer blocks its keys for this long.

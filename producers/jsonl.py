@@ -11,10 +11,10 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from producers.client import JobSpec
-from shared.delivery import DeliveryTerms
-from shared.errors import InvalidJob
-from shared.job_types import JobType
+from greenq.producers.client import JobSpec
+from greenq.shared.delivery import DeliveryTerms
+from greenq.shared.errors import InvalidJob
+from greenq.shared.job_types import JobType
 
 MAX_LINE_BYTES = 1024 * 1024
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from celery import Celery
 
-from shared.job_types import JobType
-from shared.queues import queue_name
+from greenq.shared.job_types import JobType
+from greenq.shared.queues import queue_name
 
 STATUS_TIMEOUT_S = 2.0
 

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from producers.summary import percentile
-from shared.results import JobResult, JobStatus
+from greenq.producers.summary import percentile
+from greenq.shared.results import JobResult, JobStatus
 
 HEADER = (
     f"{'job type':<12} {'jobs':>6} {'ok':>6} {'jobs/s':>8} {'J/job':>9} {'gCO2e/job':>11} "

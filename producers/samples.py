@@ -7,8 +7,8 @@ import json
 from importlib import resources
 from typing import Any
 
-from shared import job_types
-from shared.job_types import JobType
+from greenq.shared import job_types
+from greenq.shared.job_types import JobType
 
 
 def sample_mix(count: int, pattern: tuple[JobType, ...] | None = None) -> list[tuple[JobType, dict[str, Any]]]:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shared.results import JobResult, JobStatus
+from greenq.shared.results import JobResult, JobStatus
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -8,13 +8,13 @@ from typing import TextIO
 
 import redis
 
-from producers.client import Client
-from producers.pool import STATUS_TIMEOUT_S, status_table
-from shared.celery_app import worker_statuses
-from shared.deferral import DeferredStore
-from shared.queue_stats import read_queue_stats
-from shared.redis_client import redis_client
-from shared.settings import Settings
+from greenq.producers.client import Client
+from greenq.producers.pool import STATUS_TIMEOUT_S, status_table
+from greenq.shared.celery_app import worker_statuses
+from greenq.shared.deferral import DeferredStore
+from greenq.shared.queue_stats import read_queue_stats
+from greenq.shared.redis_client import redis_client
+from greenq.shared.settings import Settings
 
 CLEAR = "\x1b[H\x1b[2J"
 

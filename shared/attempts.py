@@ -30,8 +30,8 @@ from typing import Any
 
 import redis
 
-from shared import scripts
-from shared.keys import ATTEMPTS_KEY_PREFIX
+from greenq.shared import scripts
+from greenq.shared.keys import ATTEMPTS_KEY_PREFIX
 
 log = logging.getLogger(__name__)
 

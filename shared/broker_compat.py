@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from importlib import metadata
 
-from shared.errors import GreenqError
+from greenq.shared.errors import GreenqError
 
 # The range pyproject.toml pins and CI tests: [lowest, first unsupported).
 SUPPORTED_KOMBU = ((5, 7), (5, 8))

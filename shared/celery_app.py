@@ -8,13 +8,13 @@ from typing import Any
 from celery import Celery, Task
 from kombu.entity import Exchange, Queue
 
-from shared import job_types, redis_transport
-from shared.delivery import MAX_PRIORITY
-from shared.envelope import Envelope
-from shared.queues import REDIS_PRIORITY_STEPS, broker_priority, is_redis_url, queue_name, task_name
-from shared.redis_client import tls_options
-from shared.result_backend import polling_backend_url
-from shared.settings import Settings
+from greenq.shared import job_types, redis_transport
+from greenq.shared.delivery import MAX_PRIORITY
+from greenq.shared.envelope import Envelope
+from greenq.shared.queues import REDIS_PRIORITY_STEPS, broker_priority, is_redis_url, queue_name, task_name
+from greenq.shared.redis_client import tls_options
+from greenq.shared.result_backend import polling_backend_url
+from greenq.shared.settings import Settings
 
 
 def make_celery(settings: Settings, name: str = "greenq", producer: bool = False) -> Celery:
@@ -63,7 +63,7 @@ def make_celery(settings: Settings, name: str = "greenq", producer: bool = False
         worker_send_task_events=True,
         task_send_sent_event=True,
         # The threads pool cannot cancel a running job; a job that outlives a lost connection is
-        # redelivered after the visibility timeout and finds its stored result (workers/tasks.py).
+        # redelivered after the visibility timeout and finds its stored result (workers/edge/tasks.py).
         worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_connection_retry_on_startup=True,
         broker_transport_options=transport_options,
@@ -82,7 +82,7 @@ def make_celery(settings: Settings, name: str = "greenq", producer: bool = False
         task_default_queue=queue_name(job_types.names()[0]),
         worker_hijack_root_logger=False,
         broker_channel_error_retry=True,
-        greenq_dead_letters=settings.dead_letters,  # for the worker's consumer (workers/consumer.py)
+        greenq_dead_letters=settings.dead_letters,  # for the worker's consumer (workers/edge/consumer.py)
     )
     broker_tls = tls_options(settings.broker_url, settings.tls_ca_file)
     backend_tls = tls_options(settings.backend_url, settings.tls_ca_file)
@@ -111,7 +111,7 @@ def send_job(app: Celery, envelope: Envelope, broker_url: str, producer: Any = N
 
 
 def worker_statuses(app: Celery, timeout_s: float = 2.0) -> dict[str, dict[str, Any]]:
-    """node name → that worker's `greenq_status` reply (workers/control.py), for every worker that answers."""
+    """node name → that worker's `greenq_status` reply (workers/edge/control.py), for every worker that answers."""
     replies = app.control.broadcast("greenq_status", reply=True, timeout=timeout_s) or []
     merged: dict[str, dict[str, Any]] = {}
     for reply in replies:

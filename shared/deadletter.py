@@ -19,9 +19,9 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from shared import scripts
-from shared.keys import DEAD_LETTER_DROPPED_KEY, DEAD_LETTER_INDEX_KEY, DEAD_LETTER_KEY
-from shared.settings import DeadLetterSettings
+from greenq.shared import scripts
+from greenq.shared.keys import DEAD_LETTER_DROPPED_KEY, DEAD_LETTER_INDEX_KEY, DEAD_LETTER_KEY
+from greenq.shared.settings import DeadLetterSettings
 
 MAX_BODY_CHARS = 64 * 1024
 

@@ -30,9 +30,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared import scripts
-from shared.envelope import Envelope
-from shared.keys import (
+from greenq.shared import scripts
+from greenq.shared.envelope import Envelope
+from greenq.shared.keys import (
     CARBON_NOW_KEY,
     DEFERRED_ARRIVALS_KEY_PREFIX,
     DEFERRED_COUNT_KEY,

@@ -30,7 +30,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from shared.errors import InvalidJob
+from greenq.shared.errors import InvalidJob
 
 MIN_PRIORITY = 0  # least urgent
 MAX_PRIORITY = 9  # most urgent

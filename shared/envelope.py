@@ -2,7 +2,7 @@
 
 The envelope is the one positional argument of the Celery task `greenq.jobs.<job_type>`; its JSON
 Schema, with each job type's payload schema, is published in `shared/schema/envelope.schema.json`
-(regenerate it with `python -m shared.envelope`) for producers written in other languages.
+(regenerate it with `python -m greenq.shared.envelope`) for producers written in other languages.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from shared.delivery import IdempotencyKey, Priority
-from shared.errors import InvalidJob
-from shared.job_types import KnownJobType
-from shared.job_types.variants import per_type_union
-from shared.jobs import SCHEMA_VERSION
+from greenq.shared.delivery import IdempotencyKey, Priority
+from greenq.shared.errors import InvalidJob
+from greenq.shared.job_types import KnownJobType
+from greenq.shared.job_types.variants import per_type_union
+from greenq.shared.jobs import SCHEMA_VERSION
 
 ENVELOPE_SCHEMA_PATH = Path(__file__).parent / "schema" / "envelope.schema.json"
 

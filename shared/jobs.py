@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from shared import job_types
-from shared.errors import InvalidJob
-from shared.job_types import JobType
+from greenq.shared import job_types
+from greenq.shared.errors import InvalidJob
+from greenq.shared.job_types import JobType
 
 SCHEMA_VERSION = 1
 MAX_PAYLOAD_BYTES = 64 * 1024

@@ -11,7 +11,7 @@ from __future__ import annotations
 IDEMPOTENCY_KEY_PREFIX = "greenq:idem:"  # + job type:key → its reservation, then its job id (producers/idempotency.py)
 START_MARK_KEY_PREFIX = "greenq:claim:"  # + job id → its start mark: "received" or "cancelled" (shared/start_marks.py)
 ATTEMPTS_KEY_PREFIX = "greenq:attempts:"  # + job id → unfinished attempts (shared/attempts.py)
-LEASE_KEY_PREFIX = "greenq:lease:"  # + job id → the worker computing it (workers/leases.py)
+LEASE_KEY_PREFIX = "greenq:lease:"  # + job id → the worker computing it (workers/edge/leases.py)
 TOKENS_KEY_PREFIX = "greenq:tokens:"  # + job id → stream of its text as it decodes (shared/token_stream.py)
 DEAD_LETTER_KEY = "greenq:dead"  # hash: record id → JSON record (shared/deadletter.py)
 DEAD_LETTER_INDEX_KEY = "greenq:dead:at"  # sorted set: record id scored by when it was written (the bounds)

@@ -13,9 +13,9 @@ from urllib.parse import urlparse
 
 import redis
 
-from shared.errors import BrokerUnavailable
-from shared.redact import redact_url
-from shared.redis_client import DEFAULT_SENTINEL_MASTER, redis_client
+from greenq.shared.errors import BrokerUnavailable
+from greenq.shared.redact import redact_url
+from greenq.shared.redis_client import DEFAULT_SENTINEL_MASTER, redis_client
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
 

@@ -1,6 +1,6 @@
 """What waits in the Redis queues: depth over kombu's priority sub-lists, the oldest job's age, unacked.
 
-One read serves the exporter's gauges (workers/exporter.py), the gateway's backpressure
+One read serves the exporter's gauges (workers/commands/exporter.py), the gateway's backpressure
 (producers/gateway/limits.py) and `greenq top` (producers/top.py).
 """
 
@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from shared import job_types as registry
-from shared.job_types import JobType
-from shared.keys import UNACKED_KEY
-from shared.queues import queue_name, redis_priority_lists
+from greenq.shared import job_types as registry
+from greenq.shared.job_types import JobType
+from greenq.shared.keys import UNACKED_KEY
+from greenq.shared.queues import queue_name, redis_priority_lists
 
 
 @dataclass(frozen=True)

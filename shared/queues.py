@@ -5,13 +5,13 @@ A job type's names derive from its registered name: queue `greenq.<name>`, task 
 
 from __future__ import annotations
 
-from shared import job_types
-from shared.delivery import MAX_PRIORITY, MIN_PRIORITY
-from shared.job_types import JobType
+from greenq.shared import job_types
+from greenq.shared.delivery import MAX_PRIORITY, MIN_PRIORITY
+from greenq.shared.job_types import JobType
 
 QUEUE_PREFIX = "greenq."
 TASK_PREFIX = "greenq.jobs."
-# `greenq bench` only: the one-task-per-job baseline's queue and task (workers/bench/naive.py).
+# `greenq bench` only: the one-task-per-job baseline's queue and task (workers/commands/bench/naive.py).
 BENCH_NAIVE_QUEUE = f"{QUEUE_PREFIX}naive"
 BENCH_NAIVE_TASK = "greenq.naive.generate"
 # kombu's Redis transport keeps one list per priority step: "<queue>\x06\x16<step>".

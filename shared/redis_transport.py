@@ -48,11 +48,11 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 from redis.exceptions import NoScriptError
 
-from shared import scripts
-from shared.broker_compat import MIN_REDIS_VERSION, UnsupportedDependency, check_libraries, redis_problem
-from shared.deadletter import DeadLetter, DeadLetterStore, truncate
-from shared.keys import CONSUMERS_KEY, INFLIGHT_KEY_PREFIX, UNACKED_OWNER_KEY
-from shared.settings import DeadLetterSettings
+from greenq.shared import scripts
+from greenq.shared.broker_compat import MIN_REDIS_VERSION, UnsupportedDependency, check_libraries, redis_problem
+from greenq.shared.deadletter import DeadLetter, DeadLetterStore, truncate
+from greenq.shared.keys import CONSUMERS_KEY, INFLIGHT_KEY_PREFIX, UNACKED_OWNER_KEY
+from greenq.shared.settings import DeadLetterSettings
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from celery import states
 
-from shared import scripts, start_marks
-from shared.errors import JobNotComputed
-from shared.results import JobResult, result_from_meta
+from greenq.shared import scripts, start_marks
+from greenq.shared.errors import JobNotComputed
+from greenq.shared.results import JobResult, result_from_meta
 
 
 class ResultStore:

@@ -9,9 +9,9 @@ from typing import Any, Literal
 from celery import states
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.errors import JobNotComputed
-from shared.job_types import KnownJobType
-from shared.redact import redact_text
+from greenq.shared.errors import JobNotComputed
+from greenq.shared.job_types import KnownJobType
+from greenq.shared.redact import redact_text
 
 
 class JobStatus(str, enum.Enum):

@@ -18,12 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from shared import job_types
-from shared.delivery import Priority
-from shared.job_types import JobType, KnownJobType
-from shared.jobs import MAX_PAYLOAD_BYTES
-from shared.policies import BACKLOG_GRACE_S, BatchPolicy, GenerationSettings
-from shared.redis_client import DEFAULT_SENTINEL_MASTER, is_sentinel_url
+from greenq.shared import job_types
+from greenq.shared.delivery import Priority
+from greenq.shared.job_types import JobType, KnownJobType
+from greenq.shared.jobs import MAX_PAYLOAD_BYTES
+from greenq.shared.policies import BACKLOG_GRACE_S, BatchPolicy, GenerationSettings
+from greenq.shared.redis_client import DEFAULT_SENTINEL_MASTER, is_sentinel_url
 
 
 class ChaosSettings(BaseModel):

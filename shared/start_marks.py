@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared import scripts
-from shared.keys import START_MARK_KEY_PREFIX
+from greenq.shared import scripts
+from greenq.shared.keys import START_MARK_KEY_PREFIX
 
 RECEIVED = "received"
 CANCELLED = "cancelled"
@@ -34,7 +34,7 @@ def cancel(client: Any, job_id: str, ttl_s: int, result_key: str, cancelled_resu
 
     One script (`scripts/cancel_unstarted_job.lua`) decides and writes: a job whose start mark says a
     worker started it, or whose result is stored (its mark may have lapsed before its result), stays as
-    it is. Callers go through `shared.result_store.ResultStore.cancel`, which encodes the result as
+    it is. Callers go through `greenq.shared.result_store.ResultStore.cancel`, which encodes the result as
     Celery does."""
     cancel_unstarted = scripts.register(client, "cancel_unstarted_job")
     keys = [start_mark_key(job_id), result_key]

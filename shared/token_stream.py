@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from shared.keys import TOKENS_KEY_PREFIX
+from greenq.shared.keys import TOKENS_KEY_PREFIX
 
 EntryKind = Literal["start", "text", "end"]
 KINDS: frozenset[str] = frozenset({"start", "text", "end"})

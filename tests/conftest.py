@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from workers.model_builder import build_local_model
+from greenq.workers.model.model_builder import build_local_model
 
 FUZZ_SEED_ENV = "GREENQ_TEST_FUZZ_SEED"
 FUZZ_SEED = 20261204

@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from shared.policies import GenerationSettings
-from workers.model.types import Decoder, Generation, GenerationRequest, RunningBatch, TextHook
-from workers.prompts import Message, render_plain
+from greenq.shared.policies import GenerationSettings
+from greenq.workers.model.prompts import Message, render_plain
+from greenq.workers.model.types import Decoder, Generation, GenerationRequest, RunningBatch, TextHook
 
 STOP = 0  # never a character of a prompt
 

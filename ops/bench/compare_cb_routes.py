@@ -1,5 +1,5 @@
 """Which continuous-batching route to build on, measured: the same 8 requests (64 new tokens at most, greedy)
-through static `generate`, greenq's StepDecoder (workers/decoding.py) and transformers' own
+through static `generate`, greenq's StepDecoder (workers/model/decoding.py) and transformers' own
 continuous-batching manager (`generate_batch`, paged cache), each timed on its second run.
 
 Usage: .venv/bin/python ops/bench/compare_cb_routes.py [MODEL_DIR]   (default: the bundled store-assistant)
@@ -15,10 +15,10 @@ from typing import Any
 
 from transformers import GenerationConfig
 
-from shared.policies import GenerationSettings
-from workers.model.runtime import HFRuntime
-from workers.model.types import GenerationRequest
-from workers.serving.probe import decode_all
+from greenq.shared.policies import GenerationSettings
+from greenq.workers.model.runtime import HFRuntime
+from greenq.workers.model.types import GenerationRequest
+from greenq.workers.serving.probe import decode_all
 
 
 def timed(run: Callable[[], Any]) -> tuple[float, Any]:
@@ -29,7 +29,7 @@ def timed(run: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def main() -> None:
-    path = sys.argv[1] if len(sys.argv) > 1 else "workers/models/store-assistant"
+    path = sys.argv[1] if len(sys.argv) > 1 else "workers/model/bundled/store-assistant"
     runtime = HFRuntime(path)
     prompts = [runtime.encode("Where is my parcel? I ordered " + "a lamp " * i) for i in range(8)]
     settings = GenerationSettings(max_new_tokens=64, min_new_tokens=1)

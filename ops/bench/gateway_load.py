@@ -18,9 +18,9 @@ from urllib.parse import urlparse
 
 import httpx
 
-from producers.client import Client
-from producers.summary import percentile
-from shared.settings import Settings
+from greenq.producers.client import Client
+from greenq.producers.summary import percentile
+from greenq.shared.settings import Settings
 
 BODY = {"job": {"customer_message": "Where is my parcel?"}}
 

@@ -27,6 +27,11 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   echo "$want" > "$STAMP"
 fi
 
+# mypy's view of the import root: greenq.shared, .producers and .workers are these three folders, as
+# pyproject's package-dir maps them for the installed package (mypy cannot follow the editable finder).
+mkdir -p build/import-root/greenq
+for folder in shared producers workers; do ln -sfn "../../../$folder" "build/import-root/greenq/$folder"; done
+
 # Debian packages the tests need: redis-server (broker) and prometheus (scrapes a live worker).
 missing=()
 for pair in redis-server:redis-server prometheus:prometheus promtool:prometheus; do

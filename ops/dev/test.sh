@@ -6,5 +6,5 @@ cd "$(dirname "$0")/../.."
 bash ops/dev/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/mypy shared producers workers
+.venv/bin/mypy -p greenq.shared -p greenq.producers -p greenq.workers
 exec .venv/bin/python -m pytest "$@"

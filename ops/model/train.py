@@ -1,6 +1,6 @@
 """Train the bundled demo model on ops/model/corpus.jsonl, on the CPU, within a time budget.
 
-    python ops/model/train.py [--minutes 14] [--out workers/models/store-assistant]
+    python ops/model/train.py [--minutes 14] [--out workers/model/bundled/store-assistant]
 
 A small GPT-2-style model (3 layers, 256 wide) and a BPE tokenizer trained on the corpus
 itself. Examples are rendered exactly as workers render jobs (greenq's prompt templates and
@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from shared.jobs import parse_job, parse_job_type
-from workers.model_builder import EOS, train_tokenizer
-from workers.prompts import build_messages
+from greenq.shared.jobs import parse_job, parse_job_type
+from greenq.workers.model.model_builder import EOS, train_tokenizer
+from greenq.workers.model.prompts import build_messages
 
 HERE = Path(__file__).parent
 DEFAULT_OUT = HERE.parents[1] / "workers" / "models" / "store-assistant"

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from shared.settings import HOSTNAME
+from greenq.shared.settings import HOSTNAME
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -72,7 +72,7 @@ SPECIAL_PURPOSE: tuple[tuple[IPNetwork, str], ...] = tuple(
 # Most specific first, so an address is named by the narrowest block it is in (0.0.0.0: unspecified).
 _BY_SPECIFICITY = sorted(SPECIAL_PURPOSE, key=lambda entry: -entry[0].prefixlen)
 PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
-# shared.settings.HOSTNAME, plus underscores, which DNS allows and some internal names use.
+# greenq.shared.settings.HOSTNAME, plus underscores, which DNS allows and some internal names use.
 CALLBACK_HOST = re.compile(
     r"^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$"
 )

@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import functools
 
-from producers.gateway.addresses import CallbackRefused, check_url
-from producers.gateway.errors import ApiError
-from producers.gateway.limits import allow_request
-from producers.gateway.state import GatewayState
-from producers.gateway.tenants import Tenant
-from shared.job_types import JobType
+from greenq.producers.gateway.addresses import CallbackRefused, check_url
+from greenq.producers.gateway.errors import ApiError
+from greenq.producers.gateway.limits import allow_request
+from greenq.producers.gateway.state import GatewayState
+from greenq.producers.gateway.tenants import Tenant
+from greenq.shared.job_types import JobType
 
 NO_CALLBACK_SECRET = (
     "this tenant has no callback_secret to sign callbacks with; add one to its entry in the tenants "

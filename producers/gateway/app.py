@@ -20,15 +20,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.middleware.base import BaseHTTPMiddleware
 
-from producers.gateway import routes_events, routes_health, routes_jobs
-from producers.gateway.bodylimit import BodyLimit
-from producers.gateway.errors import error_body, install_error_handlers
-from producers.gateway.metrics import GatewayMetrics
-from producers.gateway.routes_submit import ANY_TYPE_PATH, submit_router, typed_path
-from producers.gateway.state import GatewayState
-from producers.gateway.tenants import TenantRegistry
-from shared import job_types
-from shared.settings import Settings
+from greenq.producers.gateway import routes_events, routes_health, routes_jobs
+from greenq.producers.gateway.bodylimit import BodyLimit
+from greenq.producers.gateway.errors import error_body, install_error_handlers
+from greenq.producers.gateway.metrics import GatewayMetrics
+from greenq.producers.gateway.routes_submit import ANY_TYPE_PATH, submit_router, typed_path
+from greenq.producers.gateway.state import GatewayState
+from greenq.producers.gateway.tenants import TenantRegistry
+from greenq.shared import job_types
+from greenq.shared.settings import Settings
 
 NextHandler = Callable[[Request], Awaitable[Response]]
 

@@ -35,8 +35,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared import scripts
-from shared.keys import (
+from greenq.shared import scripts
+from greenq.shared.keys import (
     CALLBACK_DUE_KEY,
     CALLBACK_JOB_KEY_PREFIX,
     CALLBACK_WAITING_KEY,
@@ -44,7 +44,7 @@ from shared.keys import (
     LEGACY_PENDING_KEY,
     OWNER_KEY_PREFIX,
 )
-from shared.results import is_final, result_from_meta
+from greenq.shared.results import is_final, result_from_meta
 
 log = logging.getLogger(__name__)
 RECHECK_S = 0.5  # a due callback whose job's stored state is not final (not greenq's): looked at again after this

@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
 
-from producers.gateway.errors import ApiError
-from producers.gateway.state import GatewayState
-from producers.gateway.tenants import Tenant
-from shared.delivery import IdempotencyKey
-from shared.job_types import KnownJobType
+from greenq.producers.gateway.errors import ApiError
+from greenq.producers.gateway.state import GatewayState
+from greenq.producers.gateway.tenants import Tenant
+from greenq.shared.delivery import IdempotencyKey
+from greenq.shared.job_types import KnownJobType
 
 
 async def gateway_state(request: Request) -> GatewayState:

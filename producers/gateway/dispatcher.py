@@ -19,10 +19,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from producers.gateway import sender
-from producers.gateway.addresses import AllowList, CallbackRefused, parse_callback_url
-from producers.gateway.callbacks import CallbackAttempt, CallbackQueue, retry_after_s, sign
-from producers.gateway.resolver import Lookups
+from greenq.producers.gateway import sender
+from greenq.producers.gateway.addresses import AllowList, CallbackRefused, parse_callback_url
+from greenq.producers.gateway.callbacks import CallbackAttempt, CallbackQueue, retry_after_s, sign
+from greenq.producers.gateway.resolver import Lookups
 
 log = logging.getLogger(__name__)
 POLL_S = 0.2

@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse
 from kombu.exceptions import KombuError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.errors import BrokerUnavailable
-from shared.redact import redact_text
+from greenq.shared.errors import BrokerUnavailable
+from greenq.shared.redact import redact_text
 
 # What the queue's outage looks like from here, whichever layer noticed it: each is answered 503.
 UNAVAILABLE: tuple[type[Exception], ...] = (BrokerUnavailable, redis.RedisError, KombuError, OSError)

@@ -25,9 +25,9 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from producers.gateway.schemas import JobView
-from producers.gateway.stream_hub import StreamHub
-from shared.token_stream import FIRST_ID, StreamEntry, TokenStreams
+from greenq.producers.gateway.schemas import JobView
+from greenq.producers.gateway.stream_hub import StreamHub
+from greenq.shared.token_stream import FIRST_ID, StreamEntry, TokenStreams
 
 RESULT_EVENT_ID = "result"
 ENTRY_ID = re.compile(r"\d{1,20}-\d{1,20}")

@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from shared import scripts
-from shared.keys import OWNER_KEY_PREFIX
+from greenq.shared import scripts
+from greenq.shared.keys import OWNER_KEY_PREFIX
 
 log = logging.getLogger(__name__)
 LISTEN_S = 1.0  # how long one read waits for a notification (and how soon `stop` is noticed)

@@ -7,10 +7,10 @@ import threading
 import time
 from typing import Any
 
-from shared import scripts
-from shared.jobs import JobType
-from shared.keys import OUTSTANDING_KEY_PREFIX, OWNER_KEY_PREFIX, RATE_KEY_PREFIX
-from shared.queue_stats import read_queue_stats
+from greenq.shared import scripts
+from greenq.shared.jobs import JobType
+from greenq.shared.keys import OUTSTANDING_KEY_PREFIX, OWNER_KEY_PREFIX, RATE_KEY_PREFIX
+from greenq.shared.queue_stats import read_queue_stats
 
 DEPTH_CACHE_S = 0.25
 PRUNE_BATCH = 1000

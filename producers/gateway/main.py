@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from producers.gateway.app import create_app
-from producers.gateway.tenants import TenantRegistry
-from shared.settings import Settings
+from greenq.producers.gateway.app import create_app
+from greenq.producers.gateway.tenants import TenantRegistry
+from greenq.shared.settings import Settings
 
 _settings = Settings()
 if _settings.gateway_tenants_file is None:

@@ -24,7 +24,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from producers.gateway.addresses import resolve
+from greenq.producers.gateway.addresses import resolve
 
 MOST_THREADS = 256  # lookup threads per gateway, all tenants together: past it, lookups wait for a thread
 ANSWER_TTL_S = 10.0  # a batch of jobs with one callback host costs one lookup

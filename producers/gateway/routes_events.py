@@ -10,10 +10,10 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from producers.gateway.deps import Caller, JobIdPath, State
-from producers.gateway.errors import ApiError
-from producers.gateway.events import RESULT_EVENT_ID, held, job_events, resume_after
-from producers.gateway.views import look_up, view
+from greenq.producers.gateway.deps import Caller, JobIdPath, State
+from greenq.producers.gateway.errors import ApiError
+from greenq.producers.gateway.events import RESULT_EVENT_ID, held, job_events, resume_after
+from greenq.producers.gateway.views import look_up, view
 
 router = APIRouter()
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import generate_latest
 
-from producers.gateway.deps import State
+from greenq.producers.gateway.deps import State
 
 router = APIRouter()
 

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from producers.gateway.deps import Caller, JobIdPath, State
-from producers.gateway.schemas import JobView
-from producers.gateway.views import cancel, look_up, view
+from greenq.producers.gateway.deps import Caller, JobIdPath, State
+from greenq.producers.gateway.schemas import JobView
+from greenq.producers.gateway.views import cancel, look_up, view
 
 router = APIRouter()
 

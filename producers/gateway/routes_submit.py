@@ -8,13 +8,13 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from producers.gateway.admission import callback_problems
-from producers.gateway.deps import Caller, IdempotencyHeader, JobTypePath, State
-from producers.gateway.schemas import Accepted, BatchAccepted, BatchRequest, SubmitRequest, submit_request_for
-from producers.gateway.state import GatewayState
-from producers.gateway.submission import admit_batch, admit_one, enqueue_batch, enqueue_one
-from producers.gateway.tenants import Tenant
-from shared.job_types import JobType, JobTypeSpec
+from greenq.producers.gateway.admission import callback_problems
+from greenq.producers.gateway.deps import Caller, IdempotencyHeader, JobTypePath, State
+from greenq.producers.gateway.schemas import Accepted, BatchAccepted, BatchRequest, SubmitRequest, submit_request_for
+from greenq.producers.gateway.state import GatewayState
+from greenq.producers.gateway.submission import admit_batch, admit_one, enqueue_batch, enqueue_one
+from greenq.producers.gateway.tenants import Tenant
+from greenq.shared.job_types import JobType, JobTypeSpec
 
 ANY_TYPE_PATH = "/v1/jobs/{job_type}"
 SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {401: {}, 409: {}, 413: {}, 422: {}, 429: {}, 503: {}}

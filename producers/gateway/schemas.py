@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, TypeAda
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from shared.delivery import DeliveryTerms
-from shared.job_types import JobTypeSpec, KnownJobType
-from shared.job_types.variants import PayloadField, per_type_model, per_type_union
-from shared.results import JobResult
+from greenq.shared.delivery import DeliveryTerms
+from greenq.shared.job_types import JobTypeSpec, KnownJobType
+from greenq.shared.job_types.variants import PayloadField, per_type_model, per_type_union
+from greenq.shared.results import JobResult
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,14 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from producers.gateway.addresses import AllowList, AsyncResolver, CallbackRefused, CallbackTarget, check_addresses
-from producers.gateway.resolver import Lookups
+from greenq.producers.gateway.addresses import (
+    AllowList,
+    AsyncResolver,
+    CallbackRefused,
+    CallbackTarget,
+    check_addresses,
+)
+from greenq.producers.gateway.resolver import Lookups
 
 MAX_STATUS_LINE_BYTES = 8192
 

@@ -14,22 +14,22 @@ from typing import Any
 import redis
 from prometheus_client import CollectorRegistry
 
-from producers.client import Client
-from producers.gateway.addresses import AllowList
-from producers.gateway.callbacks import CallbackQueue
-from producers.gateway.dispatcher import CallbackDispatcher, DeliveryPolicy
-from producers.gateway.events import OpenStreams
-from producers.gateway.finished import FinishedFeed, OwnerRecords
-from producers.gateway.limits import Outstanding, QueueDepth
-from producers.gateway.metrics import GatewayMetrics
-from producers.gateway.resolver import Lookups, RecentAnswers
-from producers.gateway.stream_hub import StreamHub
-from producers.gateway.tenants import TenantRegistry
-from producers.gateway.waiting import ResultWaiter, finished_among
-from shared.deferral import DeferredStore
-from shared.redis_client import redis_client
-from shared.settings import Settings
-from shared.token_stream import TokenStreams
+from greenq.producers.client import Client
+from greenq.producers.gateway.addresses import AllowList
+from greenq.producers.gateway.callbacks import CallbackQueue
+from greenq.producers.gateway.dispatcher import CallbackDispatcher, DeliveryPolicy
+from greenq.producers.gateway.events import OpenStreams
+from greenq.producers.gateway.finished import FinishedFeed, OwnerRecords
+from greenq.producers.gateway.limits import Outstanding, QueueDepth
+from greenq.producers.gateway.metrics import GatewayMetrics
+from greenq.producers.gateway.resolver import Lookups, RecentAnswers
+from greenq.producers.gateway.stream_hub import StreamHub
+from greenq.producers.gateway.tenants import TenantRegistry
+from greenq.producers.gateway.waiting import ResultWaiter, finished_among
+from greenq.shared.deferral import DeferredStore
+from greenq.shared.redis_client import redis_client
+from greenq.shared.settings import Settings
+from greenq.shared.token_stream import TokenStreams
 
 
 @dataclass(frozen=True, eq=False)

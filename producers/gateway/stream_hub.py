@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from shared.token_stream import StreamEntry, TokenStreams, entry_order
+from greenq.shared.token_stream import StreamEntry, TokenStreams, entry_order
 
 log = logging.getLogger(__name__)
 BLOCK_MS = 250  # longest a round waits for new entries; also how soon a new follower's first read starts

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import time
 
-from producers.client import JobSpec
-from producers.gateway.admission import admit
-from producers.gateway.errors import ApiError, error_body
-from producers.gateway.schemas import Accepted, BatchAccepted, BatchEntry, BatchRequest, SubmitRequest
-from producers.gateway.state import GatewayState
-from producers.gateway.tenants import Tenant
-from shared.envelope import Envelope
-from shared.errors import BrokerUnavailable, GreenqError, IdempotencyConflict, InvalidJob, NotAllEnqueued
-from shared.job_types import JobType
-from shared.keys import OWNER_KEY_PREFIX
+from greenq.producers.client import JobSpec
+from greenq.producers.gateway.admission import admit
+from greenq.producers.gateway.errors import ApiError, error_body
+from greenq.producers.gateway.schemas import Accepted, BatchAccepted, BatchEntry, BatchRequest, SubmitRequest
+from greenq.producers.gateway.state import GatewayState
+from greenq.producers.gateway.tenants import Tenant
+from greenq.shared.envelope import Envelope
+from greenq.shared.errors import BrokerUnavailable, GreenqError, IdempotencyConflict, InvalidJob, NotAllEnqueued
+from greenq.shared.job_types import JobType
+from greenq.shared.keys import OWNER_KEY_PREFIX
 
 Problems = dict[str, str | None]  # callback URL → why it is refused (None: it is not)
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import time
 
-from producers.gateway.admission import throttle
-from producers.gateway.errors import ApiError
-from producers.gateway.schemas import JobView
-from producers.gateway.state import GatewayState
-from producers.gateway.tenants import Tenant
-from shared import start_marks
-from shared.keys import OWNER_KEY_PREFIX
-from shared.result_store import ResultStore
-from shared.results import JobResult, JobStatus, is_final, result_from_meta
+from greenq.producers.gateway.admission import throttle
+from greenq.producers.gateway.errors import ApiError
+from greenq.producers.gateway.schemas import JobView
+from greenq.producers.gateway.state import GatewayState
+from greenq.producers.gateway.tenants import Tenant
+from greenq.shared import start_marks
+from greenq.shared.keys import OWNER_KEY_PREFIX
+from greenq.shared.result_store import ResultStore
+from greenq.shared.results import JobResult, JobStatus, is_final, result_from_meta
 
 
 def owned(state: GatewayState, who: Tenant, job_id: str) -> None:

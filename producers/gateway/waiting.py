@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from shared.results import is_final
+from greenq.shared.results import is_final
 
 log = logging.getLogger(__name__)
 POLL_S = 0.1

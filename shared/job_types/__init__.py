@@ -7,12 +7,12 @@ settings names all derive from the type's name.
 
 The built-in types, registered when this package is imported: `description.py`, `reply.py`,
 `strategy.py`. To add one: write `<name>.py` beside them ending in `register(JobTypeSpec(...))`,
-import it below, and add its prompt template `workers/prompts/templates/<name>.txt`.
+import it below, and add its prompt template `workers/model/prompts/templates/<name>.txt`.
 """
 
-from shared.job_types import description, reply, strategy
-from shared.job_types.registry import JobType, KnownJobType, get, names, register, specs, unregister
-from shared.job_types.spec import JobTypeSpec
+from greenq.shared.job_types import description, reply, strategy
+from greenq.shared.job_types.registry import JobType, KnownJobType, get, names, register, specs, unregister
+from greenq.shared.job_types.spec import JobTypeSpec
 
 BUILT_IN = (description.DESCRIPTION, reply.REPLY, strategy.STRATEGY)
 

@@ -11,11 +11,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared.job_types.fields import Language, Name, ShortText, StrictModel
-from shared.job_types.prompt_text import LANGUAGE_RULES, bullets, join
-from shared.job_types.registry import register
-from shared.job_types.spec import JobTypeSpec
-from shared.policies import BatchPolicy, GenerationSettings
+from greenq.shared.job_types.fields import Language, Name, ShortText, StrictModel
+from greenq.shared.job_types.prompt_text import LANGUAGE_RULES, bullets, join
+from greenq.shared.job_types.registry import register
+from greenq.shared.job_types.spec import JobTypeSpec
+from greenq.shared.policies import BatchPolicy, GenerationSettings
 
 
 class DescriptionJob(StrictModel):

@@ -13,8 +13,8 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
-from shared.errors import ConfigError, UnknownJobType, unknown_job_type_problem
-from shared.job_types.spec import JobTypeSpec
+from greenq.shared.errors import ConfigError, UnknownJobType, unknown_job_type_problem
+from greenq.shared.job_types.spec import JobTypeSpec
 
 JobType = str  # a registered job type's name, e.g. "reply"
 S = TypeVar("S", bound=JobTypeSpec[Any])

@@ -9,9 +9,9 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from shared.delivery import MAX_PRIORITY, MIN_PRIORITY
-from shared.errors import ConfigError, field_errors
-from shared.policies import BatchPolicy, GenerationSettings
+from greenq.shared.delivery import MAX_PRIORITY, MIN_PRIORITY
+from greenq.shared.errors import ConfigError, field_errors
+from greenq.shared.policies import BatchPolicy, GenerationSettings
 
 P = TypeVar("P", bound=BaseModel)
 # Lowercase words joined by single underscores: usable in queue and task names, metric labels and
@@ -31,7 +31,7 @@ class JobTypeSpec(Generic[P]):
 
     `name` is the wire name: task `greenq.jobs.<name>`, queue `greenq.<name>`, its key in
     GREENQ_BATCH / GREENQ_GENERATION / GREENQ_PRIORITY / GREENQ_MODELS, the `job_type` metric label,
-    and the prompt template `<name>.txt` (workers/prompts/templates/, or GREENQ_PROMPT_TEMPLATES_DIR).
+    and the prompt template `<name>.txt` (workers/model/prompts/templates/, or GREENQ_PROMPT_TEMPLATES_DIR).
     """
 
     name: str

@@ -14,8 +14,8 @@ from typing import Annotated, Any, TypeVar, Union
 
 from pydantic import BaseModel, Field, create_model
 
-from shared.job_types.registry import specs
-from shared.job_types.spec import JobTypeSpec
+from greenq.shared.job_types.registry import specs
+from greenq.shared.job_types.spec import JobTypeSpec
 
 M = TypeVar("M", bound=BaseModel)
 # A variant's payload field: its name, and the (annotation, default or FieldInfo) pair a spec gives it.

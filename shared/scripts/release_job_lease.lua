@@ -1,4 +1,4 @@
--- Give up a job lease that the caller still holds (workers/leases.py).
+-- Give up a job lease that the caller still holds (workers/edge/leases.py).
 -- KEYS[1]  the job's lease (greenq:lease:<job id>)
 -- ARGV[1]  the holder's token
 -- Returns  1 if deleted, 0 if another holder has it (or nobody does).

@@ -1,4 +1,4 @@
--- Extend a job lease that the caller still holds (workers/leases.py).
+-- Extend a job lease that the caller still holds (workers/edge/leases.py).
 -- KEYS[1]  the job's lease (greenq:lease:<job id>)
 -- ARGV[1]  the holder's token
 -- ARGV[2]  the new TTL, in milliseconds

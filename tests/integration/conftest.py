@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.local_redis import LocalRedis, start_redis
+from greenq.shared.local_redis import LocalRedis, start_redis
 from tests.integration.harness import Stack, free_port, stack
 
 HERE = Path(__file__).parent

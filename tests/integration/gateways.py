@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from producers.gateway.tenants import Tenant, hash_key, new_key
+from greenq.producers.gateway.tenants import Tenant, hash_key, new_key
 from tests.integration.harness import Stack, free_port
 
 # Tenant name → overrides of the Tenant defaults. "nosecret" has no callback secret; "tiny" may have 2 jobs unfinished.
@@ -48,7 +48,7 @@ class Gateway:
         env = {"GREENQ_GATEWAY_TENANTS_FILE": str(path), "GREENQ_GATEWAY_MAX_BODY_BYTES": "65536", **(extra_env or {})}
         self.log = tmp / f"{name}.log"
         self.process = s.spawn(
-            [sys.executable, "-m", "producers.cli", "gateway", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "greenq.producers.cli", "gateway", "--host", "127.0.0.1", "--port", str(port)],
             self.log,
             env=env,
         )

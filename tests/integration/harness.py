@@ -14,13 +14,13 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from producers.client import Client, JobSpec
-from shared import job_types
-from shared.job_types import JobType
-from shared.queues import queue_name, redis_priority_lists
-from shared.redis_client import redis_client
-from shared.results import JobResult
-from shared.settings import Settings
+from greenq.producers.client import Client, JobSpec
+from greenq.shared import job_types
+from greenq.shared.job_types import JobType
+from greenq.shared.queues import queue_name, redis_priority_lists
+from greenq.shared.redis_client import redis_client
+from greenq.shared.results import JobResult
+from greenq.shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 120.0
@@ -93,7 +93,7 @@ class Stack:
         argv = [
             sys.executable,
             "-m",
-            "workers.process",
+            "greenq.workers.edge.process",
             "--node-name",
             node,
             "--queues",
@@ -135,7 +135,7 @@ class Stack:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """`greenq ARGS` against this stack, as a user would run it."""
         return subprocess.run(
-            [sys.executable, "-m", "producers.cli", *args],
+            [sys.executable, "-m", "greenq.producers.cli", *args],
             cwd=REPO,
             capture_output=True,
             text=True,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from shared.local_redis import LocalRedis, _binary
+from greenq.shared.local_redis import LocalRedis, _binary
 
 MASTER_NAME = "greenq-test"
 DOWN_AFTER_MS = 1000

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import Settings
-from workers.bench.carbon_replay import ReplayConfig, run_carbon
-from workers.bench.carbon_replay_output import FILES, write_carbon_outputs
-from workers.cli import main
+from greenq.shared.settings import Settings
+from greenq.workers.commands.bench.carbon_replay import ReplayConfig, run_carbon
+from greenq.workers.commands.bench.carbon_replay_output import FILES, write_carbon_outputs
+from greenq.workers.commands.cli import main
 
 CARBON = Path(__file__).resolve().parents[3] / "shared" / "data" / "carbon"
 pytestmark = [

@@ -8,14 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from greenq.workers.commands.bench.load_output import FILES as LOAD_FILES
+from greenq.workers.commands.bench.output import FILES
 from tests.integration.harness import REPO
-from workers.bench.load_output import FILES as LOAD_FILES
-from workers.bench.output import FILES
 
 
 def _bench(args: list[str], model_cache: Path, timeout_s: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli", "bench", *args],
+        [sys.executable, "-m", "greenq.workers.commands.cli", "bench", *args],
         cwd=REPO,
         env={**os.environ, "GREENQ_MODEL_CACHE_DIR": str(model_cache)},
         capture_output=True,

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from producers.client import Client, JobSpec
-from shared.errors import BrokerUnavailable
-from shared.local_redis import LocalRedis, start_redis
-from shared.results import JobStatus
+from greenq.producers.client import Client, JobSpec
+from greenq.shared.errors import BrokerUnavailable
+from greenq.shared.local_redis import LocalRedis, start_redis
+from greenq.shared.results import JobStatus
 from tests.integration.harness import REPO, Stack, free_port, stack
 
 PASSWORD = "s3cret-Pa55"
@@ -96,7 +96,7 @@ def test_password_and_tls_work_and_the_password_is_never_printed(tiny_model_dir:
             jobs = tmp_path / "jobs.jsonl"
             jobs.write_text('{"customer_message": "hi"}\n')
             proc = subprocess.run(
-                [sys.executable, "-m", "producers.cli", "submit", "reply", str(jobs)],
+                [sys.executable, "-m", "greenq.producers.cli", "submit", "reply", str(jobs)],
                 cwd=REPO,
                 env={**os.environ, **wrong},
                 capture_output=True,
@@ -186,7 +186,7 @@ def test_an_ack_after_the_connection_was_lost_does_not_kill_the_worker() -> None
     exited, and the jobs submitted after the failover were never consumed."""
     from kombu import Connection, Exchange, Queue
 
-    from shared import redis_transport
+    from greenq.shared import redis_transport
 
     redis_transport.install()
     server = LocalRedis(free_port()).start()

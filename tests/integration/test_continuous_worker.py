@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from producers.client import JobSpec
-from shared.results import JobResult, JobStatus
+from greenq.producers.client import JobSpec
+from greenq.shared.results import JobResult, JobStatus
 from tests.integration.conftest import FAST_REDELIVERY
 from tests.integration.harness import Stack, free_port, replies, stack
 

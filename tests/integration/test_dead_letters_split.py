@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared.deadletter import DeadLetterStore
-from shared.local_redis import LocalRedis, free_port, start_redis
-from shared.queues import queue_name
+from greenq.shared.deadletter import DeadLetterStore
+from greenq.shared.local_redis import LocalRedis, free_port, start_redis
+from greenq.shared.queues import queue_name
 from tests.integration.harness import stack
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from producers.client import JobSpec
-from shared import job_types
-from shared.deferral import TAKE_CHUNK_JOBS, DeferredStore
-from shared.keys import CARBON_NOW_KEY, DEFERRED_RELEASING_KEY
+from greenq.producers.client import JobSpec
+from greenq.shared import job_types
+from greenq.shared.deferral import TAKE_CHUNK_JOBS, DeferredStore
+from greenq.shared.keys import CARBON_NOW_KEY, DEFERRED_RELEASING_KEY
 from tests.integration.gateways import Gateway
 from tests.integration.harness import Stack, free_port, stack
 from tests.integration.test_deferral_store import queued_ids
@@ -38,7 +38,7 @@ def write_trace(path: Path, clean_from_s: float) -> None:
 
 
 def start_scheduler(s: Stack, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return s.spawn([sys.executable, "-m", "workers.cli", "scheduler"], log, env)
+    return s.spawn([sys.executable, "-m", "greenq.workers.commands.cli", "scheduler"], log, env)
 
 
 @pytest.fixture

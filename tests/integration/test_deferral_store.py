@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from shared import job_types
-from shared.deferral import DeferredStore
-from shared.envelope import Envelope
-from shared.queues import queue_name, redis_priority_lists
+from greenq.shared import job_types
+from greenq.shared.deferral import DeferredStore
+from greenq.shared.envelope import Envelope
+from greenq.shared.queues import queue_name, redis_priority_lists
+from greenq.workers.scheduler.capacity import Capacity
+from greenq.workers.scheduler.service import Scheduler
 from tests.integration.harness import Stack, stack
-from workers.scheduler.capacity import Capacity
-from workers.scheduler.service import Scheduler
 
 DESCRIPTION = dict(job_types.get("description").samples[0])
 SLOT_S = 60.0
@@ -75,7 +75,7 @@ def queued_ids(s: Stack, job_type: str = "description") -> list[str]:
 
 
 def make_scheduler(s: Stack, source: TableForecast, jobs_per_hour: float) -> Scheduler:
-    from workers.scheduler.run import celery_publisher
+    from greenq.workers.scheduler.run import celery_publisher
 
     settings = s.settings
     capacity = Capacity(jobs_per_hour, 1.0, {"description", "strategy"})
@@ -84,7 +84,7 @@ def make_scheduler(s: Stack, source: TableForecast, jobs_per_hour: float) -> Sch
 
 
 def submit_deferred(s: Stack, n: int, run_by_s: float) -> list[str]:
-    from producers.client import JobSpec
+    from greenq.producers.client import JobSpec
 
     return s.client.submit_many([JobSpec("description", DESCRIPTION, run_by=run_by_s) for _ in range(n)])
 
@@ -187,8 +187,8 @@ def test_withdrawn_jobs_are_never_released(deferral: Stack) -> None:
 
 
 def test_an_idempotency_key_names_a_deferred_job_until_it_has_run(deferral: Stack) -> None:
-    from producers.client import JobSpec
-    from producers.top import deferred_line
+    from greenq.producers.client import JobSpec
+    from greenq.producers.top import deferred_line
 
     s = deferral
     spec = JobSpec("description", DESCRIPTION, idempotency_key="rewrite-42", run_by=2 * 86400)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from celery import states
 
-from producers.client import JobSpec
-from shared.results import JobResult, JobStatus, result_from_meta
+from greenq.producers.client import JobSpec
+from greenq.shared.results import JobResult, JobStatus, result_from_meta
 from tests.integration.harness import Stack, free_port
 
 pytestmark = pytest.mark.chaos
@@ -46,7 +46,9 @@ def test_device_fault_hands_every_job_back_and_restarts_the_worker(fresh: Stack,
         "GREENQ_BATCH__REPLY__MAX_WAIT_S": "1",  # the six jobs form one batch
     }
     log = tmp_path / "launcher.log"
-    launcher = s.spawn([sys.executable, "-m", "workers.cli", "worker", "--devices", "cpu"], log, env=env)
+    launcher = s.spawn(
+        [sys.executable, "-m", "greenq.workers.commands.cli", "worker", "--devices", "cpu"], log, env=env
+    )
     s.wait_ready([f"cpu@{socket.gethostname()}"], launcher, log)
     assert _ready_probe(port) == 200
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from producers.client import JobSpec
-from shared import job_types
-from shared.results import JobStatus
+from greenq.producers.client import JobSpec
+from greenq.shared import job_types
+from greenq.shared.results import JobStatus
 from tests.integration.harness import Stack, free_port
 
 REPLY = job_types.get("reply").samples[0]

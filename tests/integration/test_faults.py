@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from producers.client import Client, JobSpec
-from shared.deadletter import DeadLetter, DeadLetterStore
-from shared.queues import queue_name, task_name
-from shared.results import JobStatus
+from greenq.producers.client import Client, JobSpec
+from greenq.shared.deadletter import DeadLetter, DeadLetterStore
+from greenq.shared.queues import queue_name, task_name
+from greenq.shared.results import JobStatus
 from tests.integration.harness import Stack, free_port, replies
 
 REPLY = {"customer_message": "Where is my order?"}
@@ -77,7 +77,7 @@ def test_poison_job_is_dead_lettered_after_max_attempts(fast_redelivery: Stack, 
     s = fast_redelivery
     env = {"GREENQ_CHAOS__CRASH_MARKER": "POISON-PILL", "GREENQ_MAX_ATTEMPTS": "2"}
     log = tmp_path / "launcher.log"
-    s.spawn([sys.executable, "-m", "workers.cli", "worker", "--devices", "cpu"], log, env=env)
+    s.spawn([sys.executable, "-m", "greenq.workers.commands.cli", "worker", "--devices", "cpu"], log, env=env)
     poison = s.client.submit("reply", {"customer_message": "POISON-PILL please"})
     innocent = s.client.submit_many(replies(5, "innocent"))
     results = s.results([poison, *innocent], timeout_s=240)

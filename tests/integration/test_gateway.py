@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from producers.gateway.callbacks import verify_signature
-from shared.local_redis import start_redis
+from greenq.producers.gateway.callbacks import verify_signature
+from greenq.shared.local_redis import start_redis
 from tests.conftest import fuzz_seed
 from tests.integration.gateways import LOOPBACK_ALLOWED, Gateway
 from tests.integration.harness import free_port, stack

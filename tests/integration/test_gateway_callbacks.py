@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from producers.gateway.addresses import AllowList, parse_callback_url
-from producers.gateway.callbacks import verify_signature
-from producers.gateway.sender import Outcome, post
-from shared.keys import CALLBACK_JOB_KEY_PREFIX, CALLBACK_WAITING_KEY, OWNER_KEY_PREFIX
+from greenq.producers.gateway.addresses import AllowList, parse_callback_url
+from greenq.producers.gateway.callbacks import verify_signature
+from greenq.producers.gateway.sender import Outcome, post
+from greenq.shared.keys import CALLBACK_JOB_KEY_PREFIX, CALLBACK_WAITING_KEY, OWNER_KEY_PREFIX
 from tests.integration.gateways import LOOPBACK_ALLOWED, Gateway, Receiver
 from tests.integration.harness import Stack, stack
 

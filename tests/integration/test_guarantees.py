@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from shared import start_marks
-from shared.errors import BrokerUnavailable
-from shared.keys import COMPUTATIONS_KEY
-from shared.local_redis import LocalRedis
-from shared.result_store import ResultStore
-from shared.results import JobResult, JobStatus
+from greenq.shared import start_marks
+from greenq.shared.errors import BrokerUnavailable
+from greenq.shared.keys import COMPUTATIONS_KEY
+from greenq.shared.local_redis import LocalRedis
+from greenq.shared.result_store import ResultStore
+from greenq.shared.results import JobResult, JobStatus
 from tests.integration.gateways import Gateway
 from tests.integration.harness import Stack, free_port, replies, stack
 

@@ -14,13 +14,13 @@ import pytest
 import redis
 from kombu.transport.redis import PublishBatch
 
-from producers.client import JobSpec
-from shared import errors
-from shared.keys import IDEMPOTENCY_KEY_PREFIX
-from shared.local_redis import LocalRedis, redis_answers, start_redis
-from shared.queues import queue_name, redis_priority_lists
-from shared.redact import redact_url
-from shared.results import JobStatus
+from greenq.producers.client import JobSpec
+from greenq.shared import errors
+from greenq.shared.keys import IDEMPOTENCY_KEY_PREFIX
+from greenq.shared.local_redis import LocalRedis, redis_answers, start_redis
+from greenq.shared.queues import queue_name, redis_priority_lists
+from greenq.shared.redact import redact_url
+from greenq.shared.results import JobStatus
 from tests.integration.gateways import Gateway
 from tests.integration.harness import Stack, free_port, stack
 
@@ -84,7 +84,7 @@ def test_a_broker_failure_mid_batch_frees_the_keys_of_jobs_not_enqueued(
             broker.execute_command("ACL", "SETUSER", "default", "-lpush")
 
     monkeypatch.setattr(PublishBatch, "flush", flush_then_refuse_pushes)
-    monkeypatch.setattr("producers.client.PUBLISH_BATCH_SIZE", 4)
+    monkeypatch.setattr("greenq.producers.client.PUBLISH_BATCH_SIZE", 4)
     jobs = _keyed("midway", 10)
     with pytest.raises(errors.BrokerUnavailable) as raised:
         s.client.submit_many(jobs)
@@ -121,16 +121,16 @@ CLAIM_THEN_HANG = textwrap.dedent(
     from pathlib import Path
 
     import celery
-    import producers.idempotency
+    import greenq.producers.idempotency
 
-    producers.idempotency.PENDING_TTL_S = 3  # keeps the test short; the default is longer
+    greenq.producers.idempotency.PENDING_TTL_S = 3  # keeps the test short; the default is longer
 
     def hang(*args, **kwargs):
         Path(sys.argv[1]).touch()  # the key is claimed and the job not yet pushed
         time.sleep(600)
 
     celery.Celery.send_task = hang
-    from producers.client import Client
+    from greenq.producers.client import Client
 
     Client().submit("reply", {"customer_message": "crash"}, idempotency_key="crash-1")
     """

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from producers.client import JobSpec
-from producers.samples import sample_mix
-from shared import job_types
-from shared.deadletter import DeadLetterStore
-from shared.errors import InvalidJob
-from shared.queues import queue_name
-from shared.results import JobStatus
+from greenq.producers.client import JobSpec
+from greenq.producers.samples import sample_mix
+from greenq.shared import job_types
+from greenq.shared.deadletter import DeadLetterStore
+from greenq.shared.errors import InvalidJob
+from greenq.shared.queues import queue_name
+from greenq.shared.results import JobStatus
 from tests.integration.harness import REPO, Stack
 
 
@@ -145,7 +145,7 @@ def test_cli_submit_reports_bad_lines_and_writes_results(live: Stack, tmp_path: 
     out = tmp_path / "results.jsonl"
     env = {**os.environ, **live.env}
     proc = subprocess.run(
-        [sys.executable, "-m", "producers.cli", "submit", "description", str(jobs), "--out", str(out)],
+        [sys.executable, "-m", "greenq.producers.cli", "submit", "description", str(jobs), "--out", str(out)],
         cwd=REPO,
         env=env,
         capture_output=True,

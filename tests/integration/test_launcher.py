@@ -31,7 +31,9 @@ def test_launcher_restarts_a_killed_worker_and_stops_cleanly(fresh: Stack, tmp_p
     host = socket.gethostname()
     nodes = [f"cpu0@{host}", f"cpu1@{host}"]
     log = tmp_path / "launcher.log"
-    launcher = fresh.spawn([sys.executable, "-m", "workers.cli", "worker", "--devices", "cpu:0,cpu:1"], log)
+    launcher = fresh.spawn(
+        [sys.executable, "-m", "greenq.workers.commands.cli", "worker", "--devices", "cpu:0,cpu:1"], log
+    )
     fresh.wait_ready(nodes, launcher, log)
     before = _children(launcher.pid)
     assert set(before) == set(nodes)

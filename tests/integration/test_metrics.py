@@ -14,13 +14,13 @@ from pathlib import Path
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from producers.client import JobSpec
-from producers.report import report_from_metrics
-from producers.samples import sample_mix
-from shared import job_types
-from shared.settings import Settings
+from greenq.producers.client import JobSpec
+from greenq.producers.report import report_from_metrics
+from greenq.producers.samples import sample_mix
+from greenq.shared import job_types
+from greenq.shared.settings import Settings
+from greenq.workers.commands.exporter import build_registry
 from tests.integration.harness import Stack, free_port
-from workers.exporter import build_registry
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
@@ -34,7 +34,8 @@ def _query(port: int, promql: str) -> list[dict[str, object]]:
 def test_prometheus_scrapes_joules_per_job_by_type(live: Stack, tmp_path: Path) -> None:
     exporter_port, prom_port = free_port(), free_port()
     live.spawn(
-        [sys.executable, "-m", "workers.cli", "exporter", "--port", str(exporter_port)], tmp_path / "exporter.log"
+        [sys.executable, "-m", "greenq.workers.commands.cli", "exporter", "--port", str(exporter_port)],
+        tmp_path / "exporter.log",
     )
     config = tmp_path / "prometheus.yml"
     config.write_text(

@@ -8,14 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from producers.client import JobSpec
-from shared.results import JobStatus
+from greenq.producers.client import JobSpec
+from greenq.shared.results import JobStatus
 from tests.integration.harness import REPO, Stack
 
 
 def _greenq(s: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "producers.cli", *args],
+        [sys.executable, "-m", "greenq.producers.cli", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

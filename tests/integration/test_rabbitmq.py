@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from producers.client import JobSpec
-from producers.samples import sample_mix
-from shared.results import JobStatus
+from greenq.producers.client import JobSpec
+from greenq.producers.samples import sample_mix
+from greenq.shared.results import JobStatus
 from tests.integration.harness import stack
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"

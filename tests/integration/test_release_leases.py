@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from shared import job_types
-from shared.deferral import TAKE_CHUNK_JOBS, DeferredJob, DeferredStore, ReleaseHold
-from shared.envelope import Envelope
-from shared.keys import DEFERRED_DUE_KEY, DEFERRED_HOLDER_KEY, DEFERRED_JOB_KEY, DEFERRED_RELEASING_KEY
+from greenq.shared import job_types
+from greenq.shared.deferral import TAKE_CHUNK_JOBS, DeferredJob, DeferredStore, ReleaseHold
+from greenq.shared.envelope import Envelope
+from greenq.shared.keys import DEFERRED_DUE_KEY, DEFERRED_HOLDER_KEY, DEFERRED_JOB_KEY, DEFERRED_RELEASING_KEY
+from greenq.workers.scheduler.capacity import Capacity
+from greenq.workers.scheduler.metrics import SchedulerMetrics
+from greenq.workers.scheduler.service import PUBLISH_BATCH_JOBS, Scheduler
 from tests.integration.harness import Stack, stack
 from tests.integration.test_deferral_store import TableForecast
-from workers.scheduler.capacity import Capacity
-from workers.scheduler.metrics import SchedulerMetrics
-from workers.scheduler.service import PUBLISH_BATCH_JOBS, Scheduler
 
 DESCRIPTION = dict(job_types.get("description").samples[0])
 LEASE_S = 3.0
@@ -241,8 +241,8 @@ def test_the_celery_publisher_sends_a_batch_in_one_round_trip(
 ) -> None:
     from kombu.transport import redis as kombu_redis
 
+    from greenq.workers.scheduler.run import celery_publisher
     from tests.integration.test_deferral_store import queued_ids
-    from workers.scheduler.run import celery_publisher
 
     s = releasing
     flushes: list[int] = []

@@ -20,16 +20,16 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared import job_types
-from shared.errors import ResultTimeout
-from shared.keys import CONSUMERS_KEY, LEASE_KEY_PREFIX, UNACKED_OWNER_KEY
-from shared.queues import queue_name, redis_priority_lists
-from shared.redis_client import redis_client
-from shared.results import JobResult, JobStatus, result_from_meta
-from shared.start_marks import start_mark_key
+from greenq.shared import job_types
+from greenq.shared.errors import ResultTimeout
+from greenq.shared.keys import CONSUMERS_KEY, LEASE_KEY_PREFIX, UNACKED_OWNER_KEY
+from greenq.shared.queues import queue_name, redis_priority_lists
+from greenq.shared.redis_client import redis_client
+from greenq.shared.results import JobResult, JobStatus, result_from_meta
+from greenq.shared.start_marks import start_mark_key
+from greenq.workers.commands.exporter import QueueCollector
 from tests.integration.harness import Stack, free_port, replies, stack
 from tests.integration.sentinel_group import SentinelGroup
-from workers.exporter import QueueCollector
 
 pytestmark = pytest.mark.chaos
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from producers.client import JobSpec
-from shared.errors import BrokerUnavailable
-from shared.keys import COMPUTATIONS_KEY
-from shared.local_redis import LocalRedis, start_redis
-from shared.results import JobResult, JobStatus
+from greenq.producers.client import JobSpec
+from greenq.shared.errors import BrokerUnavailable
+from greenq.shared.keys import COMPUTATIONS_KEY
+from greenq.shared.local_redis import LocalRedis, start_redis
+from greenq.shared.results import JobResult, JobStatus
 from tests.integration.harness import Stack, free_port, stack
 
 pytestmark = pytest.mark.chaos

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.results import JobResult, JobStatus
+from greenq.shared.results import JobResult, JobStatus
 from tests.integration.gateways import Gateway
 from tests.integration.harness import REPO, Stack, free_port, stack
 
@@ -65,7 +65,7 @@ def test_text_arrives_while_the_batch_decodes_and_replays_later(slow: Stack, tmp
         assert again == result and "".join(p for _, p in late) == result.text
 
         cli = subprocess.run(  # what a developer at a terminal runs
-            [sys.executable, "-m", "producers.cli", "stream", job_id],
+            [sys.executable, "-m", "greenq.producers.cli", "stream", job_id],
             cwd=REPO,
             env={**os.environ, **slow.env},
             capture_output=True,

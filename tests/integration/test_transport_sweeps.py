@@ -14,9 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from shared.keys import COMPUTATIONS_KEY, CONSUMERS_KEY, INFLIGHT_KEY_PREFIX, UNACKED_OWNER_KEY
-from shared.queues import queue_name, redis_priority_lists
-from shared.results import JobStatus
+from greenq.shared.keys import COMPUTATIONS_KEY, CONSUMERS_KEY, INFLIGHT_KEY_PREFIX, UNACKED_OWNER_KEY
+from greenq.shared.queues import queue_name, redis_priority_lists
+from greenq.shared.results import JobStatus
 from tests.integration.harness import REPO, Stack, stack
 
 VISIBILITY_TIMEOUT_S = 8
@@ -37,8 +37,8 @@ ENV = {
 # A control call whose reply wait (0.5 s) ends before kombu's BRPOP (1 s) does: the poll comes back
 # empty, which is when kombu sweeps the unacked messages (every time: `unacked_restore_throttle` 1).
 GREENQ_APP_CONTROL_CALLS = """
-from shared.celery_app import make_celery
-from shared.settings import Settings
+from greenq.shared.celery_app import make_celery
+from greenq.shared.settings import Settings
 app = make_celery(Settings(), producer=True)
 for _ in range(3):
     app.control.ping(timeout=0.5)
@@ -95,7 +95,7 @@ def test_non_worker_processes_leave_a_live_workers_held_job_alone(
 
         python = [sys.executable, "-c"]
         non_workers = {
-            "greenq pool status": [sys.executable, "-m", "producers.cli", "pool", "status", "--json"],
+            "greenq pool status": [sys.executable, "-m", "greenq.producers.cli", "pool", "status", "--json"],
             "greenq's app": [*python, GREENQ_APP_CONTROL_CALLS],
             # No greenq code at all: what `celery inspect` or Flower run, with the same visibility timeout.
             "a stock Celery app": [*python, STOCK_APP_CONTROL_CALLS, s.url],

@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from shared import scripts
+from greenq.shared import scripts
 
 Key = str | bytes
 Script = Callable[["FakeRedis", list[str], list[bytes]], Any]

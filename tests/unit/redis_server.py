@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 
-from shared.local_redis import LocalRedis, free_port, start_redis
+from greenq.shared.local_redis import LocalRedis, free_port, start_redis
 
 
 @functools.cache

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from shared.policies import BACKLOG_GRACE_S, BatchPolicy
-from workers.serving.adaptive import SAFETY, Forming, plan
-from workers.serving.arrival_rate import ArrivalRate
-from workers.serving.batching import Closing, PendingJob, fixed_closing, next_wakeup, select_batch
-from workers.serving.cost_model import BatchCostModel
+from greenq.shared.policies import BACKLOG_GRACE_S, BatchPolicy
+from greenq.workers.serving.adaptive import SAFETY, Forming, plan
+from greenq.workers.serving.arrival_rate import ArrivalRate
+from greenq.workers.serving.batching import Closing, PendingJob, fixed_closing, next_wakeup, select_batch
+from greenq.workers.serving.cost_model import BatchCostModel
 
 CAP = 16
 OBJECTIVE_S = 10.0

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from shared import job_types
-from shared.policies import BatchPolicy, GenerationSettings
+from greenq.shared import job_types
+from greenq.shared.policies import BatchPolicy, GenerationSettings
+from greenq.workers.model.types import GenerationRequest
+from greenq.workers.serving.batcher import Batcher, BatchOutcome, PolicyRefused, Requeue
+from greenq.workers.serving.batching import Admission, PendingJob, admit, capped, padded_tokens
+from greenq.workers.serving.observers import BaseObserver, BatchCost
 from tests.fake_runtime import EchoRuntime
-from workers.model.types import GenerationRequest
-from workers.serving.batcher import Batcher, BatchOutcome, PolicyRefused, Requeue
-from workers.serving.batching import Admission, PendingJob, admit, capped, padded_tokens
-from workers.serving.observers import BaseObserver, BatchCost
 
 MAX_NEW = 6
 GEN = GenerationSettings(max_new_tokens=MAX_NEW, min_new_tokens=0)
@@ -201,8 +201,8 @@ def test_set_policy_over_the_control_channel_names_the_field_it_refuses(batchers
 
     from prometheus_client import CollectorRegistry
 
-    from workers import control
-    from workers.metrics import WorkerMetrics
+    from greenq.workers.edge import control
+    from greenq.workers.edge.metrics import WorkerMetrics
 
     batcher = batchers("continuous", EchoRuntime(steps=True), policies())
     metrics = WorkerMetrics(CollectorRegistry())

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import redis
 
-from shared.attempts import AttemptCounter
-from shared.keys import ATTEMPTS_KEY_PREFIX
+from greenq.shared.attempts import AttemptCounter
+from greenq.shared.keys import ATTEMPTS_KEY_PREFIX
 from tests.unit.redis_server import real_redis_fixture
 
 real_redis = real_redis_fixture()
@@ -95,7 +95,7 @@ def test_a_batch_that_returned_is_not_charged_when_its_close_was_lost_in_a_blip(
     attempts = AttemptCounter(blipping, ttl_s=60)
     attempts.record(["job-1"])
     blipping.lose_requests = 10  # Redis unreachable while the batch ends
-    with caplog.at_level(logging.WARNING, logger="shared.attempts"):
+    with caplog.at_level(logging.WARNING, logger="greenq.shared.attempts"):
         attempts.finished(["job-1"])
     assert "could not close attempts" in caplog.text
     blipping.lose_requests = 0
@@ -122,7 +122,7 @@ def test_counting_without_redis_logs_and_lets_the_batch_go_on(
     blipping = Blipping(real_redis)
     attempts = AttemptCounter(blipping, ttl_s=60)
     blipping.lose_requests = 100
-    with caplog.at_level(logging.WARNING, logger="shared.attempts"):
+    with caplog.at_level(logging.WARNING, logger="greenq.shared.attempts"):
         attempts.record(["job-1"])
         attempts.finished(["job-1"])
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == [

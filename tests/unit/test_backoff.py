@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from producers.backoff import backoff_delays_s, call_backend
-from shared.errors import BrokerUnavailable, ResultBackendUnavailable
+from greenq.producers.backoff import backoff_delays_s, call_backend
+from greenq.shared.errors import BrokerUnavailable, ResultBackendUnavailable
 
 URL = "redis://:s3cret@backend.internal:6380/0"
 

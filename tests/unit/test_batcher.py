@@ -7,12 +7,12 @@ from collections.abc import Sequence
 
 import pytest
 
-from shared import job_types
-from shared.policies import BatchPolicy, GenerationSettings
+from greenq.shared import job_types
+from greenq.shared.policies import BatchPolicy, GenerationSettings
+from greenq.workers.model.types import Generation, GenerationRequest
+from greenq.workers.serving.batcher import Batcher, JobExpiredInBatcher, Requeue
+from greenq.workers.serving.observers import BaseObserver
 from tests.fake_runtime import EchoRuntime
-from workers.model.types import Generation, GenerationRequest
-from workers.serving.batcher import Batcher, JobExpiredInBatcher, Requeue
-from workers.serving.observers import BaseObserver
 
 GEN = GenerationSettings(max_new_tokens=4)
 POLICIES = {t: BatchPolicy(max_batch_size=8, max_wait_s=0.05) for t in job_types.names()}
@@ -226,8 +226,8 @@ class BrokenMeter:
 
 
 def test_a_failing_energy_meter_costs_the_receipt_not_the_jobs() -> None:
-    from workers.energy.accountant import EnergyAccountant
-    from workers.energy.carbon import StaticIntensity
+    from greenq.workers.energy.accountant import EnergyAccountant
+    from greenq.workers.energy.carbon import StaticIntensity
 
     batcher = Batcher({"echo": EchoRuntime()}, POLICIES, energy=EnergyAccountant(BrokenMeter(), StaticIntensity(400)))
     batcher.start()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from shared.job_types import JobType
-from shared.policies import BatchPolicy
-from workers.serving.batching import PendingJob, next_wakeup, padded_tokens, select_batch, split_expired
+from greenq.shared.job_types import JobType
+from greenq.shared.policies import BatchPolicy
+from greenq.workers.serving.batching import PendingJob, next_wakeup, padded_tokens, select_batch, split_expired
 
 POLICIES = {
     "reply": BatchPolicy(max_batch_size=4, max_wait_s=0.02, max_batch_tokens=10_000),

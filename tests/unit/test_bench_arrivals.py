@@ -7,7 +7,14 @@ import statistics
 
 import pytest
 
-from workers.bench.arrivals import burst, job_types_for, mix_counts, number_by_type, poisson_times, schedule
+from greenq.workers.commands.bench.arrivals import (
+    burst,
+    job_types_for,
+    mix_counts,
+    number_by_type,
+    poisson_times,
+    schedule,
+)
 
 MIX = {"reply": 0.5, "description": 0.3, "strategy": 0.2}
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.jobs import parse_job
-from shared.results import JobResult, JobStatus, Timings
-from workers.bench.load_config import (
+from greenq.shared.jobs import parse_job
+from greenq.shared.results import JobResult, JobStatus, Timings
+from greenq.workers.commands.bench.load_config import (
     LoadConfig,
     check_load,
     parse_fractions,
@@ -17,11 +17,11 @@ from workers.bench.load_config import (
     parse_weights,
     policy_env,
 )
-from workers.bench.load_stats import load_ratios, ratio, window_summary
-from workers.bench.mixed_workload import TEMPLATES, lines_of, payload_from_words, write_templates
-from workers.bench.window_energy import cpu_seconds_from_stat, process_cpu_seconds
-from workers.bench.workload import WORDS, BenchConfig
-from workers.prompts import build_messages
+from greenq.workers.commands.bench.load_stats import load_ratios, ratio, window_summary
+from greenq.workers.commands.bench.mixed_workload import TEMPLATES, lines_of, payload_from_words, write_templates
+from greenq.workers.commands.bench.window_energy import cpu_seconds_from_stat, process_cpu_seconds
+from greenq.workers.commands.bench.workload import WORDS, BenchConfig
+from greenq.workers.model.prompts import build_messages
 
 OBJECTIVES = {"reply": 10.0, "description": 30.0, "strategy": 60.0}
 
@@ -192,7 +192,7 @@ def test_policy_env_sets_the_mode_lengths_and_objective_for_every_type() -> None
 
 
 def test_policy_env_is_read_by_settings_as_meant(monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.settings import Settings
+    from greenq.shared.settings import Settings
 
     env = policy_env({}, BenchConfig(batch_size=4, new_tokens=8), LoadConfig(), "adaptive")
     for name, value in env.items():

@@ -10,14 +10,14 @@ from collections.abc import Sequence
 import pytest
 from prometheus_client import CollectorRegistry
 
-from shared import job_types
-from shared.policies import BatchPolicy, GenerationSettings
+from greenq.shared import job_types
+from greenq.shared.policies import BatchPolicy, GenerationSettings
+from greenq.workers.edge.metrics import WorkerMetrics
+from greenq.workers.edge.observers import MetricsObserver, RestartOnDeviceFault
+from greenq.workers.model.types import GenerationRequest
+from greenq.workers.serving.batcher import Batcher, Requeue
+from greenq.workers.serving.breaker import is_device_fault
 from tests.fake_runtime import EchoRuntime
-from workers.metrics import WorkerMetrics
-from workers.model.types import GenerationRequest
-from workers.serving.batcher import Batcher, Requeue
-from workers.serving.breaker import is_device_fault
-from workers.worker_observers import MetricsObserver, RestartOnDeviceFault
 
 
 class AcceleratorError(RuntimeError):

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from kombu import Connection
 
-from shared import broker_compat, redis_transport
-from shared.broker_compat import UnsupportedDependency, library_problem, parse_version, redis_problem
+from greenq.shared import broker_compat, redis_transport
+from greenq.shared.broker_compat import UnsupportedDependency, library_problem, parse_version, redis_problem
 
 
 def test_versions_parse_to_their_numeric_release() -> None:

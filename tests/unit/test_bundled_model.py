@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from producers.samples import demo_jobs
-from shared import job_types
-from shared.job_types import JobType
-from shared.jobs import parse_job
-from shared.policies import GenerationSettings
-from workers.local_model import resolve_model
-from workers.model.runtime import HFRuntime
-from workers.model.types import GenerationRequest
-from workers.prompts import build_messages
+from greenq.producers.samples import demo_jobs
+from greenq.shared import job_types
+from greenq.shared.job_types import JobType
+from greenq.shared.jobs import parse_job
+from greenq.shared.policies import GenerationSettings
+from greenq.workers.model.local_model import resolve_model
+from greenq.workers.model.prompts import build_messages
+from greenq.workers.model.runtime import HFRuntime
+from greenq.workers.model.types import GenerationRequest
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from typing import Any
 import redis
 from prometheus_client import CollectorRegistry, Counter
 
-from producers.gateway.callbacks import CallbackQueue
-from shared.keys import CALLBACK_DUE_KEY, CALLBACK_JOB_KEY_PREFIX, OWNER_KEY_PREFIX
+from greenq.producers.gateway.callbacks import CallbackQueue
+from greenq.shared.keys import CALLBACK_DUE_KEY, CALLBACK_JOB_KEY_PREFIX, OWNER_KEY_PREFIX
 from tests.unit.redis_server import real_redis_fixture
 
 real_redis = real_redis_fixture()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.bench.carbon_bound import optimal_assignment, uncapacitated_saving
+from greenq.workers.commands.bench.carbon_bound import optimal_assignment, uncapacitated_saving
 
 # The team folder's trace, beside the checkout (its README states the bound).
 TRACE = Path(__file__).resolve().parents[3] / "shared" / "data" / "carbon" / "caiso_north_2023-06_5min.csv"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from producers.jsonl import read_lines
-from shared.errors import JobNotComputed
-from shared.redact import redact_url
-from shared.results import JobResult, JobStatus, result_from_meta
+from greenq.producers.jsonl import read_lines
+from greenq.shared.errors import JobNotComputed
+from greenq.shared.redact import redact_url
+from greenq.shared.results import JobResult, JobStatus, result_from_meta
 
 
 def test_read_lines_reports_each_problem_with_its_line() -> None:
@@ -35,7 +35,7 @@ def test_result_from_meta_reads_every_final_state() -> None:
         is JobStatus.succeeded
     )
     assert result_from_meta("j", {"status": "FAILURE", "result": JobNotComputed(record)}).status is JobStatus.expired
-    raw = {"exc_type": "JobNotComputed", "exc_message": [record], "exc_module": "shared.errors"}
+    raw = {"exc_type": "JobNotComputed", "exc_message": [record], "exc_module": "greenq.shared.errors"}
     assert result_from_meta("j", {"status": "FAILURE", "result": raw}).error == "late"
     crash = result_from_meta("j", {"status": "FAILURE", "result": RuntimeError("redis://:pw@h/0 down")})
     assert crash.status is JobStatus.failed and "pw" not in (crash.error or "")

@@ -11,17 +11,17 @@ from typing import Any
 
 import pytest
 
-from shared.policies import BatchPolicy, GenerationSettings
-from shared.settings import ChaosSettings
+from greenq.shared.policies import BatchPolicy, GenerationSettings
+from greenq.shared.settings import ChaosSettings
+from greenq.workers.energy.accountant import EnergyAccountant
+from greenq.workers.energy.carbon import StaticIntensity
+from greenq.workers.model.chaos import ChaosRuntime, InjectedFailure
+from greenq.workers.model.runtime import HFRuntime
+from greenq.workers.model.types import GenerationRequest
+from greenq.workers.serving.batcher import Batcher, BatchOutcome
+from greenq.workers.serving.observers import BaseObserver
+from greenq.workers.serving.probe import choose_mode, decode_all, probe_modes, probe_requests
 from tests.fake_runtime import EchoRuntime
-from workers.chaos import ChaosRuntime, InjectedFailure
-from workers.energy.accountant import EnergyAccountant
-from workers.energy.carbon import StaticIntensity
-from workers.model.runtime import HFRuntime
-from workers.model.types import GenerationRequest
-from workers.serving.batcher import Batcher, BatchOutcome
-from workers.serving.observers import BaseObserver
-from workers.serving.probe import choose_mode, decode_all, probe_modes, probe_requests
 
 POLICIES = {
     t: BatchPolicy(mode="fixed", max_batch_size=8, max_wait_s=0.0) for t in ("reply", "description", "strategy")

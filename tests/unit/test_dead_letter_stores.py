@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import redis
 
-from producers.deadletters import database_of, dead_letter_stores, run_dlq
-from shared.deadletter import DeadLetter, DeadLetterStore
-from shared.settings import Settings
+from greenq.producers.deadletters import database_of, dead_letter_stores, run_dlq
+from greenq.shared.deadletter import DeadLetter, DeadLetterStore
+from greenq.shared.settings import Settings
 from tests.unit.redis_server import real_redis_fixture, server
 
 real_redis = real_redis_fixture()

@@ -7,9 +7,9 @@ import time
 
 import redis
 
-from shared.deadletter import DeadLetter, DeadLetterStore
-from shared.keys import DEAD_LETTER_INDEX_KEY, DEAD_LETTER_KEY
-from shared.settings import DeadLetterSettings
+from greenq.shared.deadletter import DeadLetter, DeadLetterStore
+from greenq.shared.keys import DEAD_LETTER_INDEX_KEY, DEAD_LETTER_KEY
+from greenq.shared.settings import DeadLetterSettings
 from tests.unit.redis_server import real_redis_fixture
 
 real_redis = real_redis_fixture()

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from producers.client import Client, JobSpec
-from producers.gateway.schemas import BatchItem, SubmitRequest
-from producers.jsonl import read_lines
-from shared import job_types
-from shared.delivery import RUN_BY_PROBLEM, DeliveryTerms
-from shared.errors import InvalidJob
-from shared.settings import Settings
+from greenq.producers.client import Client, JobSpec
+from greenq.producers.gateway.schemas import BatchItem, SubmitRequest
+from greenq.producers.jsonl import read_lines
+from greenq.shared import job_types
+from greenq.shared.delivery import RUN_BY_PROBLEM, DeliveryTerms
+from greenq.shared.errors import InvalidJob
+from greenq.shared.settings import Settings
 
 REPLY = {"customer_message": "Where is my parcel?"}
 BAD_TERMS: list[tuple[dict[str, Any], str, str]] = [

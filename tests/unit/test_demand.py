@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.scheduler.demand import DAY_S, expected_arrivals
+from greenq.workers.scheduler.demand import DAY_S, expected_arrivals
 
 SLOT_S = 300.0
 NOW_S = 1_800_000_000.0 + 10.0  # 10 s into a slot

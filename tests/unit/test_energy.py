@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.energy.accountant import EnergyAccountant
-from workers.energy.attribution import attribute_energy, split_microjoules
-from workers.energy.carbon import CachedIntensity, StaticIntensity, co2e_grams
-from workers.energy.forecasts import CsvTrace
-from workers.energy.meters.estimate import CpuTimeEstimateMeter
-from workers.energy.meters.nvml import NvmlMeter
-from workers.energy.meters.rapl import RaplMeter
+from greenq.workers.energy.accountant import EnergyAccountant
+from greenq.workers.energy.attribution import attribute_energy, split_microjoules
+from greenq.workers.energy.carbon import CachedIntensity, StaticIntensity, co2e_grams
+from greenq.workers.energy.forecasts import CsvTrace
+from greenq.workers.energy.meters.estimate import CpuTimeEstimateMeter
+from greenq.workers.energy.meters.nvml import NvmlMeter
+from greenq.workers.energy.meters.rapl import RaplMeter
 
 
 class FakeNvml:

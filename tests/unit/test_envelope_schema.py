@@ -8,11 +8,11 @@ from typing import Any
 import jsonschema
 import pytest
 
-from producers.client import Client, JobSpec
-from producers.gateway.schemas import BatchRequest
-from shared import job_types
-from shared.envelope import ENVELOPE_SCHEMA_PATH, envelope_schema, render_envelope_schema
-from shared.settings import Settings
+from greenq.producers.client import Client, JobSpec
+from greenq.producers.gateway.schemas import BatchRequest
+from greenq.shared import job_types
+from greenq.shared.envelope import ENVELOPE_SCHEMA_PATH, envelope_schema, render_envelope_schema
+from greenq.shared.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def validator() -> jsonschema.protocols.Validator:
 
 def test_the_published_schema_is_regenerated_from_the_model() -> None:
     assert ENVELOPE_SCHEMA_PATH.read_text(encoding="utf-8") == render_envelope_schema(), (
-        "shared/schema/envelope.schema.json is stale: run `python -m shared.envelope`"
+        "shared/schema/envelope.schema.json is stale: run `python -m greenq.shared.envelope`"
     )
 
 
@@ -65,7 +65,7 @@ def test_invalid_envelopes_are_refused(validator: jsonschema.protocols.Validator
 
 
 def test_the_envelope_and_the_gateway_batch_have_one_variant_per_registered_type() -> None:
-    """Both unions come from `shared.job_types.variants`: the same types, each with its own payload schema."""
+    """Both unions come from `greenq.shared.job_types.variants`: the same types, each with its own payload schema."""
     envelope = envelope_schema()
     batch = BatchRequest.model_json_schema()
     envelope_variants = envelope["discriminator"]["mapping"]

@@ -1,4 +1,4 @@
-from shared.errors import (
+from greenq.shared.errors import (
     BatchBrokerUnavailable,
     BatchIdempotencyConflict,
     BrokerUnavailable,

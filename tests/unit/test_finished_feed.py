@@ -8,7 +8,7 @@ import time
 
 import redis
 
-from producers.gateway.finished import FinishedFeed, OwnerRecords
+from greenq.producers.gateway.finished import FinishedFeed, OwnerRecords
 from tests.unit.redis_server import real_redis_fixture
 
 real_redis = real_redis_fixture()

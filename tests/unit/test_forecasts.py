@@ -17,9 +17,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from workers.energy import forecasts
-from workers.energy.carbon import CachedForecast, IntensitySource, StaticIntensity, intensity_source
-from workers.energy.forecasts import (
+from greenq.workers.energy import forecasts
+from greenq.workers.energy.carbon import CachedForecast, IntensitySource, StaticIntensity, intensity_source
+from greenq.workers.energy.forecasts import (
     CarbonAwareSdk,
     CsvTrace,
     ForecastPoint,

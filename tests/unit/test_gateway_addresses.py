@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from producers.gateway.addresses import (
+from greenq.producers.gateway.addresses import (
     AllowList,
     CallbackRefused,
     check_addresses,
@@ -18,7 +18,7 @@ from producers.gateway.addresses import (
     parse_callback_url,
     resolve,
 )
-from shared.settings import Settings
+from greenq.shared.settings import Settings
 
 NOTHING_ALLOWED = AllowList()
 

@@ -9,14 +9,14 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from producers import cli
-from producers.gateway.app import create_app
-from producers.gateway.callbacks import retry_after_s, sign, verify_signature
-from producers.gateway.sender import parse_status_line
-from producers.gateway.tenants import Tenant, TenantRegistry, hash_key, new_key
-from producers.gateway.waiting import ResultWaiter
-from shared import job_types
-from shared.settings import Settings
+from greenq.producers import cli
+from greenq.producers.gateway.app import create_app
+from greenq.producers.gateway.callbacks import retry_after_s, sign, verify_signature
+from greenq.producers.gateway.sender import parse_status_line
+from greenq.producers.gateway.tenants import Tenant, TenantRegistry, hash_key, new_key
+from greenq.producers.gateway.waiting import ResultWaiter
+from greenq.shared import job_types
+from greenq.shared.settings import Settings
 
 
 def test_keys_are_random_and_only_their_hash_is_kept() -> None:

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from producers.gateway import sender
-from producers.gateway.addresses import AllowList, CallbackRefused, CallbackTarget, check_url
-from producers.gateway.callbacks import CallbackAttempt
-from producers.gateway.dispatcher import CallbackDispatcher, DeliveryPolicy
-from producers.gateway.resolver import Lookups, RecentAnswers
+from greenq.producers.gateway import sender
+from greenq.producers.gateway.addresses import AllowList, CallbackRefused, CallbackTarget, check_url
+from greenq.producers.gateway.callbacks import CallbackAttempt
+from greenq.producers.gateway.dispatcher import CallbackDispatcher, DeliveryPolicy
+from greenq.producers.gateway.resolver import Lookups, RecentAnswers
 
 NOTHING_ALLOWED = AllowList()
 PUBLIC = ["93.184.216.34"]

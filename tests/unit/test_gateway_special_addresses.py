@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from producers.gateway.addresses import SPECIAL_PURPOSE, IPAddress, classify
+from greenq.producers.gateway.addresses import SPECIAL_PURPOSE, IPAddress, classify
 
 SEED = 20261204
 

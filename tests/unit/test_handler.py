@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
-from shared import job_types
-from shared.envelope import Envelope
-from shared.errors import InvalidJob
-from shared.job_types import JobType
-from shared.results import JobStatus
-from shared.settings import Settings
+from greenq.shared import job_types
+from greenq.shared.envelope import Envelope
+from greenq.shared.errors import InvalidJob
+from greenq.shared.job_types import JobType
+from greenq.shared.results import JobStatus
+from greenq.shared.settings import Settings
+from greenq.workers.edge.handler import JobHandler, WorkerIdentity
+from greenq.workers.model.types import Generation, GenerationRequest
+from greenq.workers.serving.batcher import Batcher, Requeue
 from tests.fake_runtime import EchoRuntime
-from workers.model.types import Generation, GenerationRequest
-from workers.serving.batcher import Batcher, Requeue
-from workers.serving.handler import JobHandler, WorkerIdentity
 
 SETTINGS = Settings(model="echo", max_prompt_tokens=4096)
 IDENTITY = WorkerIdentity(worker="test@host", device="cpu")
@@ -186,10 +186,10 @@ def test_a_deferred_job_counts_its_latency_from_its_release(handler: JobHandler)
 
 
 def test_a_deferred_receipt_prices_the_same_energy_at_both_intensities() -> None:
-    from shared.results import JobResult
-    from workers.energy.accountant import EnergyShare
-    from workers.energy.carbon import co2e_grams
-    from workers.serving.handler import deferral_receipt
+    from greenq.shared.results import JobResult
+    from greenq.workers.edge.handler import deferral_receipt
+    from greenq.workers.energy.accountant import EnergyShare
+    from greenq.workers.energy.carbon import co2e_grams
 
     envelope = Envelope.decode(body("description", released_at=time.time(), intensity_at_submission_g_per_kwh=400.0))
     energy = EnergyShare(36.0, co2e_grams(36.0, 100.0), "estimate", 100.0)

@@ -8,9 +8,15 @@ import time
 import pytest
 import redis
 
-from producers import idempotency
-from producers.idempotency import IdempotencyStore, ReservationState, ReservationTicket, fingerprint, job_id_for_key
-from shared.errors import IdempotencyConflict
+from greenq.producers import idempotency
+from greenq.producers.idempotency import (
+    IdempotencyStore,
+    ReservationState,
+    ReservationTicket,
+    fingerprint,
+    job_id_for_key,
+)
+from greenq.shared.errors import IdempotencyConflict
 from tests.unit.redis_server import real_redis_fixture
 
 PAYLOAD = {"customer_message": "Where is my parcel?"}

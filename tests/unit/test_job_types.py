@@ -16,24 +16,24 @@ from typing import Literal
 import pytest
 import yaml
 
-from producers.gateway.schemas import BatchRequest, submit_request_for
-from producers.samples import sample_mix
-from shared import job_types
-from shared.celery_app import make_celery
-from shared.envelope import Envelope, envelope_schema
-from shared.errors import ConfigError, InvalidJob, UnknownJobType
-from shared.job_types import JobTypeSpec, register, unregister
-from shared.job_types.fields import Language, LongText, StrictModel
-from shared.job_types.prompt_text import LANGUAGE_RULES
-from shared.jobs import parse_job
-from shared.policies import BatchPolicy, GenerationSettings
-from shared.queues import job_type_of_task, parse_queues, queue_name, task_name
-from shared.settings import Settings
+from greenq.producers.gateway.schemas import BatchRequest, submit_request_for
+from greenq.producers.samples import sample_mix
+from greenq.shared import job_types
+from greenq.shared.celery_app import make_celery
+from greenq.shared.envelope import Envelope, envelope_schema
+from greenq.shared.errors import ConfigError, InvalidJob, UnknownJobType
+from greenq.shared.job_types import JobTypeSpec, register, unregister
+from greenq.shared.job_types.fields import Language, LongText, StrictModel
+from greenq.shared.job_types.prompt_text import LANGUAGE_RULES
+from greenq.shared.jobs import parse_job
+from greenq.shared.policies import BatchPolicy, GenerationSettings
+from greenq.shared.queues import job_type_of_task, parse_queues, queue_name, task_name
+from greenq.shared.settings import Settings
+from greenq.workers.commands.exporter import ObjectiveCollector
+from greenq.workers.edge.handler import JobHandler, WorkerIdentity
+from greenq.workers.model.prompts import build_messages
+from greenq.workers.serving.batcher import Batcher
 from tests.fake_runtime import EchoRuntime
-from workers.exporter import ObjectiveCollector
-from workers.prompts import build_messages
-from workers.serving.batcher import Batcher
-from workers.serving.handler import JobHandler, WorkerIdentity
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text(encoding="utf-8")

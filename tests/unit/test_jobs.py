@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared import job_types
-from shared.envelope import Envelope
-from shared.errors import InvalidJob
-from shared.job_types import JobType
-from shared.jobs import parse_job, parse_job_type
+from greenq.shared import job_types
+from greenq.shared.envelope import Envelope
+from greenq.shared.errors import InvalidJob
+from greenq.shared.job_types import JobType
+from greenq.shared.jobs import parse_job, parse_job_type
 
 
 @pytest.mark.parametrize("job_type", list(job_types.names()))

@@ -6,7 +6,7 @@ import ast
 import re
 from pathlib import Path
 
-from shared import keys
+from greenq.shared import keys
 
 REPO = Path(__file__).resolve().parents[2]
 KEY_LIKE = re.compile(r"greenq:[a-z]")  # "greenq: message" (a CLI prefix) is not a key

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared import job_types
-from workers.devices import Device, parse_devices
-from workers.launcher import plan_children
+from greenq.shared import job_types
+from greenq.workers.commands.devices import Device, parse_devices
+from greenq.workers.commands.launcher import plan_children
 
 
 def test_one_child_per_gpu_with_its_own_visible_device() -> None:
@@ -16,7 +16,7 @@ def test_one_child_per_gpu_with_its_own_visible_device() -> None:
     assert [s.env["CUDA_VISIBLE_DEVICES"] for s in specs] == ["0", "1"]
     for spec, label in zip(specs, ["cuda:0", "cuda:1"], strict=True):
         argv = list(spec.argv)
-        assert argv[:3] == ["py", "-m", "workers.process"]
+        assert argv[:3] == ["py", "-m", "greenq.workers.edge.process"]
         assert argv[argv.index("--device") + 1] == label
         assert argv[argv.index("--torch-device") + 1] == "cuda:0"  # each child sees one GPU
         assert argv[argv.index("--queues") + 1] == "reply,description"

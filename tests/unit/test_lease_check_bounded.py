@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from shared.local_redis import LocalRedis, free_port, start_redis
+from greenq.shared.local_redis import LocalRedis, free_port, start_redis
+from greenq.workers.edge.leases import JobLeases
 from tests.unit.fake_redis import Clock
-from workers.leases import JobLeases
 
 SOCKET_TIMEOUT_S = 5.0  # stands in for the backend's 120 s; long enough that a call that waits for it shows
 BOUND_S = 1.0  # generous: the check gives up on Redis after a fraction of that

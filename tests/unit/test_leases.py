@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from greenq.workers.edge.leases import JobLeases, lease_key
 from tests.unit.fake_redis import Clock, FakeRedis
-from workers.leases import JobLeases, lease_key
 
 
 def test_one_holder_at_a_time_and_release_frees_the_job(fake: FakeRedis) -> None:

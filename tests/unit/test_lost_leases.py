@@ -12,17 +12,17 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
-from shared import job_types
-from shared.policies import BatchPolicy, GenerationSettings
+from greenq.shared import job_types
+from greenq.shared.policies import BatchPolicy, GenerationSettings
+from greenq.workers.edge.leases import JobLeases, lease_key, lost_cause, lost_reason
+from greenq.workers.edge.metrics import WorkerMetrics
+from greenq.workers.model.runtime import HFRuntime
+from greenq.workers.model.types import GenerationRequest
+from greenq.workers.serving.batcher import Batcher, LeaseLost
+from greenq.workers.serving.observers import BaseObserver
 from tests.fake_runtime import EchoRuntime
 from tests.unit.fake_redis import Clock
 from tests.unit.redis_server import FlakyClient, real_redis_fixture
-from workers.leases import JobLeases, lease_key, lost_cause, lost_reason
-from workers.metrics import WorkerMetrics
-from workers.model.runtime import HFRuntime
-from workers.model.types import GenerationRequest
-from workers.serving.batcher import Batcher, LeaseLost
-from workers.serving.observers import BaseObserver
 
 real_redis = real_redis_fixture()
 TTL_S = 30.0
@@ -60,7 +60,7 @@ def test_a_lease_another_worker_took_is_lost(real_redis: redis.Redis, caplog: py
     real_redis.delete(lease_key("job-1"))  # it lapsed while this process was stopped ...
     taken_over(real_redis, "job-1")  # ... and another worker took it
     clock.now += 45  # this process resumes: 45 s without its renewer running
-    with caplog.at_level(logging.WARNING, logger="workers.leases"):
+    with caplog.at_level(logging.WARNING, logger="greenq.workers.edge.leases"):
         assert leases.lost(["job-1", "job-2"]) == {"job-1"}
         assert leases.lost(["job-1"]) == {"job-1"}  # known now, without asking again
     [warning] = [r.getMessage() for r in caplog.records]

@@ -9,11 +9,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily
 
-from producers.gateway.metrics import GatewayMetrics
-from shared.settings import Settings
-from workers.exporter import build_registry
-from workers.metrics import GPU_GAUGES, WorkerMetrics
-from workers.scheduler.metrics import SchedulerMetrics
+from greenq.producers.gateway.metrics import GatewayMetrics
+from greenq.shared.settings import Settings
+from greenq.workers.commands.exporter import build_registry
+from greenq.workers.edge.metrics import GPU_GAUGES, WorkerMetrics
+from greenq.workers.scheduler.metrics import SchedulerMetrics
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

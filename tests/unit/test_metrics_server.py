@@ -10,9 +10,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from shared.local_redis import free_port
-from shared.settings import Settings
-from workers.metrics import serve
+from greenq.shared.local_redis import free_port
+from greenq.shared.settings import Settings
+from greenq.workers.edge.metrics import serve
 
 
 def _other_address() -> str | None:

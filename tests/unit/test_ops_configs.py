@@ -13,9 +13,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from shared.settings import Settings
+from greenq.shared.settings import Settings
+from greenq.workers.scheduler.metrics import SchedulerMetrics
 from tests.unit.test_metrics_doc import exported_names
-from workers.scheduler.metrics import SchedulerMetrics
 
 OPS = Path(__file__).resolve().parents[2] / "ops"
 PROMETHEUS = OPS / "prometheus"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from workers.scheduler.planner import Plan, Slot, plan, slots_from_forecast
+from greenq.workers.scheduler.planner import Plan, Slot, plan, slots_from_forecast
 
 SLOT_S = 100.0
 
@@ -144,8 +144,8 @@ def test_no_slots_when_the_forecast_does_not_cover_now() -> None:
 
 
 def test_placing_with_expected_arrivals_is_the_offline_optimum() -> None:
-    from workers.bench.carbon_bound import optimal_assignment
-    from workers.scheduler.planner import place
+    from greenq.workers.commands.bench.carbon_bound import optimal_assignment
+    from greenq.workers.scheduler.planner import place
 
     rng = random.Random(11)
     checked = 0
@@ -174,7 +174,7 @@ def test_placing_with_expected_arrivals_is_the_offline_optimum() -> None:
 
 
 def test_planning_ahead_keeps_a_later_trough_for_the_jobs_that_will_need_it() -> None:
-    from workers.scheduler.planner import Expected, plan_ahead
+    from greenq.workers.scheduler.planner import Expected, plan_ahead
 
     slots = [Slot(0.0, 50.0, 2), Slot(300.0, 40.0, 2), Slot(600.0, 300.0, 2), Slot(900.0, 45.0, 2)]
     waiting = [10_000.0, 10_000.0]  # may run in any slot

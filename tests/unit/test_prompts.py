@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from shared.job_types import JobType
-from shared.job_types.description import NO_GREEN_CLAIMS, unsupported_green_claims
-from shared.jobs import parse_job
-from workers.prompts import build_messages, render_plain
+from greenq.shared.job_types import JobType
+from greenq.shared.job_types.description import NO_GREEN_CLAIMS, unsupported_green_claims
+from greenq.shared.jobs import parse_job
+from greenq.workers.model.prompts import build_messages, render_plain
 
 
 def _text(job_type: JobType, payload: dict[str, object]) -> str:

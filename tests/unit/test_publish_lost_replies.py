@@ -13,12 +13,12 @@ import redis
 from kombu.exceptions import BatchPublishError, OperationalError
 from kombu.transport.redis import PublishBatch
 
-from producers import client as client_module
-from producers.client import Client, JobSpec
-from shared import errors
-from shared.keys import IDEMPOTENCY_KEY_PREFIX
-from shared.queues import queue_name, redis_priority_lists
-from shared.settings import Settings
+from greenq.producers import client as client_module
+from greenq.producers.client import Client, JobSpec
+from greenq.shared import errors
+from greenq.shared.keys import IDEMPOTENCY_KEY_PREFIX
+from greenq.shared.queues import queue_name, redis_priority_lists
+from greenq.shared.settings import Settings
 from tests.unit.redis_server import real_redis_fixture, server
 
 real_redis = real_redis_fixture()

@@ -6,10 +6,10 @@ import base64
 import json
 from typing import Any
 
-from shared import job_types
-from shared.keys import UNACKED_KEY
-from shared.queue_stats import read_queue_stats, submitted_at
-from shared.queues import queue_name, redis_priority_lists
+from greenq.shared import job_types
+from greenq.shared.keys import UNACKED_KEY
+from greenq.shared.queue_stats import read_queue_stats, submitted_at
+from greenq.shared.queues import queue_name, redis_priority_lists
 
 
 class _ListsRedis:

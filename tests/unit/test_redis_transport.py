@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from shared import redis_transport
+from greenq.shared import redis_transport
 
 
 class _ClosedChannel:

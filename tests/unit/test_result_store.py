@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from celery import Celery
 
-from shared.celery_app import make_celery
-from shared.result_store import ResultStore
-from shared.results import JobResult, JobStatus
-from shared.settings import Settings
+from greenq.shared.celery_app import make_celery
+from greenq.shared.result_store import ResultStore
+from greenq.shared.results import JobResult, JobStatus
+from greenq.shared.settings import Settings
 from tests.unit.fake_redis import FakeRedis
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.policies import GenerationSettings
-from workers.model.runtime import HFRuntime
-from workers.model.types import GenerationRequest, left_pad, trim_row
-from workers.prompts import Message
+from greenq.shared.policies import GenerationSettings
+from greenq.workers.model.prompts import Message
+from greenq.workers.model.runtime import HFRuntime
+from greenq.workers.model.types import GenerationRequest, left_pad, trim_row
 
 
 def test_left_pad() -> None:

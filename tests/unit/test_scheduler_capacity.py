@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from workers.scheduler.capacity import Capacity, fleet_jobs_per_hour, worker_jobs_per_s
-from workers.scheduler.planner import Slot
-from workers.scheduler.service import with_capacity
+from greenq.workers.scheduler.capacity import Capacity, fleet_jobs_per_hour, worker_jobs_per_s
+from greenq.workers.scheduler.planner import Slot
+from greenq.workers.scheduler.service import with_capacity
 
 LEARNED = {
     "adaptive": {

@@ -18,12 +18,12 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Queue
 
-from shared import redis_transport, scripts
-from shared.attempts import AttemptCounter
-from shared.deadletter import DeadLetter, DeadLetterStore
-from shared.local_redis import free_port, start_redis
+from greenq.shared import redis_transport, scripts
+from greenq.shared.attempts import AttemptCounter
+from greenq.shared.deadletter import DeadLetter, DeadLetterStore
+from greenq.shared.local_redis import free_port, start_redis
+from greenq.workers.edge.leases import JobLeases
 from tests.unit.redis_server import real_redis_fixture, server
-from workers.leases import JobLeases
 
 REPO = Path(__file__).resolve().parents[2]
 real_redis = real_redis_fixture()
@@ -229,7 +229,7 @@ def test_a_broker_that_refuses_script_load_leaves_the_poll_waiting_not_crashing(
             _publish(publisher, {"n": 1})
         real_redis.script_flush()
         with Connection(url, transport_options={"idle_poll_s": 0.05}) as connection:
-            with caplog.at_level(logging.WARNING, logger="shared.redis_transport"):
+            with caplog.at_level(logging.WARNING, logger="greenq.shared.redis_transport"):
                 assert drain(connection, want=1, timeout_s=0.5) == []
         assert "loading the fetch script failed" in caplog.text
         assert real_redis.llen(QUEUE.name) == 1

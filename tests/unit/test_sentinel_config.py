@@ -10,12 +10,12 @@ from kombu import Connection
 from kombu.transport import TRANSPORT_ALIASES
 from redis.sentinel import SentinelConnectionPool
 
-from shared import redis_transport
-from shared.celery_app import make_celery
-from shared.redact import redact_url
-from shared.redis_client import redis_client, sentinel_params
-from shared.result_backend import PollingRedisBackend, PollingSentinelBackend, polling_backend_url
-from shared.settings import Settings
+from greenq.shared import redis_transport
+from greenq.shared.celery_app import make_celery
+from greenq.shared.redact import redact_url
+from greenq.shared.redis_client import redis_client, sentinel_params
+from greenq.shared.result_backend import PollingRedisBackend, PollingSentinelBackend, polling_backend_url
+from greenq.shared.settings import Settings
 
 URL = "sentinel://:pw@10.0.0.1:26380/2;sentinel://10.0.0.2"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import Settings
+from greenq.shared.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

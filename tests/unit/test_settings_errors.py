@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import FORM_EXAMPLES, Settings, expected_form
+from greenq.shared.settings import FORM_EXAMPLES, Settings, expected_form
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ def _run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 def test_greenq_gateway_says_a_list_setting_wants_a_json_list() -> None:
     done = _run(
-        [sys.executable, "-m", "producers.cli", "gateway", "--port", "1"],
+        [sys.executable, "-m", "greenq.producers.cli", "gateway", "--port", "1"],
         {"GREENQ_GATEWAY_CALLBACK_ALLOW": "127.0.0.1"},
     )
     print(done.stderr)
@@ -32,7 +32,9 @@ def test_greenq_gateway_says_a_list_setting_wants_a_json_list() -> None:
 
 
 def test_a_worker_says_a_mapping_setting_wants_a_json_object() -> None:
-    done = _run([sys.executable, "-m", "workers.process", "--queues", "reply"], {"GREENQ_MODELS": "reply=gpt2"})
+    done = _run(
+        [sys.executable, "-m", "greenq.workers.edge.process", "--queues", "reply"], {"GREENQ_MODELS": "reply=gpt2"}
+    )
     assert done.returncode != 0
     assert "GREENQ_MODELS" in done.stderr and "a JSON object" in done.stderr, done.stderr[-2000:]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from producers.gateway.events import entry_event, resume_after, sse
-from shared.token_stream import FIRST_ID, StreamEntry
+from greenq.producers.gateway.events import entry_event, resume_after, sse
+from greenq.shared.token_stream import FIRST_ID, StreamEntry
 
 
 def test_each_event_is_id_event_data_and_a_blank_line() -> None:

@@ -9,11 +9,11 @@ import pytest
 import redis
 from celery import Celery
 
-from shared import start_marks
-from shared.celery_app import make_celery
-from shared.result_store import ResultStore
-from shared.results import JobResult, JobStatus
-from shared.settings import Settings
+from greenq.shared import start_marks
+from greenq.shared.celery_app import make_celery
+from greenq.shared.result_store import ResultStore
+from greenq.shared.results import JobResult, JobStatus
+from greenq.shared.settings import Settings
 from tests.unit.redis_server import real_redis_fixture
 
 real_redis = real_redis_fixture()

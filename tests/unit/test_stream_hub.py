@@ -8,9 +8,9 @@ from typing import Any
 
 import redis
 
-from producers.gateway.events import OpenStreams, replay
-from producers.gateway.stream_hub import Follower, StreamHub
-from shared.token_stream import FIRST_ID, StreamEntry, TokenStreams
+from greenq.producers.gateway.events import OpenStreams, replay
+from greenq.producers.gateway.stream_hub import Follower, StreamHub
+from greenq.shared.token_stream import FIRST_ID, StreamEntry, TokenStreams
 from tests.unit.redis_server import real_redis_fixture
 
 real_redis = real_redis_fixture()

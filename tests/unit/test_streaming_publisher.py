@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from workers.streaming import TokenPublisher
+from greenq.workers.edge.streaming import TokenPublisher
 
 
 class _Recorder:

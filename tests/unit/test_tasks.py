@@ -1,4 +1,4 @@
-"""The Celery edge (workers/tasks.py) run in-process: Celery's `apply`, a real redis-server behind the result
+"""The Celery edge (workers/edge/tasks.py) run in-process: Celery's `apply`, a real redis-server behind the result
 backend (its Lua scripts and atomicity are the point), the fake runtime behind a real batcher. No broker, no
 worker process."""
 
@@ -15,22 +15,22 @@ import pytest
 import redis
 from celery import Celery
 
-from shared import job_types, start_marks
-from shared.attempts import AttemptCounter
-from shared.celery_app import make_celery
-from shared.deadletter import DeadLetterStore
-from shared.envelope import Envelope
-from shared.queues import queue_name, task_name
-from shared.result_store import ResultStore
-from shared.results import JobResult, JobStatus
-from shared.settings import Settings
+from greenq.shared import job_types, start_marks
+from greenq.shared.attempts import AttemptCounter
+from greenq.shared.celery_app import make_celery
+from greenq.shared.deadletter import DeadLetterStore
+from greenq.shared.envelope import Envelope
+from greenq.shared.queues import queue_name, task_name
+from greenq.shared.result_store import ResultStore
+from greenq.shared.results import JobResult, JobStatus
+from greenq.shared.settings import Settings
+from greenq.workers.edge import tasks
+from greenq.workers.edge.handler import JobHandler, WorkerIdentity
+from greenq.workers.edge.leases import JobLeases
+from greenq.workers.edge.tasks import TaskContext, register_job_tasks
+from greenq.workers.serving.batcher import Batcher
 from tests.fake_runtime import EchoRuntime
 from tests.unit.redis_server import FlakyClient, real_redis_fixture
-from workers import tasks
-from workers.leases import JobLeases
-from workers.serving.batcher import Batcher
-from workers.serving.handler import JobHandler, WorkerIdentity
-from workers.tasks import TaskContext, register_job_tasks
 
 # Port 1 refuses at once: the broker is never reached (the result backend's client is replaced).
 SETTINGS = Settings(broker_url="redis://127.0.0.1:1/0", model="echo", max_prompt_tokens=4096, max_attempts=3)
@@ -39,7 +39,7 @@ real_redis = real_redis_fixture()
 
 @dataclass
 class Worker:
-    """One worker's task edge, wired as workers/process.py wires it."""
+    """One worker's task edge, wired as workers/edge/process.py wires it."""
 
     app: Celery
     redis: FlakyClient

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shared.token_stream import StreamedText, StreamEntry, decode_entry
-from workers.model.text import RowText
+from greenq.shared.token_stream import StreamedText, StreamEntry, decode_entry
+from greenq.workers.model.text import RowText
 
 WORDS = {1: "Hel", 2: "lo", 3: " wor", 4: "ld", 9: "<eos>"}
 

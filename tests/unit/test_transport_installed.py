@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 # the classes kombu chose.
 PROBE = """
 import json, sys
-from shared.celery_app import make_celery
-from shared.settings import Settings
+from greenq.shared.celery_app import make_celery
+from greenq.shared.settings import Settings
 
 settings = Settings(broker_url=sys.argv[1])
 apps = {"producer": make_celery(settings, name="greenq-producer", producer=True),
@@ -53,7 +53,7 @@ def classes_in_a_fresh_process(broker_url: str, open_channel: bool) -> dict[str,
 
 def test_a_producer_and_the_scheduler_talk_to_redis_through_greenqs_transport() -> None:
     seen = classes_in_a_fresh_process(server().url, open_channel=True)
-    want = ["shared.redis_transport:Transport", "shared.redis_transport:Channel"]
+    want = ["greenq.shared.redis_transport:Transport", "greenq.shared.redis_transport:Channel"]
     assert seen == {"producer": want, "scheduler": want}
 
 
@@ -64,5 +64,5 @@ def test_a_producer_and_the_scheduler_talk_to_redis_through_greenqs_transport() 
 def test_tls_and_sentinel_urls_get_it_too(url: str, transport: str) -> None:
     seen = classes_in_a_fresh_process(url, open_channel=False)  # nothing listens there: the classes only
     channel = "SentinelChannel" if transport == "SentinelTransport" else "Channel"
-    want = [f"shared.redis_transport:{transport}", f"shared.redis_transport:{channel}"]
+    want = [f"greenq.shared.redis_transport:{transport}", f"greenq.shared.redis_transport:{channel}"]
     assert seen == {"producer": want, "scheduler": want}

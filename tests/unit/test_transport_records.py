@@ -14,9 +14,9 @@ import redis
 from kombu import Connection, Exchange, Queue
 from kombu.transport import redis as kombu_redis
 
-from shared import redis_transport, scripts
-from shared.keys import CONSUMERS_KEY, UNACKED_OWNER_KEY
-from shared.redis_transport import inflight_key
+from greenq.shared import redis_transport, scripts
+from greenq.shared.keys import CONSUMERS_KEY, UNACKED_OWNER_KEY
+from greenq.shared.redis_transport import inflight_key
 from tests.unit.redis_server import real_redis_fixture, server
 
 real_redis = real_redis_fixture()

@@ -1,7 +1,7 @@
 """Energy per batch and per job: read the meter around each batch, split it, price it in CO2e.
 
 Energy between batches is counted as `idle`, energy during them as `active`; only active
-energy is shared among the batch's jobs (see `workers.energy.attribution`).
+energy is shared among the batch's jobs (see `greenq.workers.energy.attribution`).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from workers.energy.attribution import attribute_energy
-from workers.energy.carbon import IntensitySource, co2e_grams
-from workers.energy.meters import Component, EnergyMeter
+from greenq.workers.energy.attribution import attribute_energy
+from greenq.workers.energy.carbon import IntensitySource, co2e_grams
+from greenq.workers.energy.meters import Component, EnergyMeter
 
 EnergySink = Callable[[Component, str, str, float], None]  # (component, source, state, joules)
 

@@ -1,7 +1,7 @@
 """Carbon: grams CO2e from joules and a grid intensity, with pluggable intensity sources.
 
 grams = joules × intensity (g/kWh) / 3.6e6 × PUE. Location-based intensity, no offsets.
-The sources that read a trace or a web API, and their forecasts, are in workers.energy.forecasts.
+The sources that read a trace or a web API, and their forecasts, are in greenq.workers.energy.forecasts.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Protocol
 
-from shared.settings import Settings
-from workers.energy.forecasts import (
+from greenq.shared.settings import Settings
+from greenq.workers.energy.forecasts import (
     CarbonAwareSdk,
     CsvTrace,
     ForecastPoint,

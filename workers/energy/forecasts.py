@@ -1,6 +1,6 @@
 """Carbon-intensity forecasts: what the grid will emit per kWh, from a CSV trace or a web API.
 
-Every source here is also an `IntensitySource` (workers.energy.carbon): `grams_per_kwh(at)` is the
+Every source here is also an `IntensitySource` (greenq.workers.energy.carbon): `grams_per_kwh(at)` is the
 value in force at `at`, and `forecast(start_s, end_s)` the points the source knows for a window.
 
 >>> trace = CsvTrace(Path("caiso_north_2023-06_5min.csv"))

@@ -1,1 +1,2 @@
-"""The model: its types and contracts (`types`), the Hugging Face runtime and its step decoder."""
+"""The model: its types (types.py), the runtime that runs it (runtime.py), step decoding for continuous
+batching (decoding.py), prompts, the bundled model and the `local:NAME` models built on this machine."""

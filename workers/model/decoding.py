@@ -1,7 +1,7 @@
 """Iteration-level decoding on a transformers causal LM: rows join and leave a running batch between steps.
 
-`StepDecoder` does the tensor work for `workers.serving.continuous`; it keeps no schedule of its own.
-A `RunningBatch` (`workers.model.types`) is the state of the rows decoding together: their KV
+`StepDecoder` does the tensor work for `greenq.workers.serving.continuous`; it keeps no schedule of its own.
+A `RunningBatch` (`greenq.workers.model.types`) is the state of the rows decoding together: their KV
 cache, attention mask, next positions and the logits for each row's next token. Rows are
 left-padded, as `HFRuntime.generate` pads them, and each row's positions count its own tokens
 only, so a row decodes the same tokens whatever joins or leaves around it (greedy outputs equal
@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from shared.policies import GenerationSettings
-from workers.model.types import Decoder, FinishReason, GenerationRequest, RunningBatch, left_pad
+from greenq.shared.policies import GenerationSettings
+from greenq.workers.model.types import Decoder, FinishReason, GenerationRequest, RunningBatch, left_pad
 
 
 class StepDecoder:

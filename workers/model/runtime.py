@@ -1,5 +1,5 @@
 """What touches the model: `HFRuntime`, a transformers causal LM behind the `ModelRuntime` contract
-(`workers.model.types`), with step decoding (`workers.model.decoding`) for continuous batching.
+(`greenq.workers.model.types`), with step decoding (`greenq.workers.model.decoding`) for continuous batching.
 
 torch and transformers are imported only inside `HFRuntime`, so the rest of greenq (and
 the launcher, which must not initialise CUDA) stays light.
@@ -12,12 +12,12 @@ import time
 from collections.abc import Sequence
 from typing import Any, cast
 
-from shared.errors import ModelLoadError
-from shared.policies import GenerationSettings
-from workers.model.decoding import StepDecoder
-from workers.model.text import RowText, finish_row
-from workers.model.types import Generation, GenerationRequest, ModelRuntime, TextHook, left_pad, trim_row
-from workers.prompts import Message, render_plain
+from greenq.shared.errors import ModelLoadError
+from greenq.shared.policies import GenerationSettings
+from greenq.workers.model.decoding import StepDecoder
+from greenq.workers.model.prompts import Message, render_plain
+from greenq.workers.model.text import RowText, finish_row
+from greenq.workers.model.types import Generation, GenerationRequest, ModelRuntime, TextHook, left_pad, trim_row
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from workers.model.types import FinishReason, Generation
+from greenq.workers.model.types import FinishReason, Generation
 
 
 class RowText:

@@ -1,7 +1,7 @@
 """What the serving loops and the model code share: requests, generations, padding, and the two contracts.
 
-The runtime (`workers.model.runtime`) and its step decoder (`workers.model.decoding`) implement these;
-the loops (`workers.serving`) drive them. Both sides import this module, never each other, as TGI keeps
+The runtime (`greenq.workers.model.runtime`) and its step decoder (`greenq.workers.model.decoding`) implement these;
+the loops (`greenq.workers.serving`) drive them. Both sides import this module, never each other, as TGI keeps
 `Batch` and `Generation` in its `models/types.py`. No torch here.
 
 A `ModelRuntime` generates for a whole batch at once; where its `step_decoder()` returns a `Decoder`,
@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from shared.policies import GenerationSettings
-from workers.prompts import Message
+from greenq.shared.policies import GenerationSettings
+from greenq.workers.model.prompts import Message
 
 FinishReason = Literal["stop", "length"]
 # Called once per decoding step with each row's new text ("" where a row has none this step).
@@ -51,7 +51,7 @@ class RunningBatch:
 
 
 class Decoder(Protocol):
-    """What continuous batching needs of a model: `StepDecoder`, or a wrapper of one (workers/chaos.py)."""
+    """What continuous batching needs of a model: `StepDecoder`, or a wrapper of one (workers/model/chaos.py)."""
 
     stop_ids: frozenset[int]
 

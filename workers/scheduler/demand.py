@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from workers.scheduler.planner import Expected
+from greenq.workers.scheduler.planner import Expected
 
 DAY_S = 86_400.0
 AROUND_S = 1_800.0  # yesterday's demand is read over the hour around the same time

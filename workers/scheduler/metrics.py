@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from shared import job_types
+from greenq.shared import job_types
 
 RELEASE_REASONS = ("planned", "deadline", "no_forecast")
 LATENESS_BUCKETS_S = (0.0, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)

@@ -11,16 +11,16 @@ from typing import Any
 from celery import Celery
 from prometheus_client import CollectorRegistry, start_http_server
 
-from shared import job_types, start_marks
-from shared.celery_app import make_celery, send_job, worker_statuses
-from shared.deferral import DeferredStore
-from shared.envelope import Envelope
-from shared.redis_client import redis_client
-from shared.settings import Settings
-from workers.energy.carbon import configured_intensity
-from workers.scheduler.capacity import Capacity
-from workers.scheduler.metrics import SchedulerMetrics
-from workers.scheduler.service import Scheduler
+from greenq.shared import job_types, start_marks
+from greenq.shared.celery_app import make_celery, send_job, worker_statuses
+from greenq.shared.deferral import DeferredStore
+from greenq.shared.envelope import Envelope
+from greenq.shared.redis_client import redis_client
+from greenq.shared.settings import Settings
+from greenq.workers.energy.carbon import configured_intensity
+from greenq.workers.scheduler.capacity import Capacity
+from greenq.workers.scheduler.metrics import SchedulerMetrics
+from greenq.workers.scheduler.service import Scheduler
 
 log = logging.getLogger(__name__)
 

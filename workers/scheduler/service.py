@@ -9,7 +9,7 @@ takes, and jobs whose lease was lost all the same (a scheduler paused past it) a
 took them. An instance killed between publishing a batch and confirming it leaves that batch under a
 lease that another instance takes back and publishes again (at least once, at most one batch twice).
 Before publishing, a job a worker has already received or finished is only confirmed, and workers
-compute a job id once (workers/tasks.py), so that second publish cannot run a job twice.
+compute a job id once (workers/edge/tasks.py), so that second publish cannot run a job twice.
 
 >>> scheduler = Scheduler(settings, DeferredStore(redis), source, publish, Capacity(...), metrics)
 >>> scheduler.tick()   # every GREENQ_SCHEDULER_TICK_S
@@ -23,15 +23,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from shared import job_types
-from shared.deferral import TAKE_CHUNK_JOBS, DeferredJob, DeferredStore, ReleaseHold
-from shared.envelope import Envelope
-from shared.settings import Settings
-from workers.energy.carbon import IntensitySource
-from workers.scheduler.capacity import Capacity
-from workers.scheduler.demand import AROUND_S, DAY_S, expected_arrivals, median_window
-from workers.scheduler.metrics import SchedulerMetrics
-from workers.scheduler.planner import Plan, Slot, plan_ahead, slots_from_forecast
+from greenq.shared import job_types
+from greenq.shared.deferral import TAKE_CHUNK_JOBS, DeferredJob, DeferredStore, ReleaseHold
+from greenq.shared.envelope import Envelope
+from greenq.shared.settings import Settings
+from greenq.workers.energy.carbon import IntensitySource
+from greenq.workers.scheduler.capacity import Capacity
+from greenq.workers.scheduler.demand import AROUND_S, DAY_S, expected_arrivals, median_window
+from greenq.workers.scheduler.metrics import SchedulerMetrics
+from greenq.workers.scheduler.planner import Plan, Slot, plan_ahead, slots_from_forecast
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The adaptive batch policy: hold a forming batch for the fewest joules per job its objective allows.
 
 Pure: it reads what the batcher knows about one forming batch (`Forming`), the arrival rate
-and the learned cost of each batch size (`workers.serving.cost_model`), and says when the
+and the learned cost of each batch size (`greenq.workers.serving.cost_model`), and says when the
 batch should close (`Closing`). For each size it could grow to, it asks two questions:
 
 * can it get there in time? The jobs still missing arrive at the observed rate (jobs already on
@@ -30,8 +30,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from workers.serving.batching import INCOMING_RECHECK_S, Closing
-from workers.serving.cost_model import BatchCostModel
+from greenq.workers.serving.batching import INCOMING_RECHECK_S, Closing
+from greenq.workers.serving.cost_model import BatchCostModel
 
 SAFETY = 0.8  # aim the oldest job at 80 % of its objective: room for the estimates' noise
 TIME_MARGIN = 1.25  # a batch's predicted seconds, padded by a quarter

@@ -1,10 +1,10 @@
 """The micro-batcher: one thread that turns waiting jobs into model calls, by the loop the mode asks for.
 
 Celery task threads `submit` a job and block on the returned future. The batch thread loads the
-runtimes, chooses its loop (`workers.serving.probe`: `static`, `continuous`, or `auto`) and serves:
-the static loop (`workers.serving.static`) runs one `generate` per batch, the continuous loop
-(`workers.serving.continuous`) one decoding step per iteration. Both stand on one core
-(`workers.serving.core`): the waiting queue, admission by `workers.serving.batching`, the size cap,
+runtimes, chooses its loop (`greenq.workers.serving.probe`: `static`, `continuous`, or `auto`) and serves:
+the static loop (`greenq.workers.serving.static`) runs one `generate` per batch, the continuous loop
+(`greenq.workers.serving.continuous`) one decoding step per iteration. Both stand on one core
+(`greenq.workers.serving.core`): the waiting queue, admission by `greenq.workers.serving.batching`, the size cap,
 energy metering, failure triage, the breaker and the observers' dispatcher.
 
 In continuous mode nothing is held open, so the adaptive policy does not apply: a job type whose
@@ -25,20 +25,20 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from shared.errors import GreenqError
-from shared.job_types import JobType
-from shared.policies import BatchPolicy
-from workers.energy.accountant import EnergyAccountant
-from workers.model.types import GenerationRequest, ModelRuntime
-from workers.serving.closing import Backlog, ClosingPolicy
-from workers.serving.continuous import ContinuousLoop
-from workers.serving.core import ServingCore
-from workers.serving.metering import Metering
-from workers.serving.observers import BatchObserver, Observers
-from workers.serving.outcomes import BatchOutcome, JobExpiredInBatcher, LeaseCheck, LeaseLost, Requeue
-from workers.serving.probe import LoopMode, RuntimeMode, choose_mode
-from workers.serving.size_cap import SizeCap
-from workers.serving.static import StaticLoop
+from greenq.shared.errors import GreenqError
+from greenq.shared.job_types import JobType
+from greenq.shared.policies import BatchPolicy
+from greenq.workers.energy.accountant import EnergyAccountant
+from greenq.workers.model.types import GenerationRequest, ModelRuntime
+from greenq.workers.serving.closing import Backlog, ClosingPolicy
+from greenq.workers.serving.continuous import ContinuousLoop
+from greenq.workers.serving.core import ServingCore
+from greenq.workers.serving.metering import Metering
+from greenq.workers.serving.observers import BatchObserver, Observers
+from greenq.workers.serving.outcomes import BatchOutcome, JobExpiredInBatcher, LeaseCheck, LeaseLost, Requeue
+from greenq.workers.serving.probe import LoopMode, RuntimeMode, choose_mode
+from greenq.workers.serving.size_cap import SizeCap
+from greenq.workers.serving.static import StaticLoop
 
 log = logging.getLogger(__name__)
 __all__ = ["BatchOutcome", "Batcher", "JobExpiredInBatcher", "LeaseLost", "PolicyRefused", "Requeue"]

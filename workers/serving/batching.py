@@ -24,8 +24,8 @@ import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from shared.job_types import JobType
-from shared.policies import BACKLOG_GRACE_S, BatchPolicy
+from greenq.shared.job_types import JobType
+from greenq.shared.policies import BACKLOG_GRACE_S, BatchPolicy
 
 INCOMING_RECHECK_S = 0.02  # while a batch waits for jobs already on their way, look again this often
 

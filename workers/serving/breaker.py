@@ -6,7 +6,7 @@ same process cannot help, and bisecting the batch would fail each of its jobs al
 every job after them. So one fault is enough: the batcher hands back every job it holds,
 the faulting batch's included, and the worker exits with `DEVICE_FAULT_EXIT_CODE` for the
 launcher to start it afresh. Memory exhaustion is not a device fault: the batcher splits
-such batches (`workers.serving.triage`).
+such batches (`greenq.workers.serving.triage`).
 
 >>> is_device_fault(RuntimeError("CUDA error: an illegal memory access was encountered"))
 True

@@ -1,7 +1,7 @@
 """When a forming static batch closes: the fixed rule, or the adaptive plan from what this worker learned.
 
-The adaptive policy (`workers.serving.adaptive`) needs three things the batch thread observes: each
-job type's arrival rate, the learned cost of each batch size (`workers.serving.cost_model`), and the
+The adaptive policy (`greenq.workers.serving.adaptive`) needs three things the batch thread observes: each
+job type's arrival rate, the learned cost of each batch size (`greenq.workers.serving.cost_model`), and the
 jobs already on their way (announced to this worker, or takeable from the broker's backlog). This
 module keeps them and turns them into the `ClosingRule` that `batching.select_batch` applies.
 
@@ -16,12 +16,12 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from shared.job_types import JobType
-from shared.policies import BatchPolicy
-from workers.serving.adaptive import Forming, plan
-from workers.serving.arrival_rate import ArrivalRate
-from workers.serving.batching import Closing, ClosingRule, PendingJob, fixed_closing
-from workers.serving.cost_model import BatchCostModel
+from greenq.shared.job_types import JobType
+from greenq.shared.policies import BatchPolicy
+from greenq.workers.serving.adaptive import Forming, plan
+from greenq.workers.serving.arrival_rate import ArrivalRate
+from greenq.workers.serving.batching import Closing, ClosingRule, PendingJob, fixed_closing
+from greenq.workers.serving.cost_model import BatchCostModel
 
 Backlog = Callable[[], Mapping[JobType, int]]  # jobs of each type waiting in the broker this worker could take
 

@@ -11,12 +11,12 @@ Each iteration is a decision, then its effects (vLLM's `schedule()` / `update_fr
 * the joining rows are prefilled in one forward and merged into the running batch; then every row
   takes its next token, finished rows leave (their futures resolve at once), one forward steps the rest.
 
-Energy is measured around every forward (`workers.serving.metering`) and split among the rows in it by
+Energy is measured around every forward (`greenq.workers.serving.metering`) and split among the rows in it by
 the tokens each processed (a prefill: its whole sequence; a step: one each), so each job's share is the
-sum of its forwards' shares. A forward that raises is triaged (`workers.serving.triage`): a device fault
+sum of its forwards' shares. A forward that raises is triaged (`greenq.workers.serving.triage`): a device fault
 trips the breaker; out of memory lowers the cap to one row fewer than the forward held and sends its
 rows to wait, to resume within the cap (vLLM does the same); anything else runs the rows as `generate`
-batches split until the failing job stands alone (`workers.serving.generate`).
+batches split until the failing job stands alone (`greenq.workers.serving.generate`).
 
 Nothing is held open here (a job joins at the next step), so the adaptive policy does not apply: the
 batcher runs every job type by the fixed rule in this mode and refuses `mode=adaptive`.
@@ -27,17 +27,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from workers.energy.accountant import EnergyShare
-from workers.model.decoding import take_token
-from workers.model.text import RowText, finish_row
-from workers.model.types import Decoder, FinishReason, RunningBatch
-from workers.serving.batching import PendingJob, admit
-from workers.serving.core import ServingCore
-from workers.serving.generate import run_batch
-from workers.serving.metering import Reading, sum_shares
-from workers.serving.outcomes import BatchOutcome
-from workers.serving.queue import Waiting
-from workers.serving.triage import triage
+from greenq.workers.energy.accountant import EnergyShare
+from greenq.workers.model.decoding import take_token
+from greenq.workers.model.text import RowText, finish_row
+from greenq.workers.model.types import Decoder, FinishReason, RunningBatch
+from greenq.workers.serving.batching import PendingJob, admit
+from greenq.workers.serving.core import ServingCore
+from greenq.workers.serving.generate import run_batch
+from greenq.workers.serving.metering import Reading, sum_shares
+from greenq.workers.serving.outcomes import BatchOutcome
+from greenq.workers.serving.queue import Waiting
+from greenq.workers.serving.triage import triage
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """What both serving loops stand on: the waiting queue, the policies and their cap, energy metering, the
 observers, the breaker and the lease check at batch entry.
 
-A loop (`workers.serving.static`, `workers.serving.continuous`) decides with the pure functions of
-`workers.serving.batching` and applies their effects through this core; neither loop reaches into
-the other. The `Batcher` (`workers.serving.batcher`) builds the core and the loop the mode asks for.
+A loop (`greenq.workers.serving.static`, `greenq.workers.serving.continuous`) decides with the pure functions of
+`greenq.workers.serving.batching` and applies their effects through this core; neither loop reaches into
+the other. The `Batcher` (`greenq.workers.serving.batcher`) builds the core and the loop the mode asks for.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
-from shared.job_types import JobType
-from shared.policies import BatchPolicy
-from workers.model.types import ModelRuntime
-from workers.serving.batching import capped
-from workers.serving.closing import ClosingPolicy
-from workers.serving.metering import Metering
-from workers.serving.observers import Observers
-from workers.serving.outcomes import LeaseCheck, LeaseLost, Requeue
-from workers.serving.queue import Waiting, WaitingQueue
-from workers.serving.size_cap import SizeCap
+from greenq.shared.job_types import JobType
+from greenq.shared.policies import BatchPolicy
+from greenq.workers.model.types import ModelRuntime
+from greenq.workers.serving.batching import capped
+from greenq.workers.serving.closing import ClosingPolicy
+from greenq.workers.serving.metering import Metering
+from greenq.workers.serving.observers import Observers
+from greenq.workers.serving.outcomes import LeaseCheck, LeaseLost, Requeue
+from greenq.workers.serving.queue import Waiting, WaitingQueue
+from greenq.workers.serving.size_cap import SizeCap
 
 log = logging.getLogger(__name__)
 

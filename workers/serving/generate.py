@@ -1,4 +1,4 @@
-"""One `generate` call over a batch, split until the bad job stands alone (`workers.serving.triage`).
+"""One `generate` call over a batch, split until the bad job stands alone (`greenq.workers.serving.triage`).
 
 The static loop runs every batch this way; the continuous loop hands it the rows of a forward that
 failed for a reason of its own (not the device, not memory). A device fault trips the breaker: its
@@ -12,13 +12,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from workers.energy.accountant import EnergyShare
-from workers.model.types import TextHook
-from workers.serving.core import ServingCore, hand_back
-from workers.serving.observers import BatchCost
-from workers.serving.outcomes import BatchOutcome
-from workers.serving.queue import Waiting
-from workers.serving.triage import triage
+from greenq.workers.energy.accountant import EnergyShare
+from greenq.workers.model.types import TextHook
+from greenq.workers.serving.core import ServingCore, hand_back
+from greenq.workers.serving.observers import BatchCost
+from greenq.workers.serving.outcomes import BatchOutcome
+from greenq.workers.serving.queue import Waiting
+from greenq.workers.serving.triage import triage
 
 log = logging.getLogger(__name__)
 

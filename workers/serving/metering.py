@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from workers.energy.accountant import EnergyAccountant, EnergyShare
+from greenq.workers.energy.accountant import EnergyAccountant, EnergyShare
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -56,7 +56,7 @@ class BatchObserver(Protocol):
         """A batch ran out of memory: max batch size lowered to `size_cap` for a while; the batch is split."""
 
     def on_device_fault(self, exc: BaseException) -> None:
-        """The device failed (`workers.serving.breaker`): the batcher runs nothing more and hands every job back."""
+        """The device failed (`breaker.py`): the batcher runs nothing more and hands every job back."""
 
 
 class Observers:

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 
-from shared.errors import GreenqError
-from workers.energy.accountant import EnergyShare
-from workers.model.types import Generation
+from greenq.shared.errors import GreenqError
+from greenq.workers.energy.accountant import EnergyShare
+from greenq.workers.model.types import Generation
 
 
 class JobExpiredInBatcher(GreenqError):

@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
-from shared.policies import GenerationSettings
-from workers.model.decoding import take_token
-from workers.model.types import Decoder, FinishReason, Generation, GenerationRequest, ModelRuntime
+from greenq.shared.policies import GenerationSettings
+from greenq.workers.model.decoding import take_token
+from greenq.workers.model.types import Decoder, FinishReason, Generation, GenerationRequest, ModelRuntime
 
 log = logging.getLogger(__name__)
 RuntimeMode = Literal["static", "continuous", "auto"]

@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from shared.job_types import JobType
-from workers.model.types import GenerationRequest
-from workers.serving.batching import PendingJob, split_expired
-from workers.serving.outcomes import BatchOutcome, JobExpiredInBatcher, Requeue
+from greenq.shared.job_types import JobType
+from greenq.workers.model.types import GenerationRequest
+from greenq.workers.serving.batching import PendingJob, split_expired
+from greenq.workers.serving.outcomes import BatchOutcome, JobExpiredInBatcher, Requeue
 
 EXPECT_TTL_S = 10.0  # an announced job that has not arrived by then is no longer waited for
 

@@ -1,6 +1,6 @@
 """The static loop: jobs form batches by `batching.select_batch` (closed by the fixed rule or the adaptive
-plan, `workers.serving.closing`), and each batch runs to its end in one `generate` before the next starts
-(`workers.serving.generate`).
+plan, `greenq.workers.serving.closing`), and each batch runs to its end in one `generate` before the next starts
+(`greenq.workers.serving.generate`).
 """
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 import math
 
-from workers.serving.batching import next_wakeup, select_batch
-from workers.serving.core import ServingCore
-from workers.serving.generate import Closed, run_batch
-from workers.serving.queue import Waiting
+from greenq.workers.serving.batching import next_wakeup, select_batch
+from greenq.workers.serving.core import ServingCore
+from greenq.workers.serving.generate import Closed, run_batch
+from greenq.workers.serving.queue import Waiting
 
 log = logging.getLogger(__name__)
 

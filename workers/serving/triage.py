@@ -1,9 +1,9 @@
 """What a failed model call means, decided in one place for both loops.
 
-A device fault (`workers.serving.breaker`) trips the breaker: every job goes back to the queue and
+A device fault (`greenq.workers.serving.breaker`) trips the breaker: every job goes back to the queue and
 the worker restarts. Otherwise the call's jobs are split until the one that fails stands alone, so
 one bad job never fails the jobs that would have succeeded without it; out of memory also lowers
-the size cap (`workers.serving.size_cap`) before the split.
+the size cap (`greenq.workers.serving.size_cap`) before the split.
 
 >>> triage(RuntimeError("CUDA error: an illegal memory access was encountered"), rows=8).action
 'trip'
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from workers.serving.breaker import is_device_fault
+from greenq.workers.serving.breaker import is_device_fault
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -6,9 +6,9 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-from workers.energy.meters import EnergyMeter
-from workers.energy.meters.estimate import CpuTimeEstimateMeter
-from workers.energy.meters.rapl import RaplMeter
+from greenq.workers.energy.meters import EnergyMeter
+from greenq.workers.energy.meters.estimate import CpuTimeEstimateMeter
+from greenq.workers.energy.meters.rapl import RaplMeter
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ def detect_meter(
     """The configured meter; with "auto", the best one that works here."""
     if choice in ("auto", "nvml") and (on_gpu or choice == "nvml"):
         try:
-            from workers.energy.meters.nvml import NvmlMeter
+            from greenq.workers.energy.meters.nvml import NvmlMeter
 
             return NvmlMeter(0)  # the worker sees only its own GPU, as index 0
         except Exception as exc:  # ImportError, NVMLError, no driver

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from workers.energy.meters import Component, Source
+from greenq.workers.energy.meters import Component, Source
 
 
 class CpuTimeEstimateMeter:

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any
 
-from workers.energy.meters import Component, Source
+from greenq.workers.energy.meters import Component, Source
 
 
 class NvmlMeter:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from workers.energy.meters import Component, Source
+from greenq.workers.energy.meters import Component, Source
 
 DEFAULT_ROOT = Path("/sys/class/powercap")
 
