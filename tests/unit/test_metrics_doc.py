@@ -56,15 +56,9 @@ def exported_names() -> set[str]:
     return worker | gpu | exporter | gateway | scheduler
 
 
-# Exported, with their README row written and waiting for the README's owner (issue 21): remove each
-# name here once its row is in the table (the test then fails if it is here and documented both).
-ROW_PENDING = {"greenq_observer_errors_total"}
-
-
 def test_readme_metrics_match_the_code() -> None:
     documented = set(re.findall(r"^\| `(greenq_[a-z0-9_]+)`", README.read_text(), flags=re.M))
-    assert not documented & ROW_PENDING, "documented now: remove it from ROW_PENDING"
-    assert documented | ROW_PENDING == exported_names()
+    assert documented == exported_names()
 
 
 def test_names_carry_units_and_counters_end_in_total() -> None:
