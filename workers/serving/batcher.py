@@ -32,7 +32,7 @@ from greenq.workers.energy.accountant import EnergyAccountant
 from greenq.workers.model.types import GenerationRequest, ModelRuntime
 from greenq.workers.serving.closing import Backlog, ClosingPolicy
 from greenq.workers.serving.continuous import ContinuousLoop
-from greenq.workers.serving.core import ServingCore
+from greenq.workers.serving.core import Loop, ServingCore
 from greenq.workers.serving.metering import Metering
 from greenq.workers.serving.observers import BatchObserver, Observers
 from greenq.workers.serving.outcomes import BatchOutcome, JobExpiredInBatcher, LeaseCheck, LeaseLost, Requeue
@@ -184,12 +184,12 @@ class Batcher:
             return
         finally:
             self._loaded.set()
-        loop = ContinuousLoop(core) if self.mode == "continuous" else StaticLoop(core)
+        loop: Loop = ContinuousLoop(core) if self.mode == "continuous" else StaticLoop(core)
         try:
             loop.serve()
-        except BaseException:  # a bug in a loop: never leave the waiting jobs' task threads blocked
-            log.exception("the %s loop failed; the waiting jobs go back to the queue", self.mode)
-            core.queue.drain()
+        except BaseException as exc:  # a bug in a loop: never leave a task thread waiting on a dead batcher
+            log.exception("the %s loop failed", self.mode)
+            core.trip(exc, loop.held(), cause=f"the {self.mode} loop failed")
             raise
 
     def _fix_adaptive(self) -> None:

@@ -65,13 +65,20 @@ class ContinuousLoop:
         self._batch: RunningBatch | None = None
         self._rows: list[_Row] = []
         self._preempted: list[_Row] = []
+        self._joining: list[_Row] = []  # taken by admission, not yet in the running batch
+
+    def held(self) -> list[Waiting]:
+        rows = (*self._rows, *self._preempted, *self._joining)
+        return [row.item for row in rows if not row.item.future.done()]
 
     def serve(self) -> None:
         """Decode until the queue is stopping and no job is left, waiting or running."""
         while (joining := self._admit()) is not None:
+            self._joining = joining
             joining = self._still_leased(joining)
             if joining:
                 self._join(joining)
+            self._joining = []
             if self._rows:
                 self._advance()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 from greenq.shared.job_types import JobType
 from greenq.shared.policies import BatchPolicy
@@ -84,18 +85,30 @@ class ServingCore:
                 item.future.set_exception(LeaseLost("the job's lease was lost before its batch started"))
         return [item for item in items if item.job_id not in lost]
 
-    def trip(self, exc: BaseException, items: Sequence[Waiting]) -> None:
-        """The device is sick: take no more jobs, hand back these jobs and every waiting one, tell the worker."""
+    def trip(self, exc: BaseException, items: Sequence[Waiting], cause: str = "device fault") -> None:
+        """The device (or the loop itself) failed: take no more jobs, hand back these jobs and every waiting
+        one, tell the worker (it restarts)."""
         self.device_fault = exc
         self.observers.on_device_fault(exc)  # first: whoever waits on a handed-back job sees the trip
         waiting = self.queue.drain()
         hand_back(items)
         log.error(
-            "device fault in a batch of %d (%s): %d jobs handed back to the queue; this worker must restart",
+            "%s holding %d jobs (%s): %d jobs handed back to the queue; this worker must restart",
+            cause,
             len(items),
             exc,
             len(items) + waiting,
         )
+
+
+class Loop(Protocol):
+    """What the batcher runs on its thread: the static or the continuous loop, siblings over one core."""
+
+    def serve(self) -> None:
+        """Run jobs from the core's queue until it is stopping and nothing is left."""
+
+    def held(self) -> list[Waiting]:
+        """The jobs this loop has taken from the queue and not yet resolved (handed back if it fails)."""
 
 
 def hand_back(items: Sequence[Waiting]) -> None:

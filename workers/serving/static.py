@@ -19,12 +19,17 @@ log = logging.getLogger(__name__)
 class StaticLoop:
     def __init__(self, core: ServingCore) -> None:
         self._core = core
+        self._batch: list[Waiting] = []  # the batch taken from the queue and not yet resolved
+
+    def held(self) -> list[Waiting]:
+        return [item for item in self._batch if not item.future.done()]
 
     def serve(self) -> None:
         """Run batches until the queue is stopping and empty."""
         core = self._core
         while (batch := self._next_batch()) is not None:
             items, closed = batch
+            self._batch = items
             items = core.still_leased(items)
             if not items:
                 continue
@@ -35,6 +40,7 @@ class StaticLoop:
                     if not item.future.done():
                         item.future.set_exception(exc)
                 log.exception("batcher error")
+            self._batch = []
 
     def _next_batch(self) -> tuple[list[Waiting], Closed] | None:
         """Block until a batch is ready; None once stopping with nothing left."""

@@ -50,7 +50,7 @@ from greenq.workers.scheduler.service import Scheduler
 SLOT_S = 300.0  # one trace step, one scheduler slot, one tick
 STEPS_PER_DAY = int(86_400 / SLOT_S)
 # The team's trace beside the checkout: <repo>/../shared/data/carbon/.
-DEFAULT_TRACE = Path(__file__).resolve().parents[3] / "shared" / "data" / "carbon" / "caiso_north_2023-06_5min.csv"
+DEFAULT_TRACE = Path(__file__).resolve().parents[4] / "shared" / "data" / "carbon" / "caiso_north_2023-06_5min.csv"
 FORECASTS = ("perfect", "noisy")
 TICK_OFFSETS_S = (1.0, 2.0)  # the two schedulers tick 1 s and 2 s into each step, after its arrivals
 
