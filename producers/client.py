@@ -1,6 +1,6 @@
 """The Python client: submit jobs, wait for results, stream thousands of them.
 
->>> from producers import Client
+>>> from greenq.producers import Client
 >>> client = Client()                      # settings from GREENQ_* variables
 >>> job_id = client.submit("reply", {"customer_message": "Where is my parcel?"})
 >>> client.result(job_id, timeout_s=60).text
