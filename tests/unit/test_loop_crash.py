@@ -4,7 +4,9 @@ thread waits forever on a job that nothing will compute (review finding on issue
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Sequence
 
 import pytest
 
@@ -12,6 +14,7 @@ from greenq.shared import job_types
 from greenq.shared.policies import BatchPolicy, GenerationSettings
 from greenq.workers.model.types import GenerationRequest, RunningBatch
 from greenq.workers.serving.batcher import Batcher, Requeue
+from greenq.workers.serving.observers import BaseObserver
 from tests.fake_runtime import EchoDecoder, EchoRuntime
 
 GEN = GenerationSettings(max_new_tokens=40, min_new_tokens=40)
@@ -41,5 +44,45 @@ def test_a_continuous_loop_that_fails_hands_back_its_running_rows(monkeypatch: p
         assert batcher.device_fault is not None  # the worker is told to restart rather than bounce every job
         with pytest.raises(Requeue):
             batcher.submit("later", "reply", "echo", GenerationRequest(tuple(b"third"), 4, GEN), 5)
+    finally:
+        batcher.stop(timeout_s=10)
+
+
+def test_an_auto_worker_still_loading_takes_an_adaptive_policy_and_keeps_it_when_static_wins() -> None:
+    release = threading.Event()
+    runtime = EchoRuntime()  # no step decoder: auto chooses static
+
+    def load() -> dict[str, EchoRuntime]:
+        release.wait(10)
+        return {"echo": runtime}
+
+    batcher = Batcher({}, POLICIES, mode="auto")
+    batcher.start(load)  # type: ignore[arg-type]
+    try:
+        adaptive = POLICIES["reply"].model_copy(update={"mode": "adaptive"})
+        batcher.set_policy("reply", adaptive)  # while loading: which loop runs is not known yet
+        release.set()
+        batcher.wait_ready(10)
+        assert batcher.mode == "static"
+        assert batcher.policies()["reply"].mode == "adaptive"
+    finally:
+        release.set()
+        batcher.stop(timeout_s=10)
+
+
+def test_an_error_counter_that_raises_does_not_fail_the_batch() -> None:
+    class Raises(BaseObserver):
+        def before_batch(self, model: str, job_ids: Sequence[str]) -> None:
+            raise RuntimeError("observer bug")
+
+    def counter(observer: str, moment: str) -> None:
+        raise RuntimeError("metrics bug")
+
+    batcher = Batcher({"echo": EchoRuntime()}, POLICIES, observers=[Raises()], on_observer_error=counter)
+    batcher.start()
+    batcher.wait_ready(10)
+    try:
+        outcome = batcher.submit("j", "reply", "echo", GenerationRequest(tuple(b"hello"), 4, GEN), 5).result(10)
+        assert outcome.generation.generated_tokens > 0
     finally:
         batcher.stop(timeout_s=10)

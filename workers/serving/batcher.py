@@ -78,7 +78,9 @@ class Batcher:
             lease_check,
         )
         self.requested_mode: RuntimeMode = mode
-        self.mode: LoopMode = "static" if mode == "static" else "continuous"  # what runs, once ready
+        # What runs, once ready. While an auto worker loads, static (the probe decides; a continuous
+        # choice then turns adaptive policies fixed, so one set meanwhile is not lost, only converted).
+        self.mode: LoopMode = "continuous" if mode == "continuous" else "static"
         self._thread = threading.Thread(target=self._run, name="greenq-batcher", daemon=True)
         self._load: Callable[[], Mapping[str, ModelRuntime]] | None = None
         self._loaded = threading.Event()

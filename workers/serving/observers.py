@@ -77,8 +77,15 @@ class Observers:
             except Exception:
                 name = type(observer).__name__
                 log.exception("observer %s raised in %s; the batch goes on", name, moment)
-                if self._on_error is not None:
-                    self._on_error(name, moment)
+                self._count(name, moment)
+
+    def _count(self, name: str, moment: str) -> None:
+        if self._on_error is None:
+            return
+        try:
+            self._on_error(name, moment)
+        except Exception:  # counting the error is not the batch's work either
+            log.exception("counting observer %s's error in %s failed", name, moment)
 
     def before_batch(self, model: str, job_ids: Sequence[str]) -> None:
         self._each("before_batch", lambda o: o.before_batch(model, job_ids))
